@@ -1,0 +1,3 @@
+from storeflow.cli import main
+
+main()

@@ -1,0 +1,101 @@
+"""Which database to use, and connections to it.
+
+`DATABASE_URL` when set; otherwise the embedded server. Callers get a
+`Database` (URL + lazily created pool); query code receives connections from its
+caller and never opens its own.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from storeflow.errors import UnavailableError
+
+if TYPE_CHECKING:
+    from psycopg_pool import ConnectionPool
+
+    from storeflow.settings import Settings
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced by ``***``."""
+    url = re.sub(r"(?i)(\w+://[^/\s:@]+:)[^@\s/]+@", r"\1***@", url)
+    return re.sub(r"(?i)(password=)[^&\s]+", r"\1***", url)
+
+
+def resolve_url(settings: Settings) -> tuple[str, str]:
+    """(url, kind) where kind is ``DATABASE_URL`` or ``embedded``."""
+    if settings.DATABASE_URL is not None and settings.DATABASE_URL.get_secret_value():
+        return settings.DATABASE_URL.get_secret_value(), "DATABASE_URL"
+    from storeflow.db.embedded import start_embedded
+
+    return start_embedded(settings.home), "embedded"
+
+
+def connect(url: str, timeout: float = 10.0, **kwargs: Any) -> psycopg.Connection[Any]:
+    """One connection, failing with an operator message (no traceback) within ``timeout``."""
+    try:
+        return psycopg.connect(url, connect_timeout=max(1, int(timeout)), **kwargs)
+    except psycopg.OperationalError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UnavailableError(f"cannot reach the database at {mask_url(url)}: {first}") from exc
+
+
+@dataclass
+class Database:
+    """The database in use: its URL, how it was chosen, and a pool made on first use."""
+
+    url: str
+    kind: str = "DATABASE_URL"
+    timeout: float = 10.0
+    _pool: ConnectionPool | None = field(default=None, repr=False)
+
+    def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
+        return connect(self.url, self.timeout, **kwargs)
+
+    @property
+    def pool(self) -> ConnectionPool:
+        if self._pool is None:
+            from psycopg_pool import ConnectionPool
+
+            self._pool = ConnectionPool(
+                self.url,
+                min_size=1,
+                max_size=10,
+                kwargs={"row_factory": dict_row},
+                timeout=self.timeout,
+                open=True,
+                name="storeflow",
+            )
+        return self._pool
+
+    @contextmanager
+    def transaction(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection inside one transaction (commit on success)."""
+        with self.pool.connection() as conn, conn.transaction():
+            yield conn
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+
+def open_database(settings: Settings, migrate: bool = True) -> Database:
+    """Resolve, check reachability within REQUEST_TIMEOUT_SECONDS, and migrate."""
+    url, kind = resolve_url(settings)
+    db = Database(url=url, kind=kind, timeout=settings.REQUEST_TIMEOUT_SECONDS)
+    with db.connect() as conn:
+        conn.execute("SELECT 1")
+    if migrate:
+        from storeflow.db.migrate import migrate as run_migrations
+
+        run_migrations(db)
+    return db

@@ -1,0 +1,94 @@
+"""`storeflow doctor`: one line per check, with how to fix what fails."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from storeflow.browser import SessionVault, find_browser, launch_options
+from storeflow.errors import StoreflowError
+
+if TYPE_CHECKING:
+    from storeflow.context import AppContext
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: Literal["ok", "warn", "fail"]
+    detail: str
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "missing"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min old"
+    if seconds < 86400 * 2:
+        return f"{seconds / 3600:.1f} h old"
+    return f"{seconds / 86400:.0f} days old"
+
+
+async def _launch_probe(path: str) -> None:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(**launch_options(path, True).as_kwargs())
+        page = await browser.new_page()
+        await page.set_content("<title>ok</title>")
+        await browser.close()
+
+
+def run_checks(ctx: AppContext) -> list[Check]:
+    checks: list[Check] = []
+    try:
+        settings = ctx.settings
+        where = str(settings.config_path) if settings.config_path else "no TOML file (defaults)"
+        checks.append(Check("config", "ok", f"valid ({where})"))
+    except StoreflowError as exc:
+        return [Check("config", "fail", str(exc))]
+
+    try:
+        db = ctx.database()
+        checks.append(Check("database", "ok", f"reachable and migrated ({db.kind})"))
+    except StoreflowError as exc:
+        checks.append(Check("database", "fail", f"{exc} — set DATABASE_URL or unset it to use the embedded one"))
+
+    try:
+        path = find_browser(settings.STOREFLOW_BROWSER)
+        try:
+            asyncio.run(asyncio.wait_for(_launch_probe(path), 60))
+            checks.append(Check("browser", "ok", f"{path} launches"))
+        except Exception as exc:
+            checks.append(Check("browser", "fail", f"{path} found but does not launch: {exc}"))
+    except StoreflowError as exc:
+        checks.append(Check("browser", "fail", str(exc)))
+
+    vault, key = SessionVault(settings.SESSION_FILE.parent), settings.SESSION_FILE.stem
+    hallmark_age = vault.age_seconds(key)
+    checks.append(
+        Check(
+            "session hallmark",
+            "ok" if hallmark_age is not None else "warn",
+            f"{settings.SESSION_FILE}: {_age(hallmark_age)}"
+            + ("" if hallmark_age is not None else " (the next run logs in with MFA)"),
+        )
+    )
+    profiles = SessionVault(settings.config.crm.profiles_dir)
+    for store in settings.config.crm.stores:
+        age = profiles.age_seconds(store.key)
+        hint = "" if age is not None else f" — run `crm_download bootstrap --crm {store.crm} --store {store.code}`"
+        checks.append(
+            Check(
+                f"session {store.key}",
+                "ok" if age is not None else "warn",
+                f"{profiles.path(store.key)}: {_age(age)}{hint}",
+            )
+        )
+        missing = [n for n in (store.username_env, store.password_env) if not settings.env_value(n)]
+        if missing:
+            checks.append(
+                Check(f"credentials {store.key}", "fail", f"set {', '.join(missing)} in the environment or .env")
+            )
+    return checks

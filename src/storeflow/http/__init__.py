@@ -1,0 +1,1 @@
+"""Polite HTTP: pure policy (`policy`) and the throttle that applies it (`throttle`)."""

@@ -1,0 +1,1 @@
+"""Faithful simulators of every external system (a product feature: demo, tests, benchmarks)."""

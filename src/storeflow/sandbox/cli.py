@@ -1,0 +1,61 @@
+"""`storeflow sandbox ...`: run the simulators."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from storeflow.context import get_context
+from storeflow.sandbox.host import SandboxHost, parse_only
+from storeflow.sandbox.registry import SIMULATORS
+from storeflow.sandbox.shopify import app as shopify_app
+
+app = typer.Typer(
+    help="Simulators of every external system (Hallmark, TumbleDry, UClean, Hipoink, Shopify).",
+    no_args_is_help=True,
+)
+app.add_typer(shopify_app, name="shopify")
+
+
+@app.command("up")
+def up(
+    ctx: typer.Context,
+    only: Annotated[
+        str | None,
+        typer.Option(help=f"Comma-separated simulators to run (default all: {','.join(SIMULATORS)})."),
+    ] = None,
+    port_base: Annotated[
+        int, typer.Option(help="First port; simulators take consecutive ports (0 = any free ports).")
+    ] = 18000,
+    seed: Annotated[int, typer.Option(help="Seed of the deterministic data.")] = 0,
+    write_config: Annotated[
+        Path | None,
+        typer.Option(help="Write a storeflow TOML here (and a .env beside it) pointing every client at the sandbox."),
+    ] = None,
+) -> None:
+    """Run simulators on 127.0.0.1 until SIGINT/SIGTERM; print {name: base_url} as one JSON line when ready."""
+    _ = get_context(ctx).settings  # logging set up, config validated
+    host = SandboxHost(parse_only(only, SIMULATORS), port_base=port_base, seed=seed)
+    host.bind()
+    if write_config is not None:
+        host.write_config(write_config)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, host.request_stop)
+        serving = asyncio.ensure_future(host.serve())
+        while not host._ready.is_set() and not serving.done():
+            await asyncio.sleep(0.01)
+        if not serving.done():
+            typer.echo(json.dumps(host.urls), nl=True)
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
+
+    asyncio.run(main())

@@ -1,0 +1,1 @@
+"""The one ASGI app: ESL webhooks + API, dashboard, metrics."""

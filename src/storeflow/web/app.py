@@ -1,0 +1,54 @@
+"""The ASGI app served by `storeflow serve` (and `storeflow esl serve`).
+
+Pipelines contribute routers listed in `ROUTERS` ("module:attribute"); each
+router reads ``request.app.state.settings`` and ``request.app.state.db``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, FastAPI
+
+from storeflow import __version__
+
+if TYPE_CHECKING:
+    from storeflow.db.connect import Database
+    from storeflow.settings import Settings
+
+ROUTERS: list[str] = [
+    "storeflow.esl.api:router",
+    "storeflow.dashboard.routes:router",
+]
+
+
+def _load(spec: str) -> APIRouter | None:
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            return None
+        raise
+    router: APIRouter | None = getattr(module, attr, None)
+    return router
+
+
+def create_app(settings: Settings, db: Database, bound_host: str = "127.0.0.1") -> FastAPI:
+    app = FastAPI(title="storeflow", version=__version__, docs_url="/docs")
+    app.state.settings = settings
+    app.state.db = db
+    app.state.bound_host = bound_host
+    for spec in ROUTERS:
+        router = _load(spec)
+        if router is not None:
+            app.include_router(router)
+
+    if not any(getattr(r, "path", None) == "/health" for r in app.routes):
+
+        @app.get("/health")
+        def health() -> dict[str, Any]:
+            return {"status": "ok", "version": __version__}
+
+    return app
