@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -194,8 +193,13 @@ def serve(
 # ---------------------------------------------------------------- entry points
 
 
+def _sigterm(signum: int, frame: object) -> None:
+    # cron/systemd stop a run with SIGTERM: unwind like Ctrl-C so checkpoints and audits are written
+    raise KeyboardInterrupt
+
+
 def _run(typer_app: typer.Typer, args: list[str] | None = None) -> None:
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _sigterm)
     try:
         typer_app(args=args, prog_name=None)
     except StoreflowError as exc:
@@ -226,7 +230,3 @@ for _group in crm_app.registered_groups:
 
 def crm_main() -> None:
     _run(crm_download_app)
-
-
-def echo_json(data: Any) -> None:
-    typer.echo(json.dumps(data, default=str))
