@@ -56,6 +56,7 @@ def root(
     ] = False,
 ) -> None:
     ctx.obj = AppContext(config_path=config, log_level=log_level)
+    ctx.call_on_close(ctx.obj.close)
 
 
 # ---------------------------------------------------------------- db
