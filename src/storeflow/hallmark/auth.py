@@ -140,7 +140,10 @@ class MfaSource:
             import pyotp
 
             secret = self.settings.MFA_TOTP_SECRET.get_secret_value() if self.settings.MFA_TOTP_SECRET else ""
-            value: str = pyotp.TOTP(secret.replace(" ", "")).now()
+            try:
+                value: str = pyotp.TOTP(secret.replace(" ", "")).now()
+            except ValueError as exc:
+                raise ConfigError(f"MFA_TOTP_SECRET is not a usable base32 TOTP secret: {exc}") from None
         elif self.method == "webhook":
             value = await self._wait_for_webhook()
         else:

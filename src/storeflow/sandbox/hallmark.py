@@ -148,7 +148,7 @@ class HallmarkSimulator(Simulator):
     def __init__(self, seed: int = 0) -> None:
         super().__init__(seed)
         self.lock = threading.Lock()
-        self.totp_secret = base64.b32encode(hashlib.sha1(f"hallmark-{seed}".encode()).digest()[:10]).decode()
+        self.totp_secret = base64.b32encode(hashlib.sha1(f"hallmark-{seed}".encode()).digest()[:20]).decode()
         self.fwuid = self._new_fwuid()
         self.signon_variant = "single"
         self.mfa_input = "code"
@@ -415,6 +415,9 @@ class HallmarkSimulator(Simulator):
                     value = getattr(change, key)
                     if value is not None:
                         setattr(sim, key, value)
+                if change.rate_limit_interval is not None:
+                    for session in sim.sessions.values():
+                        session.last_request = None  # a new limit starts a new window
                 if change.session_ttl_seconds is not None:
                     sim.session_ttl = change.session_ttl_seconds
                 if change.invalidate_after is not None:
