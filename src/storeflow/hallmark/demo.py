@@ -44,6 +44,7 @@ def run_demo(ctx: DemoContext) -> DemoResult:
     ).json()
     with ctx.db.transaction() as conn:
         row = conn.execute(RUN_IDS, (orders.run_id,)).fetchone()
+    assert row is not None
     total = Decimal(row["total"]).quantize(Decimal("0.01"))
     ok = (
         orders.status == "ok"
