@@ -301,10 +301,10 @@ def write_results(results: list[dict[str, Any]], quick: bool) -> None:
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
-        lines.append(
-            f"| {r['metric']} | {r['value']} | {r['unit']} | {r['baseline_value'] if r['baseline_value'] is not None else '-'}"
-            f" | {r['ratio'] if r['ratio'] is not None else '-'} | {r['target']} | {'yes' if r['met'] else 'NO'} |"
-        )
+        baseline = "-" if r["baseline_value"] is None else r["baseline_value"]
+        ratio = "-" if r["ratio"] is None else r["ratio"]
+        met = "yes" if r["met"] else "NO"
+        lines.append(f"| {r['metric']} | {r['value']} | {r['unit']} | {baseline} | {ratio} | {r['target']} | {met} |")
     (RESULTS / "hallmark.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
 
