@@ -53,6 +53,8 @@ def test_bulk_range_files_and_imported_totals_equal_the_truth(
     assert canonical == truth["orders"]
     run = conn.execute("SELECT status, downloaded, failed FROM hallmark_runs").fetchone()
     assert (run["status"], run["downloaded"], run["failed"]) == ("ok", truth["orders"], 0)
+    audit = conn.execute("SELECT command, status, summary FROM pipeline_runs WHERE pipeline = 'hallmark'").fetchone()
+    assert (audit["command"], audit["status"], audit["summary"]["downloaded"]) == ("bulk-orders", "ok", truth["orders"])
 
 
 def test_skip_existing_then_update_redownloads(
