@@ -221,3 +221,15 @@ def test_cli_bare_form_search_only_and_selector_conflict(
     assert len(list(settings.OUTPUT_DIRECTORY.rglob("order_*.json"))) == 1
     clash = run_cli(["--config", config, "hallmark", "--order-id", "1", "--bulk-orders"], tmp_path)
     assert clash.returncode == 2 and "choose one selector" in clash.stderr
+
+
+def test_order_without_a_date_goes_to_unknown_date(
+    portal: Portal, hm_settings: Any, with_session: Any, database: Database
+) -> None:
+    settings = hm_settings()
+    with_session(settings)
+    undated = next(o for o, v in portal.sim.orders.items() if v.created is None)
+    summary = extract(settings, database, kind="orders", ids=[undated])
+    files = list(settings.OUTPUT_DIRECTORY.rglob(f"order_{undated}.json"))
+    assert summary.downloaded == 1 and len(files) == 1
+    assert files[0].relative_to(settings.OUTPUT_DIRECTORY).parts[0] == "unknown-date"
