@@ -7,7 +7,6 @@ Exit codes (stable, for cron alerting): 0 every store fine; 1 some store failed;
 from __future__ import annotations
 
 import asyncio
-import sys
 from datetime import datetime
 from typing import Annotated
 
@@ -57,7 +56,7 @@ def bootstrap(
     settings = app_ctx.settings
     stores = select_stores(settings, crm, store)
     db = app_ctx.database()
-    outcomes = asyncio.run(run_bootstrap(settings, stores, otp, headless, sys.stdin.isatty(), db))
+    outcomes = asyncio.run(run_bootstrap(settings, stores, otp, headless, True, db))
     for o in outcomes:
         if o.status == "ok":
             console.print(f"[green]ok[/] {o.key}: session saved to {o.file}", highlight=False)

@@ -366,6 +366,8 @@ class UCleanClient(PortalClient):
         return self.cfg.uc_base_url.rstrip("/")
 
     async def login(self, otp: OtpSource) -> StorageState:
+        from playwright.async_api import Error as PlaywrightError
+
         user, password = credentials(self.settings, self.store)
         context = await self.new_context(None)
         try:
@@ -375,7 +377,6 @@ class UCleanClient(PortalClient):
             await page.fill("#password", password)
             await page.click("button[type=submit]")
             otp_box = page.locator("#otp")
-            error = page.locator("#loginError")
             deadline = time.monotonic() + self.timeout
             while time.monotonic() < deadline:
                 if "/dashboard" in page.url:
@@ -388,8 +389,14 @@ class UCleanClient(PortalClient):
                     await page.click("#verifyOtp, #otpForm button[type=submit]")
                     await page.wait_for_url("**/dashboard", timeout=self.timeout * 1000)
                     break
-                if (await error.count()) and (await error.text_content() or "").strip():
-                    raise StoreflowError(f"store {self.store.key}: login failed ({(await error.text_content())})")
+                try:
+                    message = await page.evaluate(
+                        "() => { const e = document.querySelector('#loginError'); return e ? e.textContent : ''; }"
+                    )
+                except PlaywrightError:  # navigating to the dashboard right now
+                    message = ""
+                if message and message.strip():
+                    raise StoreflowError(f"store {self.store.key}: login failed ({message.strip()})")
                 await asyncio.sleep(0.1)
             await page.wait_for_load_state()
             state: StorageState = await context.storage_state()  # type: ignore[assignment]

@@ -211,7 +211,11 @@ def otp_source(
                 await asyncio.sleep(2)
         if not interactive:
             raise NeedsOtp(f"{store.key}: an OTP is required; run `crm_download bootstrap` on a terminal or pass --otp")
-        return (await asyncio.to_thread(_prompt, f"OTP for {store.key} ({store.name}): ")).strip()
+        code = (await asyncio.to_thread(_prompt, f"OTP for {store.key} ({store.name}): ")).strip()
+        if not code:
+            raise NeedsOtp(f"{store.key}: no OTP given on stdin (pass --otp CODE or set otp_webhook_url)")
+        register_secrets([code])
+        return code
 
     return fetch
 
