@@ -342,8 +342,7 @@ class TumbleDryClient(PortalClient):
                 if await frame.locator("#sessionExpired").count():
                     raise SessionExpired(f"{self.store.key}: the reports app session expired") from exc
                 raise DownloadError(
-                    f"{self.store.key}: the report was not ready within {self.timeout:.0f}s "
-                    "(download_timeout_seconds)"
+                    f"{self.store.key}: the report was not ready within {self.timeout:.0f}s (download_timeout_seconds)"
                 ) from exc
             async with page.expect_download(timeout=self.timeout * 1000) as info:
                 await link.click()

@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from functools import lru_cache
-from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -470,20 +469,25 @@ def convert_rows(
 ) -> ParsedReport:
     """Convert raw cells to typed tuples in ``shape.fields`` order (+ raw_data JSON)."""
     index = header_index(shape, header, source)
-    converters = [CONVERTERS[c.kind] for c in shape.columns]
-    col_fields = [c.field for c in shape.columns]
-    critical = [c.critical for c in shape.columns]
+    fields = shape.fields
+    slot = {f: i for i, f in enumerate(fields)}
+    # (cell position, converter, output slot or -1, rejects the row when bad, header)
+    plan = [
+        (pos, CONVERTERS[c.kind], slot.get(c.field, -1), c.critical, c.header)
+        for pos, c in zip(index, shape.columns, strict=True)
+    ]
+    key_col = next(i for i, c in enumerate(shape.columns) if c.kind == "key")
+    key_pos, key_slot, key_header = index[key_col], slot[shape.columns[key_col].field], shape.columns[key_col].header
+    derived = [(slot[target], slot[src]) for target, (src, _kind) in shape.derived.items()]
+    date_slot, remarks_slot = slot[shape.date_field], slot["remarks"]
     headers = [str(h) if not _blank(h) else f"col{i + 1}" for i, h in enumerate(header)]
-    key_pos = index[next(i for i, c in enumerate(shape.columns) if c.kind == "key")]
-    derived = shape.derived
-    pick = itemgetter(*shape.fields)
-    empty: dict[str, Any] = dict.fromkeys(shape.fields)
     rows: list[tuple[Any, ...]] = []
     numbers: list[int] = []
     rejects: list[tuple[int, str, str]] = []
     skipped = 0
     dumps = json.dumps
     width = len(header)
+    nfields = len(fields)
     for offset, cells in enumerate(records):
         number = first_row + offset
         if len(cells) < width:
@@ -491,32 +495,35 @@ def convert_rows(
         if is_footer(cells, cells[key_pos]):
             skipped += 1
             continue
-        values: dict[str, Any] = empty.copy()
+        out: list[Any] = [None] * nfields
         remarks: list[str] = []
         bad = False
-        for pos, convert, fld, crit, col in zip(index, converters, col_fields, critical, shape.columns, strict=True):
+        for pos, convert, target, crit, head in plan:
             try:
-                values[fld] = convert(cells[pos])
+                value = convert(cells[pos])
             except BadValue as exc:
-                remarks.append(f"{col.header}: {exc}")
-                values[fld] = None
+                remarks.append(f"{head}: {exc}")
                 bad = bad or crit
-        for target, (src, _kind) in derived.items():
-            src_value = values.get(src)
-            values[target] = src_value.date() if isinstance(src_value, datetime) else None
-        for col in shape.columns:
-            if col.kind == "key" and values[col.field] is None:
-                remarks.append(f"{col.header}: empty")
-                bad = True
-        if values.get(shape.date_field) is None and not bad:
+                continue
+            if target >= 0:
+                out[target] = value
+        for target, src in derived:
+            src_value = out[src]
+            out[target] = src_value.date() if isinstance(src_value, datetime) else None
+        if out[key_slot] is None:
+            remarks.append(f"{key_header}: empty")
+            bad = True
+        if out[date_slot] is None and not bad:
             remarks.append(f"{shape.date_field}: empty")
             bad = True
         raw = dumps(dict(zip(headers, cells, strict=False)), default=_jsonable)
         if bad:
             rejects.append((number, "; ".join(remarks), raw))
             continue
-        values["remarks"] = "; ".join(remarks) or None
-        rows.append((*pick(values), raw))
+        if remarks:
+            out[remarks_slot] = "; ".join(remarks)
+        out.append(raw)
+        rows.append(tuple(out))
         numbers.append(number)
     return ParsedReport(shape, rows, numbers, rejects, skipped)
 
