@@ -473,6 +473,7 @@ async def _download_with_session(
 
         new_state = await client.login(no_otp)
         vault.save(store.key, new_state)
+        await asyncio.to_thread(_session_check, db, settings, store, True, f"re-authenticated ({reason})")
         return new_state
 
     if state is None:
