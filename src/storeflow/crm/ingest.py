@@ -9,6 +9,7 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
+from itertools import islice, repeat
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,14 @@ import psycopg
 from psycopg import sql
 
 from storeflow.crm.files import file_md5
-from storeflow.crm.reports import ParsedReport, ReportError, ReportShape, gc_paused, parse_report
+from storeflow.crm.reports import (
+    ParsedReport,
+    ReportError,
+    ReportShape,
+    copy_text_column,
+    gc_paused,
+    parse_report,
+)
 from storeflow.logs import get_logger
 
 STAGING = {"td": "stg_td_order_report", "uc": "stg_uc_gst_report"}
@@ -49,6 +57,7 @@ LAST_SUCCESS_END = f"""
 SELECT max(to_date) FROM ingest_audit
 WHERE crm = %s AND store = %s AND status IN {SUCCESS!r}
 """
+COPY_CHUNK_ROWS = 5000
 PURGE_STAGING = "DELETE FROM {} WHERE loaded_at < now() - interval '14 days'"
 
 
@@ -224,10 +233,24 @@ def _copy_staging(conn: psycopg.Connection[Any], info: FileInfo, ledger_id: int,
     stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(
         sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
     )
-    head = (info.run_id, ledger_id)
+    values = parsed.columns if parsed.columns is not None else list(zip(*parsed.rows, strict=True))
+    # COPY text lines built column by column (C-level str ops), not cell by cell through write_row
+    texts = [copy_text_column(column) for column in values]
+    count = len(parsed.row_numbers)
+    lines = map(
+        "\t".join,
+        zip(
+            repeat(str(info.run_id), count),
+            repeat(str(ledger_id), count),
+            map(str, parsed.row_numbers),
+            repeat(copy_text_column([info.store])[0], count),
+            *texts,
+            strict=True,
+        ),
+    )
     with conn.cursor() as cur, cur.copy(stmt) as copy:
-        for number, row in zip(parsed.row_numbers, parsed.rows, strict=True):
-            copy.write_row((*head, number, info.store, *row))
+        while chunk := list(islice(lines, COPY_CHUNK_ROWS)):
+            copy.write("\n".join(chunk) + "\n")
     conn.execute(sql.SQL(PURGE_STAGING).format(sql.Identifier(table)))
 
 
@@ -266,6 +289,8 @@ def _upsert(conn: psycopg.Connection[Any], info: FileInfo, ledger_id: int, shape
 def _distinct_keys(parsed: ParsedReport) -> int:
     fields = parsed.shape.fields
     positions = [fields.index(k) for k in parsed.shape.key if k in fields]
+    if parsed.columns is not None:
+        return len(set(zip(*(parsed.columns[p] for p in positions), strict=True)))
     return len({tuple(row[p] for p in positions) for row in parsed.rows})
 
 
