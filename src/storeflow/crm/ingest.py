@@ -9,7 +9,7 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
-from itertools import islice, repeat
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -234,23 +234,17 @@ def _copy_staging(conn: psycopg.Connection[Any], info: FileInfo, ledger_id: int,
         sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
     )
     values = parsed.columns if parsed.columns is not None else list(zip(*parsed.rows, strict=True))
-    # COPY text lines built column by column (C-level str ops), not cell by cell through write_row
-    texts = [copy_text_column(column) for column in values]
-    count = len(parsed.row_numbers)
-    lines = map(
-        "\t".join,
-        zip(
-            repeat(str(info.run_id), count),
-            repeat(str(ledger_id), count),
-            map(str, parsed.row_numbers),
-            repeat(copy_text_column([info.store])[0], count),
-            *texts,
-            strict=True,
-        ),
-    )
+    head, store = f"{info.run_id}\t{ledger_id}\t", copy_text_column([info.store])[0]
+    numbers = parsed.row_numbers
     with conn.cursor() as cur, cur.copy(stmt) as copy:
-        while chunk := list(islice(lines, COPY_CHUNK_ROWS)):
-            copy.write("\n".join(chunk) + "\n")
+        # COPY text built column by column (C-level str ops, not write_row per cell), a chunk at a time so
+        # the server loads one chunk while the next is formatted
+        for start in range(0, len(numbers), COPY_CHUNK_ROWS):
+            end = start + COPY_CHUNK_ROWS
+            texts = [copy_text_column(column[start:end]) for column in values]
+            prefix = map(head.__add__, map(str, numbers[start:end]))
+            lines = map("\t".join, zip(prefix, repeat(store), *texts))
+            copy.write("\n".join(lines) + "\n")
     conn.execute(sql.SQL(PURGE_STAGING).format(sql.Identifier(table)))
 
 
