@@ -131,15 +131,24 @@ def test_td_api_missing_column_and_5xx_retry(
 
 
 def test_second_run_of_a_store_is_locked_out(
-    crm_settings: Settings, run: Callable[..., RunSummary], db_url: str, conn: psycopg.Connection[Any]
+    crm_settings: Settings,
+    run: Callable[..., RunSummary],
+    db_url: str,
+    conn: psycopg.Connection[Any],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     from storeflow.crm.ingest import try_lock_store, unlock_store
 
     with psycopg.connect(db_url, autocommit=True) as other:  # another machine's run holding td_a817
         assert try_lock_store(other, "td_a817")
         summary = run(crm_settings, store="a817")
-        assert summary.exit_code == 1 and "holds its lock" in (summary.outcomes[0].error or "")
+        assert summary.exit_code == 6 and summary.outcomes[0].status == "skipped"
+        assert "skipped: already running (lock held)" in (summary.outcomes[0].error or "")
+        assert any("td_a817: skipped: already running (lock held)" in r.getMessage() for r in caplog.records)
         assert conn.execute("SELECT count(*) AS n FROM fact_td_orders").fetchone()["n"] == 0
+        audit = conn.execute("SELECT status, error FROM ingest_audit WHERE store = 'a817'").fetchall()
+        assert [a["status"] for a in audit] == ["skipped"] and "lock held" in audit[0]["error"]
+        assert conn.execute("SELECT count(*) AS n FROM download_ledger").fetchone()["n"] == 0
         unlock_store(other, "td_a817")
     assert run(crm_settings, store="a817").exit_code == 0
 
