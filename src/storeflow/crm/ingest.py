@@ -186,8 +186,9 @@ def ingest_file(conn: psycopg.Connection[Any], path: Path, info: FileInfo) -> In
             elif parsed is not None:
                 with gc_paused():
                     _copy_staging(conn, info, ledger_id, parsed)
-                result.inserted, result.updated = _upsert(conn, info, ledger_id, parsed.shape)
                 distinct = _distinct_keys(parsed)
+                unique = distinct == len(parsed.row_numbers)
+                result.inserted, result.updated = _upsert(conn, info, ledger_id, parsed.shape, unique_keys=unique)
                 result.unchanged = distinct - result.inserted - result.updated
                 result.rejected = len(parsed.rejects)
                 _store_rejects(conn, info, path.name, parsed)
@@ -248,23 +249,32 @@ def _copy_staging(conn: psycopg.Connection[Any], info: FileInfo, ledger_id: int,
     conn.execute(sql.SQL(PURGE_STAGING).format(sql.Identifier(table)))
 
 
-def _upsert(conn: psycopg.Connection[Any], info: FileInfo, ledger_id: int, shape: ReportShape) -> tuple[int, int]:
+def _upsert(
+    conn: psycopg.Connection[Any], info: FileInfo, ledger_id: int, shape: ReportShape, *, unique_keys: bool = False
+) -> tuple[int, int]:
+    """Staging -> facts. ``unique_keys``: the file has each key once, so no DISTINCT ON (a sort of wide rows)."""
     staging, fact = STAGING[info.crm], FACTS[info.crm]
     fields = [f for f in shape.fields if f not in shape.key]
     key = list(shape.key)
     ident = sql.Identifier
     cols = ["run_id", "ledger_id", *key, *fields, "raw_data"]
+    key_list = sql.SQL(", ").join(map(ident, key))
     query = sql.SQL(
         """
+        WITH written AS (
         INSERT INTO {fact} ({cols}, first_run_id)
-        SELECT DISTINCT ON ({key}) {cols}, run_id FROM {staging}
+        SELECT {distinct} {cols}, run_id FROM {staging}
         WHERE run_id = %s AND ledger_id = %s
-        ORDER BY {key}, row_number DESC
+        {order}
         ON CONFLICT ({key}) DO UPDATE SET {sets}, updated_at = now()
         WHERE ({old}) IS DISTINCT FROM ({new})
         RETURNING (xmax = 0) AS inserted
+        )
+        SELECT count(*) FILTER (WHERE inserted) AS inserted, count(*) AS written FROM written
         """
     ).format(
+        distinct=sql.SQL("") if unique_keys else sql.SQL("DISTINCT ON ({})").format(key_list),
+        order=sql.SQL("") if unique_keys else sql.SQL("ORDER BY {}, row_number DESC").format(key_list),
         fact=ident(fact),
         staging=ident(staging),
         cols=sql.SQL(", ").join(map(ident, cols)),
@@ -275,9 +285,10 @@ def _upsert(conn: psycopg.Connection[Any], info: FileInfo, ledger_id: int, shape
         old=sql.SQL(", ").join(sql.SQL("{}.{}").format(ident(fact), ident(c)) for c in fields),
         new=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(ident(c)) for c in fields),
     )
-    rows = conn.execute(query, (info.run_id, ledger_id)).fetchall()
-    inserted = sum(1 for r in rows if (r["inserted"] if isinstance(r, dict) else r[0]))
-    return inserted, len(rows) - inserted
+    row = conn.execute(query, (info.run_id, ledger_id)).fetchone()
+    assert row is not None
+    inserted, written = (row["inserted"], row["written"]) if isinstance(row, dict) else row
+    return int(inserted), int(written) - int(inserted)
 
 
 def _distinct_keys(parsed: ParsedReport) -> int:
