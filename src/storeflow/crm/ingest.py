@@ -179,7 +179,7 @@ def ingest_file(conn: psycopg.Connection[Any], path: Path, info: FileInfo) -> In
             elif parsed is not None and parsed.data_rows == 0:
                 result.status = "empty"
                 result.error = "the report has no data rows"
-            elif parsed is not None and not parsed.rows:
+            elif parsed is not None and not parsed.row_numbers:
                 result.rejected = len(parsed.rejects)
                 _store_rejects(conn, info, path.name, parsed)
                 result.error = f"all {result.rejected} data rows rejected (see crm_rejects): {parsed.rejects[0][1]}"
@@ -234,7 +234,7 @@ def _copy_staging(conn: psycopg.Connection[Any], info: FileInfo, ledger_id: int,
     stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(
         sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
     )
-    values = parsed.columns if parsed.columns is not None else list(zip(*parsed.rows, strict=True))
+    values = parsed.columns
     head, store = f"{info.run_id}\t{ledger_id}\t", copy_text_column([info.store])[0]
     numbers = parsed.row_numbers
     with conn.cursor() as cur, cur.copy(stmt) as copy:
@@ -243,6 +243,7 @@ def _copy_staging(conn: psycopg.Connection[Any], info: FileInfo, ledger_id: int,
         for start in range(0, len(numbers), COPY_CHUNK_ROWS):
             end = start + COPY_CHUNK_ROWS
             texts = [copy_text_column(column[start:end]) for column in values]
+            texts.append(copy_text_column(parsed.raw_json(start, end)))
             prefix = map(head.__add__, map(str, numbers[start:end]))
             lines = map("\t".join, zip(prefix, repeat(store), *texts))
             copy.write("\n".join(lines) + "\n")
@@ -294,9 +295,7 @@ def _upsert(
 def _distinct_keys(parsed: ParsedReport) -> int:
     fields = parsed.shape.fields
     positions = [fields.index(k) for k in parsed.shape.key if k in fields]
-    if parsed.columns is not None:
-        return len(set(zip(*(parsed.columns[p] for p in positions), strict=True)))
-    return len({tuple(row[p] for p in positions) for row in parsed.rows})
+    return len(set(zip(*(parsed.columns[p] for p in positions), strict=True)))
 
 
 def _store_rejects(conn: psycopg.Connection[Any], info: FileInfo, name: str, parsed: ParsedReport) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from itertools import compress
 from pathlib import Path
 from typing import Any
@@ -448,16 +448,26 @@ UC_GST_API = ReportShape(
 @dataclass
 class ParsedReport:
     shape: ReportShape
-    rows: list[tuple[Any, ...]]  # values in shape.fields order, plus raw_data JSON text last
+    columns: list[Sequence[Any]]  # typed values of the kept rows, one list per field in shape.fields order
     row_numbers: list[int]
     rejects: list[tuple[int, str, str]]  # (row number, remark, raw JSON)
     skipped_footer: int = 0
-    # the same values column by column (``rows`` transposed), when the converter built them that way
-    columns: list[Sequence[Any]] | None = None
+    cells: list[Sequence[Any]] = field(default_factory=list)  # the kept rows' cells as read (raw_data)
+    headers: list[str] = field(default_factory=list)
 
     @property
     def data_rows(self) -> int:
-        return len(self.rows) + len(self.rejects)
+        return len(self.row_numbers) + len(self.rejects)
+
+    def raw_json(self, start: int = 0, end: int | None = None) -> list[str]:
+        """``raw_data`` of kept rows ``start:end``: the cells keyed by header (built on demand, per COPY chunk)."""
+        headers, dumps = self.headers, json.dumps
+        return [dumps(dict(zip(headers, cells, strict=False)), default=_jsonable) for cells in self.cells[start:end]]
+
+    @cached_property
+    def rows(self) -> list[tuple[Any, ...]]:
+        """Row tuples: values in shape.fields order, plus the raw_data JSON text last."""
+        return list(zip(*self.columns, self.raw_json(), strict=True)) if self.row_numbers else []
 
 
 def _norm_header(text: Any) -> str:
@@ -579,22 +589,24 @@ def convert_rows(
         if i not in bad:
             remarks.setdefault(i, []).append(f"{shape.date_field}: empty")
             bad.add(i)
-    dumps = json.dumps
-    raws = [dumps(dict(zip(headers, cells, strict=False)), default=_jsonable) for cells in kept]
     remarks_slot = slot["remarks"]
     notes: list[Any] = [None] * count
     for i, found in remarks.items():
         if i not in bad:
             notes[i] = "; ".join(found)
     out[remarks_slot] = notes
-    out.append(raws)
-    rejects = [(numbers[i], "; ".join(remarks[i]), raws[i]) for i in sorted(bad)]
+    parsed = ParsedReport(shape, out, numbers, [], skipped, kept, headers)
     if bad:
+        parsed.rejects = [(numbers[i], "; ".join(remarks[i]), raw) for i, raw in _raw_of(parsed, sorted(bad))]
         good = [i not in bad for i in range(count)]
-        out = [list(compress(column, good)) for column in out]
-        numbers = list(compress(numbers, good))
-    rows = list(zip(*out, strict=True)) if numbers else []
-    return ParsedReport(shape, rows, numbers, rejects, skipped, columns=out)
+        parsed.columns = [list(compress(column, good)) for column in out]
+        parsed.row_numbers = list(compress(numbers, good))
+        parsed.cells = list(compress(kept, good))
+    return parsed
+
+
+def _raw_of(parsed: ParsedReport, indexes: list[int]) -> list[tuple[int, str]]:
+    return [(i, parsed.raw_json(i, i + 1)[0]) for i in indexes]
 
 
 # ---------------------------------------------------------------- COPY text format
