@@ -3,7 +3,7 @@
 Exit codes (documented in the README, stable for cron alerting):
 0 ok; 1 some work failed; 2 configuration error; 3 a session needs bootstrap;
 4 a dependency is missing or unreachable (database, browser, port); 5 stopped by
-a rate limit (resumable).
+a rate limit (resumable); 6 skipped because another run holds the lock (nothing failed).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ EXIT_CONFIG = 2
 EXIT_NEEDS_BOOTSTRAP = 3
 EXIT_UNAVAILABLE = 4
 EXIT_RATE_LIMITED = 5
+EXIT_SKIPPED = 6
 
 
 class StoreflowError(Exception):

@@ -49,6 +49,7 @@ from storeflow.errors import (
     EXIT_FAILED,
     EXIT_NEEDS_BOOTSTRAP,
     EXIT_OK,
+    EXIT_SKIPPED,
     ConfigError,
     StoreflowError,
 )
@@ -62,8 +63,6 @@ if TYPE_CHECKING:
 
 log = get_logger("crm")
 
-# A store skipped because another run holds its lock (nothing failed). Not in storeflow.errors: 5 is taken there.
-EXIT_SKIPPED = 6
 
 UPSERT_SESSION_CHECK = """
 INSERT INTO session_checks (session_key, pipeline, store, path, saved_at, checked_at, valid, detail)
