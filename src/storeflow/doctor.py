@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Literal
 
 from storeflow.browser import SessionVault, find_browser, launch_options
 from storeflow.errors import StoreflowError
+from storeflow.fmt import format_age
 
 if TYPE_CHECKING:
     from storeflow.context import AppContext
@@ -18,16 +19,6 @@ class Check:
     name: str
     status: Literal["ok", "warn", "fail"]
     detail: str
-
-
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "missing"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f} min old"
-    if seconds < 86400 * 2:
-        return f"{seconds / 3600:.1f} h old"
-    return f"{seconds / 86400:.0f} days old"
 
 
 async def _launch_probe(path: str) -> None:
@@ -71,7 +62,7 @@ def run_checks(ctx: AppContext) -> list[Check]:
         Check(
             "session hallmark",
             "ok" if hallmark_age is not None else "warn",
-            f"{settings.SESSION_FILE}: {_age(hallmark_age)}"
+            f"{settings.SESSION_FILE}: {format_age(hallmark_age, 'missing')}"
             + ("" if hallmark_age is not None else " (the next run logs in with MFA)"),
         )
     )
@@ -83,7 +74,7 @@ def run_checks(ctx: AppContext) -> list[Check]:
             Check(
                 f"session {store.key}",
                 "ok" if age is not None else "warn",
-                f"{profiles.path(store.key)}: {_age(age)}{hint}",
+                f"{profiles.path(store.key)}: {format_age(age, 'missing')}{hint}",
             )
         )
         missing = [n for n in (store.username_env, store.password_env) if not settings.env_value(n)]

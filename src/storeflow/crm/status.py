@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from storeflow.browser import SessionVault
+from storeflow.fmt import format_age
 
 if TYPE_CHECKING:
     from storeflow.db.connect import Database
@@ -23,16 +24,6 @@ ORDER BY finished_at DESC NULLS LAST, id DESC LIMIT 1
 """
 
 
-def human_age(seconds: float | None) -> str:
-    if seconds is None:
-        return "no session (bootstrap needed)"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 86400 * 2:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
-
-
 def store_status(settings: Settings, db: Database) -> list[tuple[str, str, str, str, str, str]]:
     vault = SessionVault(settings.config.crm.profiles_dir)
     rows = []
@@ -47,7 +38,7 @@ def store_status(settings: Settings, db: Database) -> list[tuple[str, str, str, 
                     f"{ok['finished_at']:%Y-%m-%d %H:%M}" if ok and ok["finished_at"] else "-",
                     f"{bad['finished_at']:%Y-%m-%d %H:%M} {bad['status']}" if bad and bad["finished_at"] else "-",
                     (bad["error"] or "")[:100] if bad else "-",
-                    human_age(vault.age_seconds(store.key)),
+                    format_age(vault.age_seconds(store.key), "no session (bootstrap needed)"),
                 )
             )
     return rows
