@@ -531,7 +531,7 @@ def main() -> None:
             f"-> Hipoink reply): p50 {e2e['db_p50']:.1f} ms, p99 {e2e['db_p99']:.1f} ms. Baseline: the spec's 5 s "
             "polling averages >= 2.5 s. The *_rate100 rows: the same with HIPOINK_RATE_LIMIT_PER_SECOND=100 "
             f"(p50 {e2e_fast['p50']:.1f} ms, p99 {e2e_fast['p99']:.1f} ms).",
-            f"3. drain: `storeflow esl worker --drain`, batch 500, 2 lanes, rate limit lifted; throughput = items / "
+            f"3. drain: `storeflow esl worker --drain`, batch 500, one lane, rate limit lifted; throughput = items / "
             f"(last finish - first claim). Batched: {batch['items']} items in {batch['seconds']:.1f} s "
             f"({batch['worker']['requests']} requests). Per product: {single['items']} items in "
             f"{single['seconds']:.1f} s.",
