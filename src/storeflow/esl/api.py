@@ -85,13 +85,14 @@ class Ingester:
                 batch.append(self.queue.get_nowait())
             try:
                 rows = await self._run([d for d, _ in batch])
-            except Exception:
+            except Exception as exc:
                 if len(batch) == 1:
-                    rows = []
+                    if not batch[0][1].done():
+                        batch[0][1].set_exception(exc)
                 else:
                     for item in batch:
                         await self._run_one(item)
-                    continue
+                continue
             if len(rows) != len(batch):
                 for _, future in batch:
                     if not future.done():

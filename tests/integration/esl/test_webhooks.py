@@ -331,3 +331,16 @@ def test_concurrent_duplicates_and_a_burst_share_commits_but_not_outcomes(esl: E
         same.headers["X-Shopify-Event-Id"],
     )
     assert first[0]["n"] == len(json.loads(same.body)["variants"])
+
+
+def test_a_webhook_the_database_cannot_store_gets_503_so_shopify_retries(esl: Esl) -> None:
+    esl.add_mapping()
+    with esl.connect() as conn:
+        conn.execute("ALTER FUNCTION esl_ingest_webhook(jsonb, bytea, text, jsonb) RENAME TO esl_ingest_broken")
+    response = esl.post("products/create", shopify_dumps(product()), event_id="ev-retry")
+    assert response.status_code == 503
+    assert count(esl, "webhook_inbox") == 0 and count(esl, "products") == 0
+    with esl.connect() as conn:
+        conn.execute("ALTER FUNCTION esl_ingest_broken(jsonb, bytea, text, jsonb) RENAME TO esl_ingest_webhook")
+    again = esl.post("products/create", shopify_dumps(product()), event_id="ev-retry")
+    assert again.status_code == 200 and again.json()["outcome"] == "enqueued"
