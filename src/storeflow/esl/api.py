@@ -1,0 +1,436 @@
+"""The ESL web API (spec 002): health, store mappings, and the Shopify webhook receivers.
+
+A webhook is verified over its raw bytes before anything is parsed, then recorded, applied and
+enqueued by one server-side call (`esl_ingest_webhook`) in one transaction; only after that commit
+is it acknowledged. The router uses an async psycopg pool opened by its lifespan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import psycopg
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from storeflow import __version__
+from storeflow.esl.models import (
+    GET_MAPPING,
+    INSERT_MAPPING,
+    LIST_MAPPINGS,
+    StoreMapping,
+    StoreMappingIn,
+    StoreMappingUpdate,
+    update_mapping_query,
+)
+from storeflow.esl.queue import CHANNEL
+from storeflow.esl.transform import TOPICS, parse_timestamp, parse_webhook, verify_hmac
+from storeflow.logs import get_logger
+
+log = get_logger("esl")
+MAX_BODY_BYTES = 1024 * 1024
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+# Deliveries that arrive together go to the database as one jsonb array and one statement (one
+# transaction, one commit, one round trip); each still gets its own inbox row and queue items.
+INGEST = """
+SELECT r.inbox_id, r.outcome, r.reason, r.enqueued
+  FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS e(x, n)
+ CROSS JOIN LATERAL esl_ingest_webhook(e.x->'meta', decode(e.x->>'raw', 'base64'), e.x->>'kind', e.x->'doc') AS r
+ ORDER BY e.n
+"""
+# headers kept in the inbox (everything Shopify sends that helps an operator; never cookies or auth)
+_DROP_HEADERS = {"authorization", "cookie", "proxy-authorization"}
+
+
+class Ingester:
+    """Runs `esl_ingest_webhook` for concurrent deliveries in shared transactions (group commit).
+
+    Each delivery still gets its own inbox row and queue items and is acknowledged only after the
+    transaction holding them commits; deliveries that arrive together share one statement, one
+    commit and one round trip, which is what lets the receiver keep up with bursts. A batch that
+    fails (two batches racing on the same delivery, say) is retried one delivery per transaction.
+    """
+
+    def __init__(self, pool: AsyncConnectionPool, max_batch: int = 64, lanes: int = 3) -> None:
+        self.pool = pool
+        self.max_batch = max_batch
+        self.lanes = lanes
+        self.queue: asyncio.Queue[tuple[dict[str, Any], asyncio.Future[dict[str, Any]]]] = asyncio.Queue()
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def ingest(self, delivery: dict[str, Any]) -> dict[str, Any]:
+        """``delivery``: {meta, raw (base64), kind, doc}; returns {inbox_id, outcome, reason, enqueued}."""
+        if not self.tasks:
+            self.tasks = [asyncio.ensure_future(self._lane()) for _ in range(self.lanes)]
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.queue.put_nowait((delivery, future))
+        return await future
+
+    async def _lane(self) -> None:
+        while True:
+            batch = [await self.queue.get()]
+            while len(batch) < self.max_batch and not self.queue.empty():
+                batch.append(self.queue.get_nowait())
+            try:
+                rows = await self._run([d for d, _ in batch])
+            except Exception as exc:
+                if len(batch) == 1:
+                    if not batch[0][1].done():
+                        batch[0][1].set_exception(exc)
+                else:
+                    for item in batch:
+                        await self._run_one(item)
+                continue
+            if len(rows) != len(batch):
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(RuntimeError("ingest returned no row"))
+                continue
+            for (_, future), row in zip(batch, rows, strict=True):
+                if not future.done():
+                    future.set_result(row)
+
+    async def _run(self, deliveries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(INGEST, (json.dumps(deliveries),))
+            return cast("list[dict[str, Any]]", await cur.fetchall())
+
+    async def _run_one(self, item: tuple[dict[str, Any], asyncio.Future[dict[str, Any]]]) -> None:
+        delivery, future = item
+        try:
+            rows = await self._run([delivery])
+        except Exception as exc:
+            if not future.done():
+                future.set_exception(exc)
+            return
+        if not future.done():
+            future.set_result(rows[0])
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+class Notifier:
+    """Wakes the workers (NOTIFY esl_sync) after commits, coalescing a burst into a few notifications.
+
+    Kept out of the ingest transaction on purpose: PostgreSQL serialises the commits of notifying
+    transactions, which would cap webhook throughput at one fsync per request. A notification lost
+    to a crash right after a commit costs at most one worker poll interval.
+    """
+
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+        self.pending = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    def poke(self) -> None:
+        self.pending.set()
+        if self.task is None or self.task.done():
+            self.task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        while self.pending.is_set():
+            self.pending.clear()
+            try:
+                async with self.pool.connection() as conn:
+                    await conn.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
+            except Exception as exc:
+                log.warning("could not notify the workers (%s); they will poll", exc, event="notify")
+                return
+
+    async def close(self) -> None:
+        if self.task is not None:
+            with contextlib.suppress(Exception):
+                await self.task
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    pool = _open_pool(app)
+    await pool.open(wait=False)
+    app.state.esl_pool = pool
+    app.state.esl_notifier = Notifier(pool)
+    app.state.esl_ingester = Ingester(pool)
+    try:
+        yield
+    finally:
+        await app.state.esl_ingester.close()
+        await app.state.esl_notifier.close()
+        await pool.close()
+        app.state.esl_pool = None
+
+
+def _open_pool(app: FastAPI) -> AsyncConnectionPool:
+    return AsyncConnectionPool(
+        app.state.db.url,
+        min_size=2,
+        max_size=12,
+        kwargs={"autocommit": True, "row_factory": dict_row},
+        open=False,
+        timeout=10,
+        name="esl-web",
+    )
+
+
+async def get_pool(request: Request) -> AsyncConnectionPool:
+    pool: AsyncConnectionPool | None = getattr(request.app.state, "esl_pool", None)
+    if pool is None:
+        # an app run without its lifespan (some test clients): open the pool on first use
+        pool = _open_pool(request.app)
+        await pool.open()
+        request.app.state.esl_pool = pool
+        request.app.state.esl_notifier = Notifier(pool)
+        request.app.state.esl_ingester = Ingester(pool)
+    return pool
+
+
+def require_admin(request: Request) -> None:
+    """``Authorization: Bearer <STOREFLOW_ADMIN_TOKEN>``; without a token, only a loopback-bound app."""
+    token = request.app.state.settings.STOREFLOW_ADMIN_TOKEN
+    secret = token.get_secret_value() if token is not None else ""
+    if not secret:
+        if getattr(request.app.state, "bound_host", "127.0.0.1") in LOOPBACK:
+            return
+        raise HTTPException(403, "STOREFLOW_ADMIN_TOKEN is not set: /api is served only on 127.0.0.1")
+    given = request.headers.get("authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {secret}".encode()):
+        raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+
+router = APIRouter(lifespan=lifespan)
+admin = APIRouter(prefix="/api/store-mappings", tags=["store mappings"], dependencies=[Depends(require_admin)])
+
+
+# ---------------------------------------------------------------- health
+
+
+# operation_id: core's create_app may add a fallback /health of its own (FastAPI's lazily included
+# routers hide ours from its check); distinct ids keep the OpenAPI document valid, and ours is matched first
+@router.get("/health", tags=["health"], operation_id="esl_health")
+async def health(request: Request) -> JSONResponse:
+    """Service health: the database answers."""
+    try:
+        pool = await get_pool(request)
+        async with pool.connection(timeout=3) as conn:
+            await conn.execute("SELECT 1")
+    except Exception as exc:
+        return JSONResponse({"status": "degraded", "database": f"unreachable: {type(exc).__name__}"}, 503)
+    return JSONResponse({"status": "ok", "version": __version__, "database": "ok"})
+
+
+@router.get("/", tags=["health"], operation_id="esl_root")
+async def root() -> dict[str, Any]:
+    return {
+        "service": "storeflow",
+        "version": __version__,
+        "docs": "/docs",
+        "webhooks": [f"/webhooks/shopify/{t}" for t in TOPICS],
+    }
+
+
+# ---------------------------------------------------------------- store mappings
+
+
+@admin.post("/", status_code=201, response_model=StoreMapping)
+async def create_store_mapping(body: StoreMappingIn, pool: AsyncConnectionPool = Depends(get_pool)) -> Any:
+    async with pool.connection() as conn:
+        row = await (await conn.execute(INSERT_MAPPING, body.model_dump())).fetchone()
+    if row is None:
+        raise HTTPException(409, f"a mapping for {body.source_system} store {body.source_store_id} exists")
+    log.info("store mapping %s -> %s created", body.source_store_id, body.hipoink_store_code, event="mapping")
+    return row
+
+
+@admin.get("/", response_model=list[StoreMapping])
+async def list_store_mappings(pool: AsyncConnectionPool = Depends(get_pool)) -> Any:
+    async with pool.connection() as conn:
+        return await (await conn.execute(LIST_MAPPINGS)).fetchall()
+
+
+@admin.get("/{mapping_id}", response_model=StoreMapping)
+async def get_store_mapping(mapping_id: int, pool: AsyncConnectionPool = Depends(get_pool)) -> Any:
+    async with pool.connection() as conn:
+        row = await (await conn.execute(GET_MAPPING, (mapping_id,))).fetchone()
+    if row is None:
+        raise HTTPException(404, f"no store mapping {mapping_id}")
+    return row
+
+
+@admin.put("/{mapping_id}", response_model=StoreMapping)
+async def update_store_mapping(
+    mapping_id: int, body: StoreMappingUpdate, pool: AsyncConnectionPool = Depends(get_pool)
+) -> Any:
+    changes = body.changes()
+    async with pool.connection() as conn:
+        try:
+            if changes:
+                cur = await conn.execute(update_mapping_query(changes), {**changes, "id": mapping_id})
+            else:
+                cur = await conn.execute(GET_MAPPING, (mapping_id,))
+            row = await cur.fetchone()
+        except psycopg.errors.UniqueViolation as exc:
+            raise HTTPException(409, "another mapping has that source store") from exc
+        except psycopg.errors.IntegrityError as exc:
+            raise HTTPException(422, str(exc).splitlines()[0]) from exc
+    if row is None:
+        raise HTTPException(404, f"no store mapping {mapping_id}")
+    return row
+
+
+@admin.delete("/{mapping_id}", response_model=StoreMapping)
+async def deactivate_store_mapping(mapping_id: int, pool: AsyncConnectionPool = Depends(get_pool)) -> Any:
+    """Deactivate (webhooks for the shop are then recorded as ignored); rows are kept for the audit trail."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(update_mapping_query({"is_active": False}), {"is_active": False, "id": mapping_id})
+        row = await cur.fetchone()
+    if row is None:
+        raise HTTPException(404, f"no store mapping {mapping_id}")
+    return row
+
+
+router.include_router(admin)
+
+
+# ---------------------------------------------------------------- webhooks
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The raw body, refusing more than ``limit`` bytes without reading them all."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def receive_webhook(request: Request, path_topic: str | None) -> JSONResponse:
+    try:
+        body = await read_body(request)
+    except BodyTooLarge:
+        return JSONResponse({"ok": False, "error": f"body larger than {MAX_BODY_BYTES} bytes"}, 413)
+    settings = request.app.state.settings
+    secret = settings.SHOPIFY_WEBHOOK_SECRET.get_secret_value() if settings.SHOPIFY_WEBHOOK_SECRET else ""
+    headers = request.headers
+    if not secret:
+        log.error("SHOPIFY_WEBHOOK_SECRET is not set: refusing webhooks", event="webhook")
+        return JSONResponse({"ok": False, "error": "webhook secret not configured"}, 401)
+    if not verify_hmac(secret, body, headers.get("x-shopify-hmac-sha256")):
+        log.warning(
+            "webhook refused: %s HMAC from %s",
+            "missing" if not headers.get("x-shopify-hmac-sha256") else "wrong",
+            headers.get("x-shopify-shop-domain", "?"),
+            event="hmac",
+        )
+        return JSONResponse({"ok": False, "error": "invalid HMAC"}, 401)
+
+    header_topic = (headers.get("x-shopify-topic") or "").strip().lower()
+    topic = header_topic or path_topic or ""
+    triggered_at = _header_time(headers.get("x-shopify-triggered-at"))
+    parsed = parse_webhook(topic, body, fallback_updated_at=triggered_at or datetime.now(UTC))
+    shop = (headers.get("x-shopify-shop-domain") or "").strip().lower()
+    meta = {
+        "shop": shop,
+        "topic": topic,
+        "event_id": headers.get("x-shopify-event-id"),
+        "webhook_id": headers.get("x-shopify-webhook-id"),
+        "triggered_at": triggered_at.isoformat() if triggered_at else None,
+        "api_version": headers.get("x-shopify-api-version"),
+        "headers": {k: v for k, v in headers.items() if k.lower() not in _DROP_HEADERS},
+    }
+    started = time.perf_counter()
+    try:
+        await get_pool(request)
+        row = await request.app.state.esl_ingester.ingest(
+            {"meta": meta, "raw": base64.b64encode(body).decode(), "kind": parsed.kind, "doc": parsed.doc}
+        )
+    except Exception as exc:
+        # not committed: answer 503 so Shopify delivers it again
+        log.error("webhook %s from %s not stored: %s", topic, shop, exc, event="webhook")
+        return JSONResponse({"ok": False, "error": "temporarily unavailable"}, 503)
+    assert row is not None
+    if row["enqueued"]:
+        request.app.state.esl_notifier.poke()
+    if log.logger.isEnabledFor(logging.DEBUG):
+        log.debug(
+            "webhook %s %s: %s (%s) in %.1fms",
+            topic,
+            shop,
+            row["outcome"],
+            row["reason"] or "",
+            (time.perf_counter() - started) * 1000,
+            event="webhook",
+        )
+    return JSONResponse(
+        {
+            "ok": True,
+            "inbox_id": row["inbox_id"],
+            "outcome": row["outcome"],
+            "reason": row["reason"],
+            "enqueued": row["enqueued"],
+        }
+    )
+
+
+def _header_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return parse_timestamp(value, "X-Shopify-Triggered-At")
+    except ValueError:
+        return None
+
+
+@router.post("/webhooks/shopify/products/create", tags=["webhooks"])
+async def products_create(request: Request) -> JSONResponse:
+    """Shopify ``products/create`` (the X-Shopify-Topic header wins when it names another topic)."""
+    return await receive_webhook(request, "products/create")
+
+
+@router.post("/webhooks/shopify/products/update", tags=["webhooks"])
+async def products_update(request: Request) -> JSONResponse:
+    """Shopify ``products/update``."""
+    return await receive_webhook(request, "products/update")
+
+
+@router.post("/webhooks/shopify/products/delete", tags=["webhooks"])
+async def products_delete(request: Request) -> JSONResponse:
+    """Shopify ``products/delete`` (body ``{"id": ...}``): every variant leaves the labels."""
+    return await receive_webhook(request, "products/delete")
+
+
+@router.post("/webhooks/shopify/inventory_levels/update", tags=["webhooks"])
+async def inventory_levels_update(request: Request) -> JSONResponse:
+    """Shopify ``inventory_levels/update``."""
+    return await receive_webhook(request, "inventory_levels/update")
+
+
+@router.post("/webhooks/shopify", tags=["webhooks"])
+async def any_topic(request: Request) -> JSONResponse:
+    """One URL for every topic: the X-Shopify-Topic header says which."""
+    return await receive_webhook(request, None)
