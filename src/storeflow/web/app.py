@@ -45,7 +45,8 @@ def create_app(settings: Settings, db: Database, bound_host: str = "127.0.0.1") 
         if router is not None:
             app.include_router(router)
 
-    if not any(getattr(r, "path", None) == "/health" for r in app.routes):
+    # routes of included routers are listed on the app with their full paths
+    if "/health" not in {getattr(route, "path", None) for route in app.router.routes}:
 
         @app.get("/health")
         def health() -> dict[str, Any]:
