@@ -1,0 +1,616 @@
+"""Every read the dashboard, /metrics and the alert engine make, as SQL constants with bound parameters.
+
+Each pipeline's tables may be absent (a build without that pipeline, or a database
+not yet migrated): callers ask `present_tables` first and skip what is missing.
+Functions receive a connection with dict rows from their caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from storeflow.dashboard.status import Cell, Observation, evaluate
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from storeflow.settings import Settings
+
+Row = dict[str, Any]
+
+TABLES = (
+    "download_ledger",
+    "ingest_audit",
+    "fact_td_orders",
+    "fact_uc_gst",
+    "hallmark_runs",
+    "hallmark_run_items",
+    "orders",
+    "stores",
+    "store_mappings",
+    "sync_queue",
+    "sync_log",
+    "webhook_inbox",
+    "pipeline_runs",
+    "session_checks",
+    "dashboard_alert_state",
+    "dashboard_alert_log",
+)
+
+PRESENT = "SELECT name FROM unnest(%s::text[]) AS name WHERE to_regclass(name) IS NOT NULL"
+
+
+def present_tables(conn: psycopg.Connection[Any]) -> set[str]:
+    """Which of the pipelines' tables exist in this database."""
+    return {r["name"] for r in conn.execute(PRESENT, (list(TABLES),)).fetchall()}
+
+
+def _all(conn: psycopg.Connection[Any], query: str, params: Any = None) -> list[Row]:
+    return list(conn.execute(query.encode(), params).fetchall())
+
+
+def _one(conn: psycopg.Connection[Any], query: str, params: Any = None) -> Row:
+    row = conn.execute(query.encode(), params).fetchone()
+    return dict(row) if row else {}
+
+
+# ---------------------------------------------------------------- CRM
+
+CRM_SUCCESS = ("ok", "duplicate", "empty")
+
+CRM_INGEST_LAST = """
+SELECT DISTINCT ON (crm, store) crm, store, status, error, started_at, finished_at
+FROM ingest_audit WHERE status <> 'needs_bootstrap'
+ORDER BY crm, store, started_at DESC
+"""
+CRM_INGEST_SUCCESS = """
+SELECT crm, store, max(finished_at) AS last_success_at, max(to_date) AS freshness
+FROM ingest_audit WHERE status = ANY(%s) GROUP BY crm, store
+"""
+CRM_BOOTSTRAP_LAST = """
+SELECT DISTINCT ON (crm, store) crm, store, started_at, error
+FROM ingest_audit WHERE status = 'needs_bootstrap' ORDER BY crm, store, started_at DESC
+"""
+CRM_DOWNLOAD_LAST = """
+SELECT DISTINCT ON (crm, store) crm, store, status, downloaded_at
+FROM download_ledger ORDER BY crm, store, downloaded_at DESC
+"""
+CRM_DOWNLOAD_SUCCESS = """
+SELECT crm, store, max(downloaded_at) AS last_success_at, max(to_date) AS freshness
+FROM download_ledger WHERE status NOT IN ('failed', 'error', 'needs_bootstrap') GROUP BY crm, store
+"""
+
+
+def _by_store(rows: list[Row]) -> dict[tuple[str, str], Row]:
+    return {(r["crm"], r["store"]): r for r in rows}
+
+
+def crm_observations(conn: psycopg.Connection[Any], settings: Settings, present: set[str]) -> list[Observation]:
+    stores: list[tuple[str, str, str]] = [(s.crm, s.code, s.name) for s in settings.config.crm.stores if s.enabled]
+    last: dict[tuple[str, str], Row] = {}
+    ok: dict[tuple[str, str], Row] = {}
+    boot: dict[tuple[str, str], Row] = {}
+    dl_last: dict[tuple[str, str], Row] = {}
+    dl_ok: dict[tuple[str, str], Row] = {}
+    if "ingest_audit" in present:
+        last = _by_store(_all(conn, CRM_INGEST_LAST))
+        ok = _by_store(_all(conn, CRM_INGEST_SUCCESS, (list(CRM_SUCCESS),)))
+        boot = _by_store(_all(conn, CRM_BOOTSTRAP_LAST))
+    if "download_ledger" in present:
+        dl_last = _by_store(_all(conn, CRM_DOWNLOAD_LAST))
+        dl_ok = _by_store(_all(conn, CRM_DOWNLOAD_SUCCESS))
+    known = {(crm, code) for crm, code, _ in stores}
+    for crm, code in sorted(set(last) | set(dl_last) | set(boot)):
+        if (crm, code) not in known:
+            stores.append((crm, code, code))
+    out: list[Observation] = []
+    for crm, code, name in stores:
+        k = (crm, code)
+        key, label = f"{crm}_{code}", f"{name} ({crm}_{code})"
+        # download: a newer needs_bootstrap audit row beats the last file in the ledger
+        d_status = dl_last.get(k, {}).get("status")
+        d_at = dl_last.get(k, {}).get("downloaded_at")
+        d_error = None
+        b = boot.get(k)
+        if b and (d_at is None or b["started_at"] > d_at):
+            d_status, d_at, d_error = "needs_bootstrap", b["started_at"], b["error"]
+        elif k in last and last[k]["status"] == "failed" and (d_at is None or last[k]["started_at"] > d_at):
+            d_status, d_at, d_error = "failed", last[k]["started_at"], last[k]["error"]
+        out.append(
+            Observation(
+                "crm_download", key, label, crm, code,
+                last_success_at=dl_ok.get(k, {}).get("last_success_at"),
+                last_attempt_at=d_at, last_status=_crm_status(d_status), last_error=d_error,
+                freshness=dl_ok.get(k, {}).get("freshness"),
+            )
+        )  # fmt: skip
+        lr = last.get(k, {})
+        out.append(
+            Observation(
+                "crm_ingest", key, label, crm, code,
+                last_success_at=ok.get(k, {}).get("last_success_at"),
+                last_attempt_at=lr.get("started_at"), last_status=_crm_status(lr.get("status")),
+                last_error=lr.get("error"), freshness=ok.get(k, {}).get("freshness"),
+            )
+        )  # fmt: skip
+    return out
+
+
+def _crm_status(status: str | None) -> str | None:
+    if status is None:
+        return None
+    if status in {"failed", "error"}:
+        return "failed"
+    if status in {"needs_bootstrap", "running"}:
+        return status
+    return "ok"
+
+
+# ---------------------------------------------------------------- Hallmark
+
+HALLMARK_LAST_RUN = """
+SELECT run_id, kind, status, started_at, finished_at, last_error FROM hallmark_runs ORDER BY started_at DESC LIMIT 1
+"""
+HALLMARK_LAST_OK = "SELECT max(finished_at) AS at FROM hallmark_runs WHERE status = 'ok'"
+HALLMARK_FRESHNESS = "SELECT max(order_creation_date) AS at, count(DISTINCT store_number) AS stores FROM orders"
+SESSION_INVALID_FOR = """
+SELECT checked_at, detail FROM session_checks WHERE pipeline = %s AND NOT valid ORDER BY checked_at DESC LIMIT 1
+"""
+SESSION_VALID_SINCE = "SELECT max(checked_at) AS at FROM session_checks WHERE pipeline = %s AND valid"
+
+
+def hallmark_observations(conn: psycopg.Connection[Any], present: set[str]) -> list[Observation]:
+    if "hallmark_runs" not in present and "orders" not in present:
+        return []
+    run: Row = {}
+    last_ok = None
+    if "hallmark_runs" in present:
+        run = _one(conn, HALLMARK_LAST_RUN)
+        last_ok = _one(conn, HALLMARK_LAST_OK).get("at")
+    fresh: Row = _one(conn, HALLMARK_FRESHNESS) if "orders" in present else {}
+    status, error, at = run.get("status"), run.get("last_error"), run.get("started_at")
+    if "session_checks" in present:
+        bad = _one(conn, SESSION_INVALID_FOR, ("hallmark",))
+        good = _one(conn, SESSION_VALID_SINCE, ("hallmark",)).get("at")
+        if bad and (good is None or bad["checked_at"] > good) and (at is None or bad["checked_at"] >= at):
+            status, error, at = "needs_bootstrap", bad.get("detail"), bad["checked_at"]
+    stores = fresh.get("stores") or 0
+    label = f"Hallmark Connect ({stores} stores)" if stores else "Hallmark Connect"
+    return [
+        Observation(
+            "hallmark", "hallmark", label,
+            last_success_at=last_ok, last_attempt_at=at, last_status=status, last_error=error,
+            freshness=fresh.get("at"),
+        )
+    ]  # fmt: skip
+
+
+# ---------------------------------------------------------------- ESL
+
+ESL_PER_STORE = """
+SELECT m.id AS mapping_id, m.hipoink_store_code AS code, m.source_store_id AS shop,
+       count(q.id) FILTER (WHERE q.status IN ('pending', 'in_progress', 'failed')) AS pending,
+       count(q.id) FILTER (WHERE q.status = 'dead') AS dead,
+       extract(epoch FROM %(now)s - min(q.created_at) FILTER (WHERE q.status IN ('pending', 'in_progress', 'failed')))
+           AS oldest_pending_age,
+       max(q.updated_at) FILTER (WHERE q.status = 'succeeded') AS last_success_at
+FROM store_mappings m LEFT JOIN sync_queue q ON q.store_mapping_id = m.id
+GROUP BY m.id, m.hipoink_store_code, m.source_store_id
+ORDER BY m.hipoink_store_code
+"""
+
+
+def esl_observations(conn: psycopg.Connection[Any], present: set[str], now: datetime) -> list[Observation]:
+    if not {"store_mappings", "sync_queue"} <= present:
+        return []
+    out = []
+    for r in _all(conn, ESL_PER_STORE, {"now": now}):
+        code = str(r["code"])
+        out.append(
+            Observation(
+                "esl", f"esl_{code}", f"{r['shop']} → {code}", code=code,
+                last_success_at=r["last_success_at"], pending=int(r["pending"] or 0), dead=int(r["dead"] or 0),
+                oldest_pending_age=float(r["oldest_pending_age"]) if r["oldest_pending_age"] is not None else None,
+            )
+        )  # fmt: skip
+    return out
+
+
+# ---------------------------------------------------------------- overview
+
+
+def overview_cells(conn: psycopg.Connection[Any], settings: Settings, now: datetime | None = None) -> list[Cell]:
+    """Every store x pipeline cell, evaluated by the status policy."""
+    now = now or datetime.now(UTC)
+    present = present_tables(conn)
+    cfg = settings.config.dashboard
+    observations = [
+        *hallmark_observations(conn, present),
+        *crm_observations(conn, settings, present),
+        *esl_observations(conn, present, now),
+    ]
+    return [evaluate(o, now, cfg.stale_after_hours, cfg.queue_age_alert_seconds) for o in observations]
+
+
+INVALID_SESSIONS = """
+SELECT session_key, coalesce(detail, '') AS detail FROM session_checks WHERE NOT valid ORDER BY session_key
+"""
+
+
+def invalid_sessions(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
+    if "session_checks" not in present_tables(conn):
+        return []
+    return [(r["session_key"], r["detail"]) for r in _all(conn, INVALID_SESSIONS)]
+
+
+RECENT_ALERTS = """
+SELECT condition_key, action, sent_at, payload->>'title' AS title, outcome
+FROM dashboard_alert_log ORDER BY sent_at DESC, id DESC LIMIT %s
+"""
+
+
+def recent_alerts(conn: psycopg.Connection[Any], limit: int = 10) -> list[Row]:
+    if "dashboard_alert_log" not in present_tables(conn):
+        return []
+    return _all(conn, RECENT_ALERTS, (limit,))
+
+
+# ---------------------------------------------------------------- CRM page
+
+
+@dataclass
+class CrmFilters:
+    store: str = ""  # "td_a668"
+    status: str = ""
+    date_from: date | None = None
+    date_to: date | None = None
+
+    def params(self) -> dict[str, Any]:
+        crm, _, code = self.store.partition("_")
+        return {
+            "crm": crm or None,
+            "code": code or None,
+            "status": self.status or None,
+            "dfrom": self.date_from,
+            "dto": self.date_to,
+        }
+
+
+CRM_LEDGER = """
+SELECT id, run_id, crm, store, report_type, file_name, md5, size, downloaded_at, status, from_date, to_date
+FROM download_ledger
+WHERE (%(crm)s::text IS NULL OR crm = %(crm)s) AND (%(code)s::text IS NULL OR store = %(code)s)
+  AND (%(status)s::text IS NULL OR status = %(status)s)
+  AND (%(dfrom)s::date IS NULL OR downloaded_at >= %(dfrom)s::date)
+  AND (%(dto)s::date IS NULL OR downloaded_at < %(dto)s::date + 1)
+ORDER BY downloaded_at DESC, id DESC LIMIT 200
+"""
+CRM_LEDGER_COUNT = """
+SELECT count(*) AS files, coalesce(sum(size), 0) AS bytes FROM download_ledger
+WHERE (%(crm)s::text IS NULL OR crm = %(crm)s) AND (%(code)s::text IS NULL OR store = %(code)s)
+  AND (%(status)s::text IS NULL OR status = %(status)s)
+  AND (%(dfrom)s::date IS NULL OR downloaded_at >= %(dfrom)s::date)
+  AND (%(dto)s::date IS NULL OR downloaded_at < %(dto)s::date + 1)
+"""
+CRM_AUDIT_WHERE = """
+WHERE (%(crm)s::text IS NULL OR crm = %(crm)s) AND (%(code)s::text IS NULL OR store = %(code)s)
+  AND (%(status)s::text IS NULL OR status = %(status)s)
+  AND (%(dfrom)s::date IS NULL OR started_at >= %(dfrom)s::date)
+  AND (%(dto)s::date IS NULL OR started_at < %(dto)s::date + 1)
+"""
+CRM_AUDIT = (
+    """
+SELECT run_id, crm, store, from_date, to_date, inserted_rows, updated_rows, md5, started_at, finished_at, status, error
+FROM ingest_audit"""
+    + CRM_AUDIT_WHERE
+    + " ORDER BY started_at DESC LIMIT 200"
+)
+CRM_AUDIT_TOTALS = (
+    """
+SELECT count(*) AS runs, coalesce(sum(inserted_rows), 0) AS inserted, coalesce(sum(updated_rows), 0) AS updated
+FROM ingest_audit"""
+    + CRM_AUDIT_WHERE
+)
+CRM_AUDIT_BY_STATUS = "SELECT status, count(*) AS n FROM ingest_audit" + CRM_AUDIT_WHERE + " GROUP BY status ORDER BY 1"
+CRM_FAILURES = (
+    "SELECT crm, store, status, coalesce(error, '(no reason recorded)') AS error, count(*) AS n, "
+    "max(started_at) AS last_at FROM ingest_audit"
+    + CRM_AUDIT_WHERE
+    + " AND status IN ('failed', 'needs_bootstrap') GROUP BY 1, 2, 3, 4 ORDER BY last_at DESC LIMIT 50"
+)
+CRM_FACT_COUNTS = """
+SELECT 'fact_td_orders' AS tbl, count(*) AS n FROM fact_td_orders
+"""
+CRM_STATUSES = """
+SELECT status FROM ingest_audit UNION SELECT status FROM download_ledger ORDER BY 1
+"""
+
+
+@dataclass
+class CrmPage:
+    available: bool
+    ledger: list[Row] = field(default_factory=list)
+    ledger_totals: Row = field(default_factory=dict)
+    audit: list[Row] = field(default_factory=list)
+    audit_totals: Row = field(default_factory=dict)
+    audit_by_status: list[Row] = field(default_factory=list)
+    failures: list[Row] = field(default_factory=list)
+    fact_rows: dict[str, int] = field(default_factory=dict)
+    statuses: list[str] = field(default_factory=list)
+    stores: list[tuple[str, str]] = field(default_factory=list)
+
+
+def crm_page(conn: psycopg.Connection[Any], settings: Settings, filters: CrmFilters) -> CrmPage:
+    present = present_tables(conn)
+    page = CrmPage(available=bool({"download_ledger", "ingest_audit"} & present))
+    page.stores = [(s.key, f"{s.name} ({s.key})") for s in settings.config.crm.stores]
+    p = filters.params()
+    statuses: set[str] = set()
+    if "download_ledger" in present:
+        page.ledger = _all(conn, CRM_LEDGER, p)
+        page.ledger_totals = _one(conn, CRM_LEDGER_COUNT, p)
+        statuses |= {r["status"] for r in _all(conn, "SELECT DISTINCT status FROM download_ledger")}
+    if "ingest_audit" in present:
+        page.audit = _all(conn, CRM_AUDIT, p)
+        page.audit_totals = _one(conn, CRM_AUDIT_TOTALS, p)
+        page.audit_by_status = _all(conn, CRM_AUDIT_BY_STATUS, p)
+        page.failures = _all(conn, CRM_FAILURES, p)
+        statuses |= {r["status"] for r in _all(conn, "SELECT DISTINCT status FROM ingest_audit")}
+        seen = _all(conn, "SELECT DISTINCT crm, store FROM ingest_audit ORDER BY 1, 2")
+        known = {k for k, _ in page.stores}
+        page.stores += [(f"{r['crm']}_{r['store']}", f"{r['crm']}_{r['store']}") for r in seen
+                        if f"{r['crm']}_{r['store']}" not in known]  # fmt: skip
+    for table in ("fact_td_orders", "fact_uc_gst"):
+        if table in present:
+            page.fact_rows[table] = int(_one(conn, f"SELECT count(*) AS n FROM {table}")["n"])
+    page.statuses = sorted(s for s in statuses if s)
+    return page
+
+
+# ---------------------------------------------------------------- Hallmark page
+
+HALLMARK_RUNS = """
+SELECT run_id, kind, params, started_at, finished_at, status, downloaded, skipped, failed, last_error
+FROM hallmark_runs ORDER BY started_at DESC LIMIT 50
+"""
+HALLMARK_ITEMS = """
+SELECT run_id, status, count(*) AS n FROM hallmark_run_items
+WHERE run_id = ANY(%s) GROUP BY run_id, status ORDER BY run_id, status
+"""
+HALLMARK_TOTALS = """
+SELECT o.store_number, coalesce(max(s.store_name), max(o.store_name)) AS store_name,
+       to_char(date_trunc('month', o.order_creation_date), 'YYYY-MM') AS month,
+       count(*) AS orders, coalesce(sum(o.order_total), 0) AS total
+FROM orders o LEFT JOIN stores s ON s.store_number = o.store_number
+GROUP BY o.store_number, date_trunc('month', o.order_creation_date)
+ORDER BY month DESC, o.store_number
+LIMIT 500
+"""
+HALLMARK_TOTALS_NO_STORES = """
+SELECT store_number, max(store_name) AS store_name,
+       to_char(date_trunc('month', order_creation_date), 'YYYY-MM') AS month,
+       count(*) AS orders, coalesce(sum(order_total), 0) AS total
+FROM orders GROUP BY store_number, date_trunc('month', order_creation_date)
+ORDER BY month DESC, store_number
+LIMIT 500
+"""
+HALLMARK_GRAND = "SELECT count(*) AS orders, coalesce(sum(order_total), 0) AS total FROM orders"
+
+
+@dataclass
+class HallmarkPage:
+    available: bool
+    runs: list[Row] = field(default_factory=list)
+    items: dict[str, dict[str, int]] = field(default_factory=dict)
+    totals: list[Row] = field(default_factory=list)
+    grand: Row = field(default_factory=dict)
+
+
+def hallmark_page(conn: psycopg.Connection[Any]) -> HallmarkPage:
+    present = present_tables(conn)
+    page = HallmarkPage(available=bool({"hallmark_runs", "orders"} & present))
+    if "hallmark_runs" in present:
+        page.runs = _all(conn, HALLMARK_RUNS)
+        if "hallmark_run_items" in present and page.runs:
+            for r in _all(conn, HALLMARK_ITEMS, ([r["run_id"] for r in page.runs],)):
+                page.items.setdefault(str(r["run_id"]), {})[r["status"]] = int(r["n"])
+    if "orders" in present:
+        page.totals = _all(conn, HALLMARK_TOTALS if "stores" in present else HALLMARK_TOTALS_NO_STORES)
+        page.grand = _one(conn, HALLMARK_GRAND)
+    return page
+
+
+# ---------------------------------------------------------------- ESL page
+
+ESL_STATES = ("pending", "in_progress", "succeeded", "failed", "dead")
+ESL_COUNTS = "SELECT status, count(*) AS n FROM sync_queue GROUP BY status"
+ESL_OLDEST = """
+SELECT extract(epoch FROM %s - min(created_at)) AS age FROM sync_queue
+WHERE status IN ('pending', 'in_progress', 'failed')
+"""
+ESL_LATENCIES = """
+SELECT extract(epoch FROM updated_at - created_at) AS seconds FROM sync_queue
+WHERE status = 'succeeded' AND updated_at >= %s
+"""
+ESL_DEAD = """
+SELECT q.id, m.hipoink_store_code AS store, q.product_id, q.attempts, q.last_error, q.updated_at
+FROM sync_queue q LEFT JOIN store_mappings m ON m.id = q.store_mapping_id
+WHERE q.status = 'dead' ORDER BY q.updated_at DESC LIMIT 100
+"""
+ESL_WEBHOOKS = """
+SELECT id, shop_domain, topic, event_id, received_at, outcome, reason FROM webhook_inbox
+ORDER BY received_at DESC LIMIT 50
+"""
+ESL_WEBHOOK_OUTCOMES = "SELECT outcome, count(*) AS n FROM webhook_inbox GROUP BY outcome ORDER BY outcome"
+ESL_THROUGHPUT = """
+SELECT date_trunc('hour', updated_at) AS hour, count(*) AS n FROM sync_queue
+WHERE status = 'succeeded' AND updated_at >= %s GROUP BY 1 ORDER BY 1
+"""
+
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+@dataclass
+class EslPage:
+    available: bool
+    counts: dict[str, int] = field(default_factory=dict)
+    oldest_pending_age: float | None = None
+    latencies: list[float] = field(default_factory=list)
+    dead: list[Row] = field(default_factory=list)
+    webhooks: list[Row] = field(default_factory=list)
+    webhook_outcomes: list[Row] = field(default_factory=list)
+
+
+def esl_page(conn: psycopg.Connection[Any], now: datetime | None = None) -> EslPage:
+    now = now or datetime.now(UTC)
+    present = present_tables(conn)
+    page = EslPage(available="sync_queue" in present)
+    if "sync_queue" in present:
+        counts = {r["status"]: int(r["n"]) for r in _all(conn, ESL_COUNTS)}
+        page.counts = {s: counts.get(s, 0) for s in ESL_STATES} | counts
+        age = _one(conn, ESL_OLDEST, (now,)).get("age")
+        page.oldest_pending_age = float(age) if age is not None else None
+        page.latencies = esl_latencies(conn, now - timedelta(days=7))
+        page.dead = _all(conn, ESL_DEAD)
+    if "webhook_inbox" in present:
+        page.webhooks = _all(conn, ESL_WEBHOOKS)
+        page.webhook_outcomes = _all(conn, ESL_WEBHOOK_OUTCOMES)
+    return page
+
+
+def esl_latencies(conn: psycopg.Connection[Any], since: datetime) -> list[float]:
+    """Seconds from enqueue (the webhook's commit) to the label update, for items synced since ``since``."""
+    if "sync_queue" not in present_tables(conn):
+        return []
+    return [float(r["seconds"]) for r in _all(conn, ESL_LATENCIES, (since,)) if r["seconds"] is not None]
+
+
+def histogram(values: list[float], edges: tuple[float, ...] = LATENCY_BUCKETS) -> list[tuple[str, int]]:
+    """(bucket label, count) with one overflow bucket; pure."""
+    counts = [0] * (len(edges) + 1)
+    for v in values:
+        for i, edge in enumerate(edges):
+            if v <= edge:
+                counts[i] += 1
+                break
+        else:
+            counts[-1] += 1
+    labels = [f"≤{_short(e)}" for e in edges] + [f">{_short(edges[-1])}"]
+    return list(zip(labels, counts, strict=True))
+
+
+def _short(seconds: float) -> str:
+    return f"{seconds * 1000:.0f}ms" if seconds < 1 else f"{seconds:g}s"
+
+
+def retry_dead(conn: psycopg.Connection[Any], item_ids: list[int] | None) -> int:
+    """Re-enqueue dead letters through the ESL pipeline's own function."""
+    from storeflow.esl.queue import retry_dead_letters
+
+    count: int = retry_dead_letters(conn, item_ids=item_ids)
+    return count
+
+
+# ---------------------------------------------------------------- sessions
+
+SESSION_CHECKS = """
+SELECT session_key, pipeline, store, path, saved_at, checked_at, valid, detail FROM session_checks
+"""
+
+
+@dataclass
+class SessionRow:
+    key: str
+    pipeline: str
+    path: str
+    exists: bool
+    age_seconds: float | None
+    checked_at: datetime | None
+    valid: bool | None
+    detail: str
+
+
+def sessions(conn: psycopg.Connection[Any], settings: Settings) -> list[SessionRow]:
+    """Every stored session file (Hallmark SESSION_FILE, CRM profiles) with its last validity check."""
+    from storeflow.browser import SessionVault, vault_for_file
+
+    checks: dict[str, Row] = {}
+    if "session_checks" in present_tables(conn):
+        for r in _all(conn, SESSION_CHECKS):
+            checks[r["session_key"]] = r
+            checks.setdefault(str(Path(r["path"]).expanduser()), r)
+    found: list[tuple[str, str, Path, float | None]] = []
+    vault, key = vault_for_file(settings.SESSION_FILE.expanduser())
+    found.append(("hallmark", "hallmark", vault.path(key), vault.age_seconds(key)))
+    profiles = SessionVault(settings.config.crm.profiles_dir.expanduser())
+    crm_keys = set(profiles.keys()) | {s.key for s in settings.config.crm.stores}
+    for k in sorted(crm_keys):
+        found.append((k, "crm", profiles.path(k), profiles.age_seconds(k)))
+    rows: list[SessionRow] = []
+    used: set[str] = set()
+    for k, pipeline, path, age in found:
+        check = checks.get(k) or checks.get(str(path)) or (checks.get("hallmark_session") if k == "hallmark" else None)
+        if check:
+            used.add(check["session_key"])
+        rows.append(
+            SessionRow(
+                k, pipeline, str(path), path.is_file(), age,
+                check["checked_at"] if check else None, check["valid"] if check else None,
+                (check.get("detail") or "") if check else "",
+            )
+        )  # fmt: skip
+    for r in checks.values():
+        if r["session_key"] not in used:
+            used.add(r["session_key"])
+            path = Path(r["path"]).expanduser()
+            rows.append(
+                SessionRow(
+                    r["session_key"], r["pipeline"], str(path), path.is_file(), None,
+                    r["checked_at"], r["valid"], r.get("detail") or "",
+                )
+            )  # fmt: skip
+    return rows
+
+
+# ---------------------------------------------------------------- charts
+
+DAILY_SALES = """
+WITH last AS (
+  SELECT greatest(
+    (SELECT max(order_date)::date FROM {td}),
+    (SELECT max(invoice_date)::date FROM {uc})) AS d
+)
+SELECT store, day, sum(amount) AS amount FROM (
+  SELECT 'td_' || store_code AS store, order_date::date AS day, net_amount AS amount FROM {td}
+  UNION ALL
+  SELECT 'uc_' || store_code, invoice_date::date, final_amount FROM {uc}
+) s, last
+WHERE day > last.d - %s
+GROUP BY store, day ORDER BY store, day
+"""
+
+
+def daily_sales(conn: psycopg.Connection[Any], days: int = 30) -> dict[str, list[tuple[date, float]]]:
+    """Net sales per store and day over the last ``days`` days that have data (CRM fact tables)."""
+    present = present_tables(conn)
+    td = "fact_td_orders" if "fact_td_orders" in present else None
+    uc = "fact_uc_gst" if "fact_uc_gst" in present else None
+    if not td and not uc:
+        return {}
+    # an absent table reads as an empty relation of the right shape
+    td_src = td or "(SELECT NULL::text AS store_code, NULL::date AS order_date, NULL::numeric AS net_amount) td"
+    uc_src = uc or "(SELECT NULL::text AS store_code, NULL::date AS invoice_date, NULL::numeric AS final_amount) uc"
+    out: dict[str, list[tuple[date, float]]] = {}
+    for r in _all(conn, DAILY_SALES.format(td=td_src, uc=uc_src), (days,)):
+        out.setdefault(r["store"], []).append((r["day"], float(r["amount"] or 0)))
+    return out
+
+
+def esl_throughput(conn: psycopg.Connection[Any], now: datetime, hours: int = 24) -> list[tuple[datetime, int]]:
+    if "sync_queue" not in present_tables(conn):
+        return []
+    rows = _all(conn, ESL_THROUGHPUT, (now - timedelta(hours=hours),))
+    return [(r["hour"], int(r["n"])) for r in rows]
