@@ -43,6 +43,7 @@ def bar_chart(items: Sequence[tuple[str, float]], width: int = 640, height: int 
     top_value = nice_max(max(v for _, v in items))
     slot = plot_w / len(items)
     bar_w = max(4.0, slot * 0.7)
+    label_every = max(1, math.ceil(len(items) * 48 / plot_w))  # keep labels about 48 px apart
     parts = [_open(width, height, title), *_y_axis(left, top, plot_w, plot_h, top_value)]
     for i, (label, value) in enumerate(items):
         h = plot_h * (value / top_value)
@@ -57,10 +58,11 @@ def bar_chart(items: Sequence[tuple[str, float]], width: int = 640, height: int 
                 f'<text class="val" x="{x + bar_w / 2:.1f}" y="{y - 4:.1f}" text-anchor="middle">'
                 f"{format_number(value)}</text>"
             )
-        parts.append(
-            f'<text class="lbl" x="{x + bar_w / 2:.1f}" y="{top + plot_h + 16}" text-anchor="middle">'
-            f"{escape(label)}</text>"
-        )
+        if i % label_every == 0:
+            parts.append(
+                f'<text class="lbl" x="{x + bar_w / 2:.1f}" y="{top + plot_h + 16}" text-anchor="middle">'
+                f"{escape(label)}</text>"
+            )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -83,7 +85,8 @@ def line_chart(
     def x_of(d: date) -> float:
         return left + plot_w * ((d - first).days / span) if span else left + plot_w / 2
 
-    for d in (first, last) if first != last else (first,):
+    ticks = sorted({first + (last - first) * k / 4 for k in range(5)}) if first != last else [first]
+    for d in ticks:
         parts.append(
             f'<text class="lbl" x="{x_of(d):.1f}" y="{top + plot_h + 16}" text-anchor="middle">{d.isoformat()}</text>'
         )

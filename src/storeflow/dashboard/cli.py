@@ -21,7 +21,8 @@ console = Console()
 def _channels_or_exit(names: list[str]) -> None:
     if not names:
         console.print(
-            "[red]no alert channel configured[/]: set ALERT_WEBHOOK_URL, or SMTP_HOST and SMTP_TO (see docs/dashboard.md)"
+            "[red]no alert channel configured[/]: set ALERT_WEBHOOK_URL, or SMTP_HOST and SMTP_TO "
+            "(see docs/dashboard.md)"
         )
         raise typer.Exit(EXIT_CONFIG)
 

@@ -508,10 +508,19 @@ def _short(seconds: float) -> str:
 
 def retry_dead(conn: psycopg.Connection[Any], item_ids: list[int] | None) -> int:
     """Re-enqueue dead letters through the ESL pipeline's own function."""
-    from storeflow.esl.queue import retry_dead_letters
-
+    try:
+        from storeflow.esl.queue import retry_dead_letters
+    except ModuleNotFoundError:  # a build without the ESL queue module: the contract's SQL
+        cur = conn.execute(RETRY_DEAD, {"ids": item_ids})
+        return cur.rowcount
     count: int = retry_dead_letters(conn, item_ids=item_ids)
     return count
+
+
+RETRY_DEAD = """
+UPDATE sync_queue SET status = 'pending', attempts = 0, updated_at = now()
+WHERE status = 'dead' AND (%(ids)s::bigint[] IS NULL OR id = ANY(%(ids)s::bigint[]))
+"""
 
 
 # ---------------------------------------------------------------- sessions
@@ -612,5 +621,11 @@ def daily_sales(conn: psycopg.Connection[Any], days: int = 30) -> dict[str, list
 def esl_throughput(conn: psycopg.Connection[Any], now: datetime, hours: int = 24) -> list[tuple[datetime, int]]:
     if "sync_queue" not in present_tables(conn):
         return []
+    """Labels synced per hour over the last ``hours`` hours, every hour present (0 when none)."""
     rows = _all(conn, ESL_THROUGHPUT, (now - timedelta(hours=hours),))
-    return [(r["hour"], int(r["n"])) for r in rows]
+    if not rows:
+        return []
+    counts = {r["hour"].astimezone(UTC): int(r["n"]) for r in rows}
+    last = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    slots = [last - timedelta(hours=h) for h in range(hours - 1, -1, -1)]
+    return [(slot, counts.get(slot, 0)) for slot in slots]

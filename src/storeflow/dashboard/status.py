@@ -109,7 +109,8 @@ def _decide(
     if obs.last_status is None and obs.last_success_at is None:
         if obs.pipeline == "hallmark":
             return "never", "no extraction run recorded", f"first run: `{command('hallmark_login')}`"
-        return "never", "no download recorded", f"first run: `{command('crm_download', **crm)}`"
+        what = "download" if obs.pipeline == "crm_download" else "ingestion"
+        return "never", f"no {what} recorded", f"first run: `{command('crm_download', **crm)}`"
     if obs.last_status == "needs_bootstrap":
         if obs.pipeline == "hallmark":
             return "bootstrap", "the saved session is no longer valid", f"log in again: `{command('hallmark_login')}`"
