@@ -1,0 +1,519 @@
+"""The two portals' clients: log in (with OTP), probe a stored session, download a report.
+
+TumbleDry: browser mode (home -> overdue popup -> `a#achrOrderReport` -> iframe `#ifrmReport`
+-> request report -> poll the requests table -> `page.expect_download()`) and API mode
+(token from the iframe URL -> `GET /reports/order-report`). UClean: the token the login page
+keeps in localStorage, then export (GET), generate (POST) or the paged tax-report API.
+The same code talks to the real portals and to the sandbox; only base URLs differ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import date
+from email.message import Message
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+
+from storeflow.crm.files import canonical_name, extension_for
+from storeflow.crm.windows import Window
+from storeflow.errors import ConfigError, StoreflowError
+from storeflow.http.policy import Failure, backoff_delay, classify_exception, classify_status
+from storeflow.logs import get_logger, register_secrets
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser, BrowserContext, Page
+
+    from storeflow.settings import CrmStore, Settings
+
+StorageState = dict[str, Any]
+OtpSource = Callable[[], Awaitable[str]]
+TD_MODES = ("browser", "api")
+UC_MODES = ("export", "generate", "api")
+REPORT_TYPES = {"td": "OrderReport", "uc": "GST"}
+TD_DISPLAY = "%d %b %Y"
+
+
+class SessionExpired(StoreflowError):
+    """The stored session no longer works (login page, 401/403)."""
+
+
+class DownloadError(StoreflowError):
+    pass
+
+
+@dataclass
+class Downloaded:
+    path: Path
+    report_type: str
+    mode: str
+    state: StorageState | None  # the session after the download (persisted cookies)
+
+
+def credentials(settings: Settings, store: CrmStore) -> tuple[str, str]:
+    user = settings.env_value(store.username_env)
+    password = settings.env_value(store.password_env)
+    missing = [n for n, v in ((store.username_env, user), (store.password_env, password)) if not v]
+    if missing:
+        raise ConfigError(f"store {store.key}: set {' and '.join(missing)} (credentials named in the TOML file)")
+    assert user is not None and password is not None
+    register_secrets([password])
+    return user, password
+
+
+def check_mode(store: CrmStore) -> str:
+    modes = TD_MODES if store.crm == "td" else UC_MODES
+    if store.mode not in modes:
+        raise ConfigError(f"store {store.key}: mode {store.mode!r} is not one of {', '.join(modes)}")
+    return store.mode
+
+
+def cookie_header(state: StorageState | None, url: str) -> str:
+    """The Cookie header a browser with this storage state would send to ``url``."""
+    host = urlparse(url).hostname or ""
+    pairs = []
+    for cookie in (state or {}).get("cookies", []):
+        domain = str(cookie.get("domain", "")).lstrip(".")
+        if domain and (host == domain or host.endswith("." + domain)):
+            pairs.append(f"{cookie['name']}={cookie['value']}")
+    return "; ".join(pairs)
+
+
+def local_storage_token(state: StorageState | None, base_url: str) -> str | None:
+    """UClean keeps ``Bearer <jwt>`` in localStorage (``token`` or ``authToken``)."""
+    origin = "{0.scheme}://{0.netloc}".format(urlparse(base_url))
+    for entry in (state or {}).get("origins", []):
+        if entry.get("origin") != origin:
+            continue
+        items = {i.get("name"): i.get("value") for i in entry.get("localStorage", [])}
+        for name in ("token", "authToken"):
+            value = items.get(name)
+            if value:
+                value = str(value).strip().strip('"')
+                return value[7:] if value.lower().startswith("bearer ") else value
+    return None
+
+
+def jwt_expiry(token: str) -> float | None:
+    try:
+        part = token.split(".")[1]
+        payload = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    except (IndexError, ValueError):
+        return None
+    exp = payload.get("exp") if isinstance(payload, dict) else None
+    return float(exp) if isinstance(exp, int | float) else None
+
+
+def iframe_token(src: str) -> str:
+    token = parse_qs(urlparse(src).query).get("token", [""])[0]
+    if not token:
+        raise DownloadError(f"the report iframe carries no token: {src[:80]}")
+    register_secrets([token])
+    return token
+
+
+_IFRAME = re.compile(r"<iframe[^>]*id=[\"']ifrmReport[\"'][^>]*src=[\"']([^\"']+)[\"']", re.IGNORECASE)
+
+
+def filename_from(headers: httpx.Headers) -> str | None:
+    disposition = headers.get("content-disposition")
+    if not disposition:
+        return None
+    msg = Message()
+    msg["content-disposition"] = disposition
+    name = msg.get_filename()
+    return str(name) if name else None
+
+
+async def request_with_retry(
+    client: httpx.AsyncClient, method: str, url: str, attempts: int, **kwargs: Any
+) -> httpx.Response:
+    """One HTTP call; transient failures (5xx, timeouts) retried with the shared backoff policy."""
+    for attempt in range(1, attempts + 2):
+        try:
+            response = await client.request(method, url, **kwargs)
+        except httpx.HTTPError as exc:
+            if classify_exception(exc) is Failure.TRANSIENT and attempt <= attempts:
+                await asyncio.sleep(backoff_delay(attempt, initial=0.5, maximum=10))
+                continue
+            raise DownloadError(f"{method} {urlparse(url).path}: {type(exc).__name__}: {exc}") from exc
+        if response.status_code in (401, 403):
+            raise SessionExpired(f"{method} {urlparse(url).path} answered {response.status_code}")
+        failure = classify_status(response.status_code)
+        if failure is None:
+            return response
+        if failure is not Failure.PERMANENT and attempt <= attempts:
+            await asyncio.sleep(backoff_delay(attempt, initial=0.5, maximum=10))
+            continue
+        raise DownloadError(f"{method} {urlparse(url).path} answered {response.status_code}: {response.text[:200]}")
+    raise DownloadError(f"{method} {urlparse(url).path}: retries exhausted")
+
+
+class PortalClient:
+    """What both portals share: settings, store, browser access, HTTP."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: CrmStore,
+        http: httpx.AsyncClient,
+        browser: Callable[[], Awaitable[Browser]],
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.http = http
+        self.browser = browser
+        self.cfg = settings.config.crm
+        self.timeout = self.cfg.download_timeout_seconds
+        self.log = get_logger("crm", store.key)
+
+    async def new_context(self, state: StorageState | None) -> BrowserContext:
+        browser = await self.browser()
+        context = await browser.new_context(storage_state=state, accept_downloads=True)  # type: ignore[arg-type]
+        context.set_default_timeout(self.timeout * 1000)
+        return context
+
+    async def login(self, otp: OtpSource) -> StorageState:
+        raise NotImplementedError
+
+    async def probe(self, state: StorageState) -> bool:
+        raise NotImplementedError
+
+    async def download(self, state: StorageState, window: Window, folder: Path) -> Downloaded:
+        raise NotImplementedError
+
+    def target(self, window: Window, ext: str, folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        name = canonical_name(
+            self.store.crm, REPORT_TYPES[self.store.crm], self.store.name, window.start, window.end, ext
+        )
+        return folder / name
+
+
+# ---------------------------------------------------------------- TumbleDry
+
+
+class TumbleDryClient(PortalClient):
+    @property
+    def base(self) -> str:
+        return self.cfg.td_base_url.rstrip("/")
+
+    @property
+    def reports_base(self) -> str:
+        return self.cfg.td_reports_url.rstrip("/")
+
+    async def login(self, otp: OtpSource) -> StorageState:
+        user, password = credentials(self.settings, self.store)
+        context = await self.new_context(None)
+        try:
+            page = await context.new_page()
+            await page.goto(self.store.login_url or f"{self.base}/Login")
+            await page.fill("#txtUserId", user)
+            await page.fill("#txtPassword", password)
+            await page.fill("#txtBranchPin", self.store.code)
+            await page.click("#btnLogin")
+            await page.wait_for_load_state()
+            if "frmverification" in page.url.lower():
+                self.log.info("one-time code requested", event="bootstrap")
+                code = await otp()
+                register_secrets([code])
+                await page.fill("#txtOTP, input[name*='otp' i]", code)
+                await page.click("#btnVerify, input[type=submit]")
+                await page.wait_for_load_state()
+            if f"/{self.store.code}/app/home" not in page.url.lower():
+                error = (
+                    await page.locator("#lblError").text_content() if await page.locator("#lblError").count() else ""
+                )
+                raise StoreflowError(f"store {self.store.key}: login failed ({(error or page.url).strip()})")
+            await page.locator("a#achrOrderReport").wait_for(state="attached")
+            return await context.storage_state()  # type: ignore[return-value]
+        finally:
+            await context.close()
+
+    async def _report_page(self, state: StorageState) -> httpx.Response:
+        url = f"{self.base}/{self.store.code}/App/Reports/OrderReport.aspx"
+        response = await request_with_retry(
+            self.http, "GET", url, self.settings.MAX_RETRIES, headers={"Cookie": cookie_header(state, url)}
+        )
+        if response.is_redirect or "/login" in str(response.url).lower():
+            raise SessionExpired(f"{self.store.key}: the portal sent the session to its login page")
+        return response
+
+    async def probe(self, state: StorageState) -> bool:
+        try:
+            response = await self._report_page(state)
+        except SessionExpired:
+            return False
+        return bool(_IFRAME.search(response.text))
+
+    async def download(self, state: StorageState, window: Window, folder: Path) -> Downloaded:
+        if self.store.mode == "api":
+            return await self._download_api(state, window, folder)
+        return await self._download_browser(state, window, folder)
+
+    async def _download_api(self, state: StorageState, window: Window, folder: Path) -> Downloaded:
+        found = _IFRAME.search((await self._report_page(state)).text)
+        if not found:
+            raise DownloadError(f"{self.store.key}: OrderReport.aspx has no #ifrmReport iframe")
+        token = iframe_token(found.group(1).replace("&amp;", "&"))
+        rows: list[dict[str, Any]] = []
+        page, size = 1, 200
+        while True:
+            self.log.info("reporting API page %d", page, event="download")
+            response = await request_with_retry(
+                self.http,
+                "GET",
+                f"{self.reports_base}/reports/order-report",
+                self.settings.MAX_RETRIES,
+                params={
+                    "startDate": window.start.isoformat(),
+                    "endDate": window.end.isoformat(),
+                    "page": page,
+                    "pageSize": size,
+                    "expandData": "true",
+                },
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            try:
+                body = response.json()
+            except ValueError as exc:
+                raise DownloadError(f"{self.store.key}: the reporting API sent malformed JSON: {exc}") from exc
+            data = body.get("data") if isinstance(body, dict) else None
+            if not isinstance(data, list):
+                raise DownloadError(f"{self.store.key}: the reporting API sent no list of rows")
+            rows.extend(data)
+            total = (body.get("pagination") or {}).get("total")
+            if len(data) < size or (isinstance(total, int) and len(rows) >= total):
+                break
+            page += 1
+        target = self.target(window, "json", folder)
+        target.write_text(json.dumps(rows), encoding="utf-8")
+        return Downloaded(target, REPORT_TYPES["td"], "api", state)
+
+    async def _download_browser(self, state: StorageState, window: Window, folder: Path) -> Downloaded:
+        context = await self.new_context(state)
+        try:
+            page = await context.new_page()
+            await page.goto(f"{self.base}/{self.store.code}/App/home")
+            if "/login" in page.url.lower():
+                raise SessionExpired(f"{self.store.key}: the portal sent the session to its login page")
+            await self._dismiss_overdue(page)
+            # the spec's legacy URL, reached the way a user does
+            await page.click("a#achrOrderReport")
+            await page.wait_for_url(re.compile(r"OrderReport\.aspx", re.IGNORECASE))
+            src = await page.locator("#ifrmReport").get_attribute("src") or ""
+            iframe_token(src)
+            frame = page.frame_locator("#ifrmReport")
+            await frame.locator("div.ant-spin").wait_for(state="hidden")
+            if await frame.locator("#sessionExpired").count():
+                raise SessionExpired(f"{self.store.key}: the reports app rejected the token")
+            await frame.get_by_role("button", name="Download historical report").click()
+            await frame.get_by_role("button", name="Generate Report").click()
+            start, end = window.start.strftime(TD_DISPLAY), window.end.strftime(TD_DISPLAY)
+            await frame.locator("input[placeholder^='From']").fill(start)
+            await frame.locator("input[placeholder^='To']").fill(end)
+            self.log.info("requesting report %s - %s", start, end, event="download")
+            await frame.get_by_role("button", name="Request Report").click()
+            link = frame.locator("tr", has_text=f"{start} - {end}").first.locator("a[href*='order-reports']")
+            try:
+                await link.wait_for(state="visible", timeout=self.timeout * 1000)
+            except Exception as exc:
+                if await frame.locator("#sessionExpired").count():
+                    raise SessionExpired(f"{self.store.key}: the reports app session expired") from exc
+                raise DownloadError(
+                    f"{self.store.key}: the report was not ready within {self.timeout:.0f}s (download_timeout_seconds)"
+                ) from exc
+            async with page.expect_download(timeout=self.timeout * 1000) as info:
+                await link.click()
+            download = await info.value
+            failure = await download.failure()
+            if failure:
+                raise DownloadError(f"{self.store.key}: the download failed: {failure}")
+            ext = extension_for(None, download.suggested_filename, b"")
+            target = self.target(window, ext, folder)
+            await download.save_as(target)
+            new_state: StorageState = await context.storage_state()  # type: ignore[assignment]
+            return Downloaded(target, REPORT_TYPES["td"], "browser", new_state)
+        finally:
+            await context.close()
+
+    async def _dismiss_overdue(self, page: Page) -> None:
+        popup = page.locator("#pnlOrderOverDuePopup")
+        if await popup.count() and await popup.is_visible():
+            self.log.info("closing the overdue-orders popup", event="download")
+            close = popup.locator("button, input[type=button], a.close, .close").first
+            if await close.count():
+                await close.click()
+            if await popup.is_visible():
+                await page.evaluate("document.getElementById('pnlOrderOverDuePopup').style.display='none'")
+
+
+# ---------------------------------------------------------------- UClean
+
+
+class UCleanClient(PortalClient):
+    @property
+    def base(self) -> str:
+        return self.cfg.uc_base_url.rstrip("/")
+
+    async def login(self, otp: OtpSource) -> StorageState:
+        from playwright.async_api import Error as PlaywrightError
+
+        user, password = credentials(self.settings, self.store)
+        context = await self.new_context(None)
+        try:
+            page = await context.new_page()
+            await page.goto(self.store.login_url or f"{self.base}/login")
+            await page.fill("#email", user)
+            await page.fill("#password", password)
+            await page.click("button[type=submit]")
+            otp_box = page.locator("#otp")
+            deadline = time.monotonic() + self.timeout
+            while time.monotonic() < deadline:
+                if "/dashboard" in page.url:
+                    break
+                if await otp_box.is_visible():
+                    self.log.info("one-time code requested", event="bootstrap")
+                    code = await otp()
+                    register_secrets([code])
+                    await otp_box.fill(code)
+                    await page.click("#verifyOtp, #otpForm button[type=submit]")
+                    await page.wait_for_url("**/dashboard", timeout=self.timeout * 1000)
+                    break
+                try:
+                    message = await page.evaluate(
+                        "() => { const e = document.querySelector('#loginError'); return e ? e.textContent : ''; }"
+                    )
+                except PlaywrightError:  # navigating to the dashboard right now
+                    message = ""
+                if message and message.strip():
+                    raise StoreflowError(f"store {self.store.key}: login failed ({message.strip()})")
+                await asyncio.sleep(0.1)
+            await page.wait_for_load_state()
+            state: StorageState = await context.storage_state()  # type: ignore[assignment]
+            if not local_storage_token(state, self.base):
+                raise StoreflowError(f"store {self.store.key}: login did not leave a token in localStorage")
+            return state
+        finally:
+            await context.close()
+
+    def _token(self, state: StorageState) -> str:
+        token = local_storage_token(state, self.base)
+        if not token:
+            raise SessionExpired(f"{self.store.key}: no token in the stored session")
+        expiry = jwt_expiry(token)
+        if expiry is not None and expiry < time.time() + 60:
+            raise SessionExpired(f"{self.store.key}: the stored token expired")
+        register_secrets([token])
+        return token
+
+    async def probe(self, state: StorageState) -> bool:
+        try:
+            token = self._token(state)
+            today = date.today().isoformat()
+            await request_with_retry(
+                self.http,
+                "GET",
+                f"{self.base}/api/v1/stores/report/tax-report",
+                self.settings.MAX_RETRIES,
+                params={"from": today, "to": today, "page": 1, "limit": 1, "franchise": "UCLEAN"},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        except SessionExpired:
+            return False
+        return True
+
+    async def download(self, state: StorageState, window: Window, folder: Path) -> Downloaded:
+        token = self._token(state)
+        auth = {"Authorization": f"Bearer {token}"}
+        retries = self.settings.MAX_RETRIES
+        mode = self.store.mode
+        if mode == "api":
+            return await self._download_api(state, auth, window, folder)
+        if mode == "generate":
+            response = await request_with_retry(
+                self.http,
+                "POST",
+                f"{self.base}/api/v1/stores/generateGST",
+                retries,
+                params={"franchise": "UCLEAN"},
+                json={"from_date": window.start.isoformat(), "to_date": window.end.isoformat()},
+                headers=auth,
+            )
+        else:
+            response = await request_with_retry(
+                self.http,
+                "GET",
+                f"{self.base}/api/v1/sales/export-report",
+                retries,
+                params={
+                    "type": "GST",
+                    "format": "excel",
+                    "from_date": window.start.isoformat(),
+                    "to_date": window.end.isoformat(),
+                },
+                headers=auth,
+            )
+        body = response.content
+        ext = extension_for(response.headers.get("content-type"), filename_from(response.headers), body)
+        target = self.target(window, ext, folder)
+        target.write_bytes(body)
+        return Downloaded(target, REPORT_TYPES["uc"], mode, state)
+
+    async def _download_api(
+        self, state: StorageState, auth: dict[str, str], window: Window, folder: Path
+    ) -> Downloaded:
+        rows: list[dict[str, Any]] = []
+        page, limit = 1, 20
+        while True:
+            response = await request_with_retry(
+                self.http,
+                "GET",
+                f"{self.base}/api/v1/stores/report/tax-report",
+                self.settings.MAX_RETRIES,
+                params={
+                    "from": window.start.isoformat(),
+                    "to": window.end.isoformat(),
+                    "page": page,
+                    "limit": limit,
+                    "sortBy": "invoice_date",
+                    "sortOrder": "DESC",
+                    "export": "false",
+                    "franchise": "UCLEAN",
+                },
+                headers=auth,
+            )
+            try:
+                data = response.json().get("data")
+            except (ValueError, AttributeError) as exc:
+                raise DownloadError(f"{self.store.key}: tax-report sent malformed JSON") from exc
+            if not isinstance(data, list):
+                raise DownloadError(f"{self.store.key}: tax-report page {page} is malformed (data is not a list)")
+            rows.extend(data)
+            if len(data) < limit:  # a short (or empty first) page ends the result
+                break
+            page += 1
+        target = self.target(window, "json", folder)
+        target.write_text(json.dumps(rows), encoding="utf-8")
+        return Downloaded(target, REPORT_TYPES["uc"], "api", state)
+
+
+def client_for(
+    settings: Settings, store: CrmStore, http: httpx.AsyncClient, browser: Callable[[], Awaitable[Browser]]
+) -> PortalClient:
+    check_mode(store)
+    cls = TumbleDryClient if store.crm == "td" else UCleanClient
+    return cls(settings, store, http, browser)
+
+
+def window_days(start: date, end: date) -> int:
+    return (end - start).days + 1

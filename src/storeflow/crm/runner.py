@@ -1,0 +1,536 @@
+"""Runs bootstrap and download for a set of stores, concurrently, each isolated.
+
+One browser, one context per store, at most ``crm.concurrency`` stores at once. Per
+store: advisory lock -> window -> session probe (auto re-login when no OTP is
+needed) -> download -> ingest (one transaction per file) -> retention. A store's
+failure never stops the others; the exit code summarises the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from storeflow.alerts import send_alert
+from storeflow.browser import SessionVault, has_display, launch
+from storeflow.crm.files import expired_files
+from storeflow.crm.ingest import (
+    FileInfo,
+    IngestResult,
+    ingest_file,
+    last_success_end,
+    record_audit,
+    try_lock_store,
+    unlock_store,
+)
+from storeflow.crm.portals import (
+    REPORT_TYPES,
+    DownloadError,
+    OtpSource,
+    PortalClient,
+    SessionExpired,
+    StorageState,
+    client_for,
+)
+from storeflow.crm.progress import Progress
+from storeflow.crm.windows import Window, auto_window, requested_window
+from storeflow.errors import (
+    EXIT_FAILED,
+    EXIT_NEEDS_BOOTSTRAP,
+    EXIT_OK,
+    ConfigError,
+    StoreflowError,
+)
+from storeflow.logs import get_logger, register_secrets
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser, Playwright
+
+    from storeflow.db.connect import Database
+    from storeflow.settings import CrmStore, Settings
+
+log = get_logger("crm")
+
+UPSERT_SESSION_CHECK = """
+INSERT INTO session_checks (session_key, pipeline, store, path, saved_at, checked_at, valid, detail)
+VALUES (%s, 'crm', %s, %s, %s, now(), %s, %s)
+ON CONFLICT (session_key) DO UPDATE SET path = EXCLUDED.path, saved_at = EXCLUDED.saved_at,
+    checked_at = now(), valid = EXCLUDED.valid, detail = EXCLUDED.detail
+"""
+INSERT_RUN = "INSERT INTO pipeline_runs (run_id, pipeline, command, store) VALUES (%s, 'crm', %s, %s)"
+FINISH_RUN = "UPDATE pipeline_runs SET finished_at = now(), status = %s, summary = %s, error = %s WHERE run_id = %s"
+
+
+def select_stores(settings: Settings, crm: str, store: str) -> list[CrmStore]:
+    """The enabled stores matching ``--crm td|uc|all`` and ``--store CODE|all``."""
+    crm = crm.lower()
+    if crm not in {"td", "uc", "all"}:
+        raise ConfigError(f"--crm must be td, uc or all (got {crm!r})")
+    configured = settings.config.crm.stores
+    if not configured:
+        where = settings.config_path or "no TOML file found"
+        raise ConfigError(f"no [[crm.stores]] configured ({where}); see storeflow.example.toml")
+    chosen = [s for s in configured if s.enabled and (crm == "all" or s.crm == crm)]
+    if store.lower() != "all":
+        chosen = [s for s in chosen if s.code.lower() == store.lower() or s.key == store.lower()]
+        if not chosen:
+            known = ", ".join(s.key for s in configured if crm in ("all", s.crm))
+            raise ConfigError(f"no enabled store {store!r} for --crm {crm} (configured: {known or 'none'})")
+    if not chosen:
+        raise ConfigError(f"no enabled stores for --crm {crm}")
+    return chosen
+
+
+@dataclass
+class StoreOutcome:
+    key: str
+    status: str  # ok | duplicate | empty | failed | needs_bootstrap
+    window: Window | None = None
+    file: str | None = None
+    inserted: int = 0
+    updated: int = 0
+    rejected: int = 0
+    error: str | None = None
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "store": self.key,
+            "status": self.status,
+            "from": self.window.start.isoformat() if self.window else None,
+            "to": self.window.end.isoformat() if self.window else None,
+            "file": self.file,
+            "inserted": self.inserted,
+            "updated": self.updated,
+            "rejected": self.rejected,
+            "error": self.error,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+@dataclass
+class RunSummary:
+    run_id: uuid.UUID
+    outcomes: list[StoreOutcome] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """3 when a store needs bootstrap (a human must act), 1 when another store failed, else 0."""
+        statuses = {o.status for o in self.outcomes}
+        if "needs_bootstrap" in statuses:
+            return EXIT_NEEDS_BOOTSTRAP
+        if "failed" in statuses:
+            return EXIT_FAILED
+        return EXIT_OK
+
+
+class BrowserHolder:
+    """Launches Chromium on first need (API-only runs never start it); closed by the runner."""
+
+    def __init__(self, settings: Settings, headless: bool) -> None:
+        self.settings = settings
+        self.headless = headless
+        self._pw: Playwright | None = None
+        self._manager: Any = None
+        self._browser: Browser | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> Browser:
+        async with self._lock:
+            if self._browser is None:
+                from playwright.async_api import async_playwright
+
+                self._manager = async_playwright()
+                self._pw = await self._manager.start()
+                assert self._pw is not None
+                self._browser = await launch(
+                    self._pw,
+                    self.settings.STOREFLOW_BROWSER,
+                    headless=self.headless,
+                    channel=self.settings.config.crm.browser_channel,
+                )
+            return self._browser
+
+    async def close(self) -> None:
+        if self._browser is not None:
+            await self._browser.close()
+        if self._manager is not None:
+            await self._manager.__aexit__(None, None, None)
+
+
+@contextlib.asynccontextmanager
+async def portal_session(settings: Settings, headless: bool) -> AsyncIterator[tuple[httpx.AsyncClient, BrowserHolder]]:
+    holder = BrowserHolder(settings, headless)
+    async with httpx.AsyncClient(timeout=settings.config.crm.download_timeout_seconds) as http:
+        try:
+            yield http, holder
+        finally:
+            await holder.close()
+
+
+def resolve_headless(settings: Settings, headless: bool | None, bootstrap: bool = False) -> bool:
+    if headless is not None:
+        return headless
+    if bootstrap:
+        return not has_display()
+    return settings.HEADLESS_MODE
+
+
+def otp_source(
+    settings: Settings, store: CrmStore, http: httpx.AsyncClient, given: str | None, interactive: bool
+) -> OtpSource:
+    """Where a one-time code comes from: ``--otp``, else the store's OTP webhook, else stdin."""
+
+    async def fetch() -> str:
+        if given:
+            return given.strip()
+        if store.otp_webhook_url:
+            deadline = asyncio.get_running_loop().time() + settings.MFA_WEBHOOK_TIMEOUT_SECONDS
+            while True:
+                try:
+                    response = await http.get(store.otp_webhook_url)
+                    if response.status_code == 200:
+                        code = str(response.json().get("code") or "").strip()
+                        if code:
+                            register_secrets([code])
+                            return code
+                except (httpx.HTTPError, ValueError):
+                    pass
+                if asyncio.get_running_loop().time() > deadline:
+                    raise StoreflowError(f"{store.key}: no OTP from {store.otp_webhook_url} in time")
+                await asyncio.sleep(2)
+        if not interactive:
+            raise NeedsOtp(f"{store.key}: an OTP is required; run `crm_download bootstrap` on a terminal or pass --otp")
+        code = (await asyncio.to_thread(_prompt, f"OTP for {store.key} ({store.name}): ")).strip()
+        if not code:
+            raise NeedsOtp(f"{store.key}: no OTP given on stdin (pass --otp CODE or set otp_webhook_url)")
+        register_secrets([code])
+        return code
+
+    return fetch
+
+
+class NeedsOtp(StoreflowError):
+    pass
+
+
+def _prompt(text: str) -> str:
+    sys.stderr.write(text)
+    sys.stderr.flush()
+    return sys.stdin.readline()
+
+
+def bootstrap_command(store: CrmStore) -> str:
+    return f"crm_download bootstrap --crm {store.crm} --store {store.code}"
+
+
+# ---------------------------------------------------------------- bootstrap
+
+
+async def run_bootstrap(
+    settings: Settings,
+    stores: list[CrmStore],
+    otp: str | None,
+    headless: bool | None,
+    interactive: bool,
+    db: Database | None = None,
+) -> list[StoreOutcome]:
+    """Log every store in (one at a time: a human may be typing codes) and save its storage state."""
+    vault = SessionVault(settings.config.crm.profiles_dir)
+    outcomes = []
+    async with portal_session(settings, resolve_headless(settings, headless, bootstrap=True)) as (http, holder):
+        for store in stores:
+            slog = get_logger("auth", store.key)
+            client = client_for(settings, store, http, holder.get)
+            try:
+                slog.info("logging in", event="bootstrap")
+                state = await client.login(otp_source(settings, store, http, otp, interactive))
+                path = vault.save(store.key, state)
+                slog.info("session saved to %s", path, event="bootstrap")
+                outcomes.append(StoreOutcome(store.key, "ok", file=str(path)))
+                _session_check(db, settings, store, True, "bootstrapped")
+            except StoreflowError as exc:
+                slog.error("bootstrap failed: %s", exc, event="bootstrap")
+                outcomes.append(StoreOutcome(store.key, "failed", error=str(exc)))
+    return outcomes
+
+
+def _session_check(db: Database | None, settings: Settings, store: CrmStore, valid: bool, detail: str) -> None:
+    if db is None:
+        return
+    vault = SessionVault(settings.config.crm.profiles_dir)
+    path = vault.path(store.key)
+    age = vault.age_seconds(store.key)
+    saved = datetime.fromtimestamp(path.stat().st_mtime).astimezone() if age is not None else None
+    with contextlib.suppress(Exception), db.transaction() as conn:
+        conn.execute(UPSERT_SESSION_CHECK, (store.key, store.code, str(path), saved, valid, detail))
+
+
+# ---------------------------------------------------------------- download
+
+
+@dataclass
+class DownloadOptions:
+    start: str | None = None
+    end: str | None = None
+    headless: bool | None = None
+    keep_files: bool = False
+    today: date | None = None
+    alert: bool = True
+    command: str = "download"
+
+
+async def run_download(
+    settings: Settings,
+    db: Database,
+    stores: list[CrmStore],
+    options: DownloadOptions,
+    progress: Progress,
+) -> RunSummary:
+    """Download and ingest every store; returns the summary (exit code, per-store outcomes)."""
+    cfg = settings.config.crm
+    today = options.today or date.today()
+    requested = requested_window(options.start, options.end, today)
+    summary = RunSummary(uuid.uuid4())
+    with db.transaction() as conn:
+        conn.execute(INSERT_RUN, (summary.run_id, options.command, ",".join(s.key for s in stores)))
+    log.info("run %s: %d store(s)", summary.run_id, len(stores), event="start")
+    semaphore = asyncio.Semaphore(cfg.concurrency)
+    async with portal_session(settings, resolve_headless(settings, options.headless)) as (http, holder):
+
+        async def one(store: CrmStore) -> StoreOutcome:
+            async with semaphore:
+                return await _run_store(
+                    settings, db, store, summary.run_id, requested, today, options, progress, http, holder
+                )
+
+        summary.outcomes = list(await asyncio.gather(*(one(s) for s in stores)))
+    status = {EXIT_OK: "ok", EXIT_FAILED: "partial", EXIT_NEEDS_BOOTSTRAP: "partial"}[summary.exit_code]
+    if all(o.status in ("failed", "needs_bootstrap") for o in summary.outcomes):
+        status = "failed"
+    failures = [o for o in summary.outcomes if o.status in ("failed", "needs_bootstrap")]
+    with db.transaction() as conn:
+        conn.execute(
+            FINISH_RUN,
+            (
+                status,
+                json.dumps({"stores": [o.as_dict() for o in summary.outcomes]}),
+                "; ".join(f"{o.key}: {o.error}" for o in failures) or None,
+                summary.run_id,
+            ),
+        )
+    if failures and options.alert:
+        payload = {
+            "kind": "crm_download_failed",
+            "title": f"CRM download: {len(failures)} of {len(summary.outcomes)} store(s) failed",
+            "run_id": str(summary.run_id),
+            "exit_code": summary.exit_code,
+            "stores": [o.as_dict() for o in failures],
+            "actions": [
+                bootstrap_command(s)
+                for s in stores
+                if any(o.key == s.key and o.status == "needs_bootstrap" for o in failures)
+            ],
+        }
+        await asyncio.to_thread(send_alert, settings, payload)
+    return summary
+
+
+async def _run_store(
+    settings: Settings,
+    db: Database,
+    store: CrmStore,
+    run_id: uuid.UUID,
+    requested: Window | None,
+    today: date,
+    options: DownloadOptions,
+    progress: Progress,
+    http: httpx.AsyncClient,
+    holder: BrowserHolder,
+) -> StoreOutcome:
+    slog = get_logger("crm", store.key)
+    started = datetime.now().astimezone()
+    clock = asyncio.get_running_loop().time()
+    outcome = StoreOutcome(store.key, "failed")
+    lock_conn = await asyncio.to_thread(db.connect, autocommit=True)
+    try:
+        if not await asyncio.to_thread(try_lock_store, lock_conn, store.key):
+            outcome.error = f"another run of {store.key} holds its lock (started elsewhere); skipped"
+            slog.warning(outcome.error, event="lock")
+            progress.update(store.key, "locked", outcome.error)
+            window = requested or Window(today, today)
+            await asyncio.to_thread(_audit, db, store, run_id, window, "failed", started, outcome.error, None)
+            outcome.window = window
+            return outcome
+        try:
+            cfg = settings.config.crm
+            window = requested or auto_window(
+                await asyncio.to_thread(_last_success, db, store), today, cfg.overlap_days, cfg.backfill_days
+            )
+            outcome.window = window
+            progress.update(store.key, "session", f"window {window}")
+            slog.info("window %s (mode %s)", window, store.mode, event="window")
+            client = client_for(settings, store, http, holder.get)
+            downloaded = await _download_with_session(settings, db, store, client, window, progress, slog)
+            progress.update(store.key, "ingest", downloaded.path.name)
+            info = FileInfo(
+                run_id, store.crm, store.code, downloaded.report_type, downloaded.mode, window.start, window.end
+            )
+            result = await asyncio.to_thread(_ingest, db, downloaded.path, info)
+            outcome.status, outcome.file, outcome.error = result.status, downloaded.path.name, result.error
+            outcome.inserted, outcome.updated, outcome.rejected = result.inserted, result.updated, result.rejected
+            _retain(settings, downloaded.path, result, options.keep_files)
+        except NeedsBootstrap as exc:
+            outcome.status, outcome.error = "needs_bootstrap", str(exc)
+            slog.error("%s; run: %s", exc, bootstrap_command(store), event="needs_bootstrap")
+            await asyncio.to_thread(
+                _audit,
+                db,
+                store,
+                run_id,
+                outcome.window,
+                "needs_bootstrap",
+                started,
+                f"{exc}; run: {bootstrap_command(store)}",
+                store.mode,
+            )
+        except StoreflowError as exc:
+            outcome.status, outcome.error = "failed", str(exc)
+            slog.error("failed: %s", exc, event="download")
+            await asyncio.to_thread(_audit, db, store, run_id, outcome.window, "failed", started, str(exc), store.mode)
+        except Exception as exc:  # a store's unexpected error (Playwright, OS) must not stop the others
+            outcome.status, outcome.error = (
+                "failed",
+                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+            )
+            slog.exception("failed: %s", outcome.error, event="download")
+            await asyncio.to_thread(
+                _audit, db, store, run_id, outcome.window, "failed", started, outcome.error, store.mode
+            )
+        finally:
+            await asyncio.to_thread(unlock_store, lock_conn, store.key)
+    finally:
+        await asyncio.to_thread(lock_conn.close)
+    outcome.seconds = asyncio.get_running_loop().time() - clock
+    progress.update(store.key, outcome.status, outcome.error or f"+{outcome.inserted} ~{outcome.updated}")
+    return outcome
+
+
+class NeedsBootstrap(StoreflowError):
+    pass
+
+
+async def _download_with_session(
+    settings: Settings,
+    db: Database,
+    store: CrmStore,
+    client: PortalClient,
+    window: Window,
+    progress: Progress,
+    slog: Any,
+) -> Any:
+    vault = SessionVault(settings.config.crm.profiles_dir)
+    state: StorageState | None = vault.load(store.key)
+    relogged = False
+
+    async def relogin(reason: str) -> StorageState:
+        nonlocal relogged
+        if store.otp_required or relogged:
+            await asyncio.to_thread(_session_check, db, settings, store, False, reason)
+            raise NeedsBootstrap(f"{store.key}: {reason}; the session needs a bootstrap (OTP)")
+        relogged = True
+        progress.update(store.key, "login", "re-authenticating")
+        slog.info("%s: logging in again (no OTP needed)", reason, event="auth")
+
+        async def no_otp() -> str:
+            raise NeedsBootstrap(f"{store.key}: the portal asked for an OTP")
+
+        new_state = await client.login(no_otp)
+        vault.save(store.key, new_state)
+        return new_state
+
+    if state is None:
+        state = await relogin("no stored session")
+    elif not await client.probe(state):
+        state = await relogin("the stored session expired")
+    else:
+        await asyncio.to_thread(_session_check, db, settings, store, True, "probe ok")
+    progress.update(store.key, "download", store.mode)
+    try:
+        downloaded = await asyncio.wait_for(
+            client.download(state, window, settings.config.crm.download_dir),
+            settings.config.crm.download_timeout_seconds * 3,
+        )
+    except SessionExpired as exc:
+        state = await relogin(str(exc))
+        downloaded = await client.download(state, window, settings.config.crm.download_dir)
+    except TimeoutError as exc:
+        raise DownloadError(f"{store.key}: the download took too long") from exc
+    if downloaded.state:
+        vault.save(store.key, downloaded.state)
+    slog.info("downloaded %s (%d bytes)", downloaded.path.name, downloaded.path.stat().st_size, event="download")
+    return downloaded
+
+
+def _last_success(db: Database, store: CrmStore) -> date | None:
+    with db.transaction() as conn:
+        return last_success_end(conn, store.crm, store.code)
+
+
+def _ingest(db: Database, path: Path, info: FileInfo) -> IngestResult:
+    with db.pool.connection() as conn:
+        return ingest_file(conn, path, info)
+
+
+def _audit(
+    db: Database,
+    store: CrmStore,
+    run_id: uuid.UUID,
+    window: Window | None,
+    status: str,
+    started: datetime,
+    error: str | None,
+    mode: str | None,
+) -> None:
+    w = window or Window(date.today(), date.today())
+    info = FileInfo(
+        run_id,
+        store.crm,
+        store.code,
+        REPORT_TYPES[store.crm],
+        mode or store.mode,
+        w.start,
+        w.end,
+    )  # type: ignore[arg-type]
+    with db.transaction() as conn:
+        record_audit(conn, info, status, started_at=started, error=error)
+
+
+def _retain(settings: Settings, path: Path, result: IngestResult, keep_files: bool) -> None:
+    """Delete the file after a successful ingestion unless --keep-files or retention_days keeps it."""
+    days = settings.config.crm.retention_days
+    if result.ok and not keep_files and days == 0:
+        path.unlink(missing_ok=True)
+    folder = settings.config.crm.download_dir
+    if days > 0 and folder.is_dir() and not keep_files:
+        files = [(p, datetime.fromtimestamp(p.stat().st_mtime)) for p in folder.glob("*_to_*.*") if p.is_file()]
+        for old in expired_files(files, datetime.now(), days):
+            old.unlink(missing_ok=True)
+
+
+def run_async(coro: Awaitable[Any]) -> Any:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+OUTCOME_FIELDS = ("store", "status", "from", "to", "file", "inserted", "updated", "rejected", "error")
+_ = Callable  # re-exported type for callers

@@ -1,0 +1,194 @@
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+
+import pytest
+
+from storeflow.crm.files import canonical_name, expired_files, extension_for, keep_until, safe_store_name
+from storeflow.crm.reports import (
+    TD_ORDER_REPORT,
+    UC_GST_XLSX,
+    BadValue,
+    ReportError,
+    convert_rows,
+    is_footer,
+    read_xlsx,
+    to_amount,
+    to_date,
+    to_datetime,
+    to_int,
+    to_phone,
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("12 Nov 2025 10:32 AM", datetime(2025, 11, 12, 10, 32)),
+        ("12 Nov 2025 22:05", datetime(2025, 11, 12, 22, 5)),
+        ("12 Nov 2025", datetime(2025, 11, 12)),
+        ("12/11/2025", datetime(2025, 11, 12)),
+        ("2025-11-12 09:15:00", datetime(2025, 11, 12, 9, 15)),
+        ("2025-11-12T09:15:00", datetime(2025, 11, 12, 9, 15)),
+        (datetime(2025, 11, 12, 8, 0), datetime(2025, 11, 12, 8, 0)),
+        (date(2025, 11, 12), datetime(2025, 11, 12)),
+        (45973.5, datetime(2025, 11, 12, 12, 0)),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_to_datetime(raw: object, expected: datetime | None) -> None:
+    assert to_datetime(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("1,234.50", 1234.5),
+        ("₹ 12,34,567.00", 1234567.0),
+        ("Rs. 99", 99.0),
+        ("(150.25)", -150.25),
+        (1530.0, 1530.0),
+        (7, 7.0),
+        ("-", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_to_amount(raw: object, expected: float | None) -> None:
+    assert to_amount(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("+91 98765 43210", "9876543210"),
+        ("+91-9876543210", "9876543210"),
+        ("987-654-3210", "9876543210"),
+        ("98765432O1", "9876543201"),
+        ("09876543210", "9876543210"),
+        (9876543210.0, "9876543210"),
+        ("", None),
+    ],
+)
+def test_to_phone(raw: object, expected: str | None) -> None:
+    assert to_phone(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("convert", "raw"),
+    [(to_amount, "12abc"), (to_amount, True), (to_phone, "12345"), (to_date, "32 Foo 2025"), (to_int, "2.5")],
+)
+def test_bad_values_raise(convert: object, raw: object) -> None:
+    with pytest.raises(BadValue):
+        convert(raw)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("cells", "key", "footer"),
+    [
+        (["Total records : 25"], None, True),
+        (["Report generated for 10 Nov 2025 - 12 Nov 2025"], None, True),
+        (["", "Total", "", 1000.0, 90.0], "Total", True),
+        ([None, None, None], None, True),
+        (["12 Nov 2025 10:00 AM", "A668X1", "C1", "Name"], "A668X1", False),
+        ([1, "UC1", "INV/1", "12/11/2025"], "UC1", False),
+    ],
+)
+def test_is_footer(cells: list[object], key: object, footer: bool) -> None:
+    assert is_footer(cells, key) is footer
+
+
+def _td_row(**over: object) -> list[object]:
+    values: dict[str, object] = {h: "" for h in TD_ORDER_REPORT.headers}
+    values.update(
+        {
+            "Order Date / Time": "12 Nov 2025 10:32 AM",
+            "Order No.": "A66801",
+            "Pcs.": 3,
+            "Weight": 1.2,
+            "Gross Amount": "1,200.00",
+            "Discount": 0,
+            "Tax": 216,
+            "Net Amount": "1,416.00",
+            "Advance": 0,
+            "Paid": 0,
+            "Adjustment": 0,
+            "Balance": "1,416.00",
+            "Advance Received": 0,
+            "Advance Used": 0,
+            "Phone": "+91 98765 43210",
+        }
+    )
+    values.update(over)
+    return [values[h] for h in TD_ORDER_REPORT.headers]
+
+
+def test_convert_rows_types_rejects_and_remarks() -> None:
+    header = TD_ORDER_REPORT.headers
+    records = [
+        _td_row(),
+        _td_row(**{"Order No.": "A66802", "Net Amount": "12x"}),  # bad amount: rejected
+        _td_row(**{"Order No.": "A66803", "Phone": "12345"}),  # bad phone: kept, NULL + remark
+        ["Total records : 3"],
+    ]
+    parsed = convert_rows(TD_ORDER_REPORT, header, records, "f.xlsx")
+    fields = TD_ORDER_REPORT.fields
+    first = dict(zip(fields, parsed.rows[0], strict=False))
+    assert first["order_date"] == date(2025, 11, 12)
+    assert first["net_amount"] == 1416.0 and first["phone"] == "9876543210"
+    assert [n for n, _, _ in parsed.rejects] == [3]
+    assert "Net Amount: not an amount: '12x'" in parsed.rejects[0][1]
+    third = dict(zip(fields, parsed.rows[1], strict=False))
+    assert third["phone"] is None and "Phone: not a phone number" in third["remarks"]
+    assert parsed.skipped_footer == 1
+
+
+def test_missing_column_is_named() -> None:
+    header = [h for h in UC_GST_XLSX.headers if h != "Total Invoice Value"]
+    with pytest.raises(ReportError, match="missing column\\(s\\) 'Total Invoice Value'"):
+        convert_rows(UC_GST_XLSX, header, [], "gst.xlsx")
+
+
+def test_not_an_xlsx(tmp_path: Path) -> None:
+    path = tmp_path / "x.xlsx"
+    path.write_bytes(b"<html>error</html>")
+    with pytest.raises(ReportError, match="not an XLSX file"):
+        read_xlsx(path, UC_GST_XLSX)
+
+
+@pytest.mark.parametrize(
+    ("crm", "store", "ext", "expected"),
+    [
+        ("td", "Uttam Nagar", "xlsx", "TD_OrderReport_UttamNagar_2025-11-12_to_2025-11-13.xlsx"),
+        ("uc", "Sector 56, Gurugram", ".XLSX", "UC_GST_Sector56Gurugram_2025-11-12_to_2025-11-13.xlsx"),
+        ("uc", "Sushant Lok 1, Gurugram", "json", "UC_GST_SushantLok1Gurugram_2025-11-12_to_2025-11-13.json"),
+    ],
+)
+def test_canonical_name(crm: str, store: str, ext: str, expected: str) -> None:
+    report = "OrderReport" if crm == "td" else "GST"
+    assert canonical_name(crm, report, store, date(2025, 11, 12), date(2025, 11, 13), ext) == expected
+
+
+@pytest.mark.parametrize(
+    ("ctype", "name", "body", "ext"),
+    [
+        (None, "OrderReport_a668.xlsx", b"", "xlsx"),
+        ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", None, b"", "xlsx"),
+        ("application/json; charset=utf-8", None, b"[]", "json"),
+        ("application/octet-stream", None, b"PK\x03\x04rest", "xlsx"),
+        ("text/html", None, b"<html>", "bin"),
+    ],
+)
+def test_extension_for(ctype: str | None, name: str | None, body: bytes, ext: str) -> None:
+    assert extension_for(ctype, name, body) == ext
+
+
+def test_retention_rules() -> None:
+    now = datetime(2025, 11, 12, 12, 0)
+    assert keep_until(now, 0, keep_files=True) is None
+    assert keep_until(now, 3, keep_files=False) == datetime(2025, 11, 15, 12, 0)
+    files = [(Path("old.xlsx"), datetime(2025, 11, 1)), (Path("new.xlsx"), datetime(2025, 11, 12, 11))]
+    assert expired_files(files, now, 7) == [Path("old.xlsx")]
+    assert safe_store_name("Sushant Lok 1, Gurugram") == "SushantLok1Gurugram"
