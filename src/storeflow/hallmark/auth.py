@@ -1,0 +1,314 @@
+"""Hallmark Connect login: Playwright for the sign-on + MFA only, then a saved storage state.
+
+Landing page -> "Retailer Login" -> PingOne sign-on (password on the same page or
+a second step) -> MFA -> ``/secur/frontdoor.jsp`` -> ``/s/``. The storage state
+(cookies + localStorage, which carries the Aura token) goes to SESSION_FILE with
+mode 0600; later runs reuse it without a browser while ``/s/`` still loads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from storeflow.browser import launch, vault_for_file
+from storeflow.errors import ConfigError, StoreflowError, UnavailableError
+from storeflow.hallmark.aura import TOKEN_KEY, find_fwuid, find_token_in_page
+from storeflow.logs import get_logger, register_secrets
+from storeflow.settings import Settings
+
+log = get_logger("auth")
+
+CODE_INPUT = (
+    'input[name="code"], input[name="verificationCode"], input[name="otp"], input[autocomplete="one-time-code"]'
+)
+USERNAME_INPUT = 'input[name="username"]'
+PASSWORD_INPUT = 'input[name="password"], input[type="password"]'
+SUBMIT_RE = re.compile(r"^\s*(Sign On|Sign In|Next)\s*$", re.I)
+STEP_TIMEOUT = 30.0
+
+
+@dataclass
+class PortalSession:
+    """What the Aura client needs: cookies, token and fwuid (the browser is closed by now)."""
+
+    base_url: str
+    cookies: list[dict[str, Any]]
+    token: str
+    fwuid: str | None
+    from_saved_state: bool = False
+
+
+def origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def token_from_state(state: dict[str, Any], base_url: str) -> str | None:
+    """The Aura token from a storage state's localStorage (the base URL's origin first)."""
+    origins = [o for o in state.get("origins") or [] if isinstance(o, dict)]
+    wanted = origin_of(base_url)
+    origins.sort(key=lambda o: o.get("origin") != wanted)
+    for entry in origins:
+        for item in entry.get("localStorage") or []:
+            if item.get("name") == TOKEN_KEY and item.get("value"):
+                return str(item["value"])
+    return None
+
+
+def cookie_jar(cookies: list[dict[str, Any]]) -> httpx.Cookies:
+    jar = httpx.Cookies()
+    for c in cookies:
+        jar.set(str(c["name"]), str(c["value"]), domain=str(c.get("domain") or "").lstrip("."), path=c.get("path", "/"))
+    return jar
+
+
+# ---------------------------------------------------------------- MFA codes
+
+
+def fresh_code(payload: Any, stale_code: str | None, prompted_at: float) -> str | None:
+    """The code in a webhook answer if it was issued after the prompt, else None.
+
+    The answer is ``{"code": "123456"}``, optionally with a timestamp
+    (``issued_at``/``timestamp``/``received_at``, epoch seconds). A code equal
+    to the one the webhook served before the prompt is stale.
+    """
+    if not isinstance(payload, dict):
+        return None
+    code = str(payload.get("code") or "").strip()
+    if not code.isdigit():
+        return None
+    for key in ("issued_at", "timestamp", "received_at"):
+        stamp = payload.get(key)
+        if isinstance(stamp, int | float) and not isinstance(stamp, bool):
+            seconds = stamp / 1000 if stamp > 1e11 else float(stamp)
+            if seconds < prompted_at:
+                return None
+    if stale_code is not None and code == stale_code:
+        return None
+    return code
+
+
+class MfaSource:
+    """Where the one-time code comes from: ``manual`` prompt, ``webhook`` poll or ``totp``."""
+
+    def __init__(self, settings: Settings, prompt: Callable[[str], str] | None = None) -> None:
+        self.settings = settings
+        self.method = settings.MFA_METHOD
+        self.prompt = prompt
+        self._stale: str | None = None
+        self._prompted_at = 0.0
+        if self.method == "webhook":
+            settings.require("N8N_WEBHOOK_URL")
+        if self.method == "totp":
+            settings.require("MFA_TOTP_SECRET")
+
+    async def _poll_once(self, http: httpx.AsyncClient) -> Any:
+        url = self.settings.N8N_WEBHOOK_URL or ""
+        response = await http.get(url, timeout=10)
+        if response.status_code == 405:
+            response = await http.post(url, json={}, timeout=10)
+        if response.status_code >= 400 or not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            return None
+
+    async def before_prompt(self) -> None:
+        """Called before the sign-on is submitted: remember the webhook's current (stale) code."""
+        self._prompted_at = time.time()
+        if self.method != "webhook":
+            return
+        try:
+            async with httpx.AsyncClient() as http:
+                payload = await self._poll_once(http)
+        except httpx.HTTPError:
+            payload = None
+        if isinstance(payload, dict) and payload.get("code"):
+            self._stale = str(payload["code"]).strip()
+
+    async def code(self) -> str:
+        if self.method == "totp":
+            import pyotp
+
+            secret = self.settings.MFA_TOTP_SECRET.get_secret_value() if self.settings.MFA_TOTP_SECRET else ""
+            try:
+                value: str = pyotp.TOTP(secret.replace(" ", "")).now()
+            except ValueError as exc:
+                raise ConfigError(f"MFA_TOTP_SECRET is not a usable base32 TOTP secret: {exc}") from None
+        elif self.method == "webhook":
+            value = await self._wait_for_webhook()
+        else:
+            ask = self.prompt or _console_prompt
+            value = (await asyncio.to_thread(ask, "Enter MFA code: ")).strip()
+        register_secrets([value])
+        return value
+
+    async def _wait_for_webhook(self) -> str:
+        deadline = time.monotonic() + self.settings.MFA_WEBHOOK_TIMEOUT_SECONDS
+        log.info("waiting for the MFA code from the webhook", event="mfa")
+        async with httpx.AsyncClient() as http:
+            while time.monotonic() < deadline:
+                try:
+                    payload = await self._poll_once(http)
+                except httpx.HTTPError as exc:
+                    log.warning("MFA webhook unreachable: %s", exc, event="mfa")
+                    payload = None
+                code = fresh_code(payload, self._stale, self._prompted_at)
+                if code:
+                    return code
+                await asyncio.sleep(0.5)
+        raise StoreflowError(
+            f"no new MFA code from N8N_WEBHOOK_URL within {self.settings.MFA_WEBHOOK_TIMEOUT_SECONDS:.0f}s "
+            "(raise MFA_WEBHOOK_TIMEOUT_SECONDS or use MFA_METHOD=manual)"
+        )
+
+
+def _console_prompt(text: str) -> str:
+    import typer
+
+    value: str = typer.prompt(text.rstrip(": "), hide_input=False)
+    return value
+
+
+# ---------------------------------------------------------------- login
+
+
+@dataclass
+class Authenticator:
+    """Gives the Aura client a session: the saved one while valid, else a full browser login."""
+
+    settings: Settings
+    headless: bool = True
+    prompt: Callable[[str], str] | None = None
+    logins: int = 0
+    reused: int = 0
+    _events: list[str] = field(default_factory=list)
+
+    @property
+    def base_url(self) -> str:
+        return self.settings.BASE_URL.rstrip("/")
+
+    async def session(self) -> PortalSession:
+        saved = await self.saved_session()
+        if saved is not None:
+            self.reused += 1
+            return saved
+        return await self.login()
+
+    async def saved_session(self) -> PortalSession | None:
+        """The stored storage state if ``/s/`` still loads with it (checked with httpx, no browser)."""
+        vault, key = vault_for_file(self.settings.SESSION_FILE)
+        state = vault.load(key)
+        if state is None:
+            return None
+        token = token_from_state(state, self.base_url)
+        cookies = list(state.get("cookies") or [])
+        if not token or not cookies:
+            log.info("saved session has no Aura token; logging in", event="session")
+            return None
+        try:
+            async with httpx.AsyncClient(cookies=cookie_jar(cookies), follow_redirects=True) as http:
+                page = await http.get(f"{self.base_url}/s/", timeout=self.settings.REQUEST_TIMEOUT_SECONDS)
+        except httpx.HTTPError as exc:
+            raise UnavailableError(f"cannot reach {self.base_url}: {exc}") from exc
+        if "/login" in str(page.url) or page.status_code >= 400:
+            log.info("saved session expired (landed on %s); logging in", page.url.path, event="session")
+            return None
+        register_secrets([token])
+        fwuid = find_fwuid(page.text)
+        token = find_token_in_page(page.text) or token
+        log.info("reusing the saved session from %s", self.settings.SESSION_FILE, event="session")
+        return PortalSession(self.base_url, cookies, token, fwuid, from_saved_state=True)
+
+    async def login(self) -> PortalSession:
+        """A full login in Chromium; saves the storage state to SESSION_FILE (0600)."""
+        from playwright.async_api import Error as PlaywrightError
+        from playwright.async_api import async_playwright
+
+        self.settings.require("HALLMARK_USERNAME", "HALLMARK_PASSWORD")
+        mfa = MfaSource(self.settings, self.prompt)
+        log.info("logging in to %s (MFA %s)", self.base_url, mfa.method, event="login")
+        try:
+            async with async_playwright() as pw:
+                browser = await launch(pw, self.settings.STOREFLOW_BROWSER, headless=self.headless)
+                try:
+                    context = await browser.new_context()
+                    page = await context.new_page()
+                    page.set_default_timeout(STEP_TIMEOUT * 1000)
+                    session = await self._login_steps(page, mfa)
+                    state = await context.storage_state()
+                finally:
+                    await browser.close()
+        except PlaywrightError as exc:
+            raise StoreflowError(f"login failed in the browser: {str(exc).splitlines()[0]}") from exc
+        vault, key = vault_for_file(self.settings.SESSION_FILE)
+        vault.save(key, dict(state))
+        session.cookies = [dict(c) for c in state.get("cookies") or []]
+        self.logins += 1
+        log.info("logged in; session saved to %s", self.settings.SESSION_FILE, event="login")
+        return session
+
+    async def _login_steps(self, page: Any, mfa: MfaSource) -> PortalSession:
+        password = self.settings.HALLMARK_PASSWORD.get_secret_value() if self.settings.HALLMARK_PASSWORD else ""
+        await page.goto(f"{self.base_url}/")
+        await page.locator('[aria-label="Retailer Login"]').first.click()
+        await page.wait_for_selector(USERNAME_INPUT)
+        await mfa.before_prompt()
+        await page.fill(USERNAME_INPUT, self.settings.HALLMARK_USERNAME or "")
+        password_box = page.locator(PASSWORD_INPUT)
+        if not await password_box.count():
+            log.info("sign-on asks for the password on a second step", event="login")
+            await _submit(page)
+            await page.wait_for_selector(PASSWORD_INPUT)
+        await page.locator(PASSWORD_INPUT).first.fill(password)
+        await _submit(page)
+        outcome = await _wait_for_any(page, {"mfa": CODE_INPUT, "error": '[role="alert"]'}, allow_home=True)
+        if outcome == "error":
+            raise ConfigError("the sign-on page rejected HALLMARK_USERNAME / HALLMARK_PASSWORD")
+        if outcome == "mfa":
+            code = await mfa.code()
+            await page.locator(CODE_INPUT).first.fill(code)
+            await page.get_by_role("button", name=re.compile("verify", re.I)).first.click()
+            outcome = await _wait_for_any(page, {"error": '[role="alert"]'}, allow_home=True)
+            if outcome == "error":
+                raise StoreflowError(f"the MFA code was not accepted (MFA_METHOD={mfa.method})")
+        if "/login" in page.url:
+            raise StoreflowError(f"login ended on {page.url} instead of the community home /s/")
+        token = await page.evaluate("key => window.localStorage.getItem(key)", TOKEN_KEY)
+        if not token:
+            raise StoreflowError(f"no Aura token in localStorage under {TOKEN_KEY} after login")
+        register_secrets([str(token)])
+        fwuid = find_fwuid(await page.content())
+        return PortalSession(self.base_url, [], str(token), fwuid)
+
+
+async def _submit(page: Any) -> None:
+    button = page.get_by_role("button", name=SUBMIT_RE)
+    if await button.count():
+        await button.first.click()
+    else:
+        await page.locator('input[type="submit"], button[type="submit"]').first.click()
+
+
+async def _wait_for_any(page: Any, selectors: dict[str, str], allow_home: bool) -> str:
+    deadline = time.monotonic() + STEP_TIMEOUT
+    while time.monotonic() < deadline:
+        path = urlsplit(page.url).path
+        if allow_home and path.startswith("/s/") and "/login" not in path:
+            with_token = await page.evaluate("key => window.localStorage.getItem(key)", TOKEN_KEY)
+            if with_token:
+                return "home"
+        for name, selector in selectors.items():
+            if await page.locator(selector).count():
+                return name
+        await asyncio.sleep(0.1)
+    raise StoreflowError(f"login step timed out after {STEP_TIMEOUT:.0f}s on {page.url}")

@@ -1,0 +1,63 @@
+"""The JSON tree: atomic writes and an index of what is already on disk (built by one walk)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from storeflow.hallmark.records import RecordKind, parse_file_name
+from storeflow.logs import get_logger
+
+log = get_logger("storage")
+
+
+def write_json_atomic(path: Path, data: Any) -> Path:
+    """Write pretty JSON via a temp file in the same folder + rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, ensure_ascii=False)
+            fh.write("\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+class OutputIndex:
+    """Which order/billing ids already have a file under the output root (one directory walk)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._paths: dict[tuple[RecordKind, str], Path] = {}
+        if root.is_dir():
+            for folder, _dirs, files in os.walk(root):
+                for name in files:
+                    parsed = parse_file_name(name)
+                    if parsed:
+                        self._paths[parsed] = Path(folder) / name
+        log.info("output index: %d files under %s", len(self._paths), root, event="index")
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    def get(self, kind: RecordKind, record_id: str) -> Path | None:
+        return self._paths.get((kind, record_id))
+
+    def has(self, kind: RecordKind, record_id: str) -> bool:
+        return (kind, record_id) in self._paths
+
+    def save(self, kind: RecordKind, record_id: str, path: Path, data: Any) -> Path:
+        """Write the record and keep the index right (a record whose date moved leaves no stale copy)."""
+        write_json_atomic(path, data)
+        old = self._paths.get((kind, record_id))
+        if old is not None and old != path:
+            old.unlink(missing_ok=True)
+        self._paths[(kind, record_id)] = path
+        return path
