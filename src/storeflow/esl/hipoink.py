@@ -1,0 +1,65 @@
+"""Hipoink ESL API client (V1.0.0): product/create, create_multiple, del_multiple.
+
+The caller hands in the `httpx.AsyncClient` (tests use a MockTransport, production and the sandbox
+a real one); only the base URL differs between the real server and the simulator. Every call
+returns a `Verdict` and never raises for HTTP or network trouble.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from storeflow.esl.transform import Verdict, judge_reply
+from storeflow.http.policy import parse_retry_after
+from storeflow.logs import get_logger
+
+log = get_logger("esl")
+DEFAULT_SIGN = "80805d794841f1b4"
+
+
+@dataclass
+class HipoinkClient:
+    http: httpx.AsyncClient
+    base_url: str
+    client_id: str = "default"
+    sign: str = DEFAULT_SIGN
+
+    def url(self, action: str) -> str:
+        return f"{self.base_url.rstrip('/')}/api/{self.client_id}/product/{action}"
+
+    def envelope(self, store_code: str) -> dict[str, Any]:
+        return {"store_code": store_code, "is_base64": "0", "sign": self.sign}
+
+    async def create(self, store_code: str, product: dict[str, Any]) -> Verdict:
+        """One product (fields at the top level of the body)."""
+        return await self._post("create", {**product, **self.envelope(store_code)})
+
+    async def create_multiple(self, store_code: str, products: Sequence[dict[str, Any]]) -> Verdict:
+        """Many products in ``f1``."""
+        return await self._post("create_multiple", {**self.envelope(store_code), "f1": list(products)})
+
+    async def delete_multiple(self, store_code: str, codes: Sequence[str]) -> Verdict:
+        """Remove products by code (``f1`` = list of codes); their labels are unbound."""
+        return await self._post("del_multiple", {**self.envelope(store_code), "f1": list(codes)})
+
+    async def _post(self, action: str, body: dict[str, Any]) -> Verdict:
+        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        try:
+            response = await self.http.post(
+                self.url(action), content=content, headers={"Content-Type": "application/json"}
+            )
+        except httpx.TimeoutException as exc:
+            return Verdict(False, True, f"timeout: {type(exc).__name__}")
+        except httpx.HTTPError as exc:
+            return Verdict(False, True, f"{type(exc).__name__}: {exc}"[:300])
+        verdict = judge_reply(
+            response.status_code, response.content, parse_retry_after(response.headers.get("Retry-After"))
+        )
+        if not verdict.ok:
+            log.debug("hipoink %s failed: %s", action, verdict.error, event="hipoink")
+        return verdict

@@ -1,0 +1,302 @@
+"""The durable sync queue in PostgreSQL: claim, lease, finish, dead letters, stats, resync.
+
+States are explicit text: ``pending`` -> ``in_progress`` -> ``succeeded`` | ``failed`` (permanent
+error) | ``dead`` (out of attempts). "Dead letters" are the items in ``failed`` or ``dead``.
+Claims use ``FOR UPDATE SKIP LOCKED`` and set a lease (``locked_until``); an item whose worker
+vanished returns to ``pending`` once its lease has passed. Functions receive their connection
+from the caller; the sync ones leave the transaction to the caller.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+CHANNEL = "esl_sync"
+STATES = ("pending", "in_progress", "succeeded", "failed", "dead")
+DEAD_STATES = ("failed", "dead")
+# one claim at a time across all workers, so "no other worker holds this product" is exact
+CLAIM_LOCK_KEY = int(hashlib.sha1(b"storeflow-esl-claim").hexdigest()[:15], 16)
+
+CLAIM = """
+WITH candidates AS (
+    SELECT q.id FROM sync_queue q
+    WHERE q.state = 'pending' AND q.run_after <= now()
+      AND NOT EXISTS (SELECT 1 FROM sync_queue b WHERE b.product_id = q.product_id AND b.state = 'in_progress')
+    ORDER BY q.run_after, q.id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE sync_queue q
+       SET state = 'in_progress', attempts = q.attempts + 1, locked_by = %(worker)s,
+           locked_until = now() + make_interval(secs => %(lease)s), claimed_at = now()
+      FROM candidates c
+     WHERE q.id = c.id
+    RETURNING q.id, q.store_mapping_id, q.store_code, q.product_id, q.operation, q.attempts, q.inbox_id,
+              q.enqueued_at
+)
+SELECT c.*, p.pc, p.pn, p.pp, p.pi, p.pim, p.stock, p.status AS product_status, p.validation_errors,
+       h.pc AS sent_pc, m.stock_field, m.is_active AS mapping_active
+  FROM claimed c
+  JOIN products p ON p.id = c.product_id
+  LEFT JOIN hipoink_products h ON h.product_id = c.product_id
+  LEFT JOIN store_mappings m ON m.id = c.store_mapping_id
+ ORDER BY c.id
+"""
+
+REAP = """
+WITH expired AS (
+    UPDATE sync_queue q
+       SET state = CASE WHEN q.attempts >= %(max_attempts)s THEN 'dead' ELSE 'pending' END,
+           run_after = now(), locked_by = NULL, locked_until = NULL,
+           last_error = format('lease expired: worker %%s stopped answering', q.locked_by),
+           finished_at = CASE WHEN q.attempts >= %(max_attempts)s THEN now() END
+     WHERE q.state = 'in_progress' AND q.locked_until < now()
+    RETURNING q.id, q.inbox_id, q.store_code, q.product_id, q.operation, q.attempts, q.state, q.last_error,
+              q.enqueued_at
+)
+INSERT INTO sync_log (queue_item_id, inbox_id, store_code, product_id, operation, attempt, status, error, worker)
+SELECT e.id, e.inbox_id, e.store_code, e.product_id, e.operation, e.attempts,
+       CASE WHEN e.state = 'dead' THEN 'dead' ELSE 'lease_expired' END, e.last_error, %(worker)s
+  FROM expired e
+RETURNING queue_item_id
+"""
+
+HEARTBEAT = """
+UPDATE sync_queue SET locked_until = now() + make_interval(secs => %(lease)s)
+ WHERE state = 'in_progress' AND locked_by = %(worker)s AND id = ANY(%(ids)s)
+"""
+
+NEXT_DUE = """
+SELECT extract(epoch FROM (min(run_after) - now()))::float8 AS wait,
+       (SELECT count(*) FROM sync_queue WHERE state = 'in_progress') AS in_progress
+  FROM sync_queue WHERE state = 'pending'
+"""
+
+FINISH_QUEUE = """
+UPDATE sync_queue q
+   SET state = r.state,
+       run_after = CASE WHEN r.state = 'pending' THEN now() + make_interval(secs => r.delay) ELSE q.run_after END,
+       last_error = r.error,
+       finished_at = CASE WHEN r.state = 'pending' THEN NULL ELSE now() END,
+       locked_by = NULL, locked_until = NULL
+  FROM unnest(%(ids)s::bigint[], %(states)s::text[], %(delays)s::float8[], %(errors)s::text[])
+       AS r(id, state, delay, error)
+ WHERE q.id = r.id AND q.state = 'in_progress' AND q.locked_by = %(worker)s
+"""
+
+FINISH_LOG = """
+INSERT INTO sync_log (queue_item_id, inbox_id, store_code, product_id, product_code, operation, attempt, status,
+                      error, http_status, error_code, worker, detail, enqueued_at, sent_at, acked_at, latency_ms)
+SELECT r.id, r.inbox_id, r.store_code, r.product_id, r.pc, r.operation, r.attempt, r.status, r.error, r.http_status,
+       r.error_code, %(worker)s, r.detail, r.enqueued_at, r.sent_at, r.acked_at,
+       extract(epoch FROM (r.acked_at - r.enqueued_at)) * 1000
+  FROM unnest(%(ids)s::bigint[], %(inbox_ids)s::bigint[], %(store_codes)s::text[], %(product_ids)s::bigint[],
+              %(pcs)s::text[], %(operations)s::text[], %(attempts)s::int[], %(statuses)s::text[],
+              %(errors)s::text[], %(http_statuses)s::int[], %(error_codes)s::int[], %(details)s::text[],
+              %(enqueued)s::timestamptz[], %(sent)s::timestamptz[], %(acked)s::timestamptz[])
+       AS r(id, inbox_id, store_code, product_id, pc, operation, attempt, status, error, http_status, error_code,
+            detail, enqueued_at, sent_at, acked_at)
+"""
+
+REMEMBER_SENT = """
+INSERT INTO hipoink_products (product_id, store_code, pc, payload, synced_at)
+SELECT r.product_id, r.store_code, r.pc, r.payload::jsonb, now()
+  FROM unnest(%(product_ids)s::bigint[], %(store_codes)s::text[], %(pcs)s::text[], %(payloads)s::text[])
+       AS r(product_id, store_code, pc, payload)
+ON CONFLICT (product_id) DO UPDATE SET store_code = EXCLUDED.store_code, pc = EXCLUDED.pc,
+       payload = EXCLUDED.payload, synced_at = EXCLUDED.synced_at
+"""
+
+FORGET_SENT = "DELETE FROM hipoink_products WHERE product_id = ANY(%(product_ids)s::bigint[])"
+
+
+@dataclass
+class ItemResult:
+    """What happened to one claimed queue item in one attempt."""
+
+    item: dict[str, Any]
+    state: str  # next queue state
+    log_status: str  # sync_log status: succeeded | retry | failed | dead
+    error: str | None = None
+    delay: float = 0.0
+    http_status: int | None = None
+    error_code: int | None = None
+    detail: str | None = None
+    sent_at: datetime | None = None
+    acked_at: datetime | None = None
+    pc: str | None = None
+    sent_payload: dict[str, Any] | None = None  # an upsert Hipoink now holds
+    removed: bool = False  # a delete Hipoink has applied
+
+
+def finish_params(results: Sequence[ItemResult], worker: str) -> tuple[dict[str, Any], ...]:
+    """Parameters for FINISH_QUEUE, FINISH_LOG, REMEMBER_SENT and FORGET_SENT."""
+    queue = {
+        "worker": worker,
+        "ids": [r.item["id"] for r in results],
+        "states": [r.state for r in results],
+        "delays": [r.delay for r in results],
+        "errors": [r.error for r in results],
+    }
+    log = {
+        "worker": worker,
+        "ids": queue["ids"],
+        "inbox_ids": [r.item.get("inbox_id") for r in results],
+        "store_codes": [r.item["store_code"] for r in results],
+        "product_ids": [r.item["product_id"] for r in results],
+        "pcs": [r.pc or r.item.get("pc") or r.item.get("sent_pc") for r in results],
+        "operations": [r.item.get("operation") for r in results],
+        "attempts": [r.item.get("attempts", 0) for r in results],
+        "statuses": [r.log_status for r in results],
+        "errors": [r.error for r in results],
+        "http_statuses": [r.http_status for r in results],
+        "error_codes": [r.error_code for r in results],
+        "details": [r.detail for r in results],
+        "enqueued": [r.item.get("enqueued_at") for r in results],
+        "sent": [r.sent_at for r in results],
+        "acked": [r.acked_at for r in results],
+    }
+    sent = [r for r in results if r.sent_payload is not None and r.log_status == "succeeded"]
+    remember = {
+        "product_ids": [r.item["product_id"] for r in sent],
+        "store_codes": [r.item["store_code"] for r in sent],
+        "pcs": [r.sent_payload["pc"] for r in sent if r.sent_payload],
+        "payloads": [json.dumps(r.sent_payload) for r in sent],
+    }
+    forget = {"product_ids": [r.item["product_id"] for r in results if r.removed]}
+    return queue, log, remember, forget
+
+
+# ---------------------------------------------------------------- operator functions (sync)
+
+
+def queue_stats(conn: Any) -> dict[str, Any]:
+    """Counts by state (overall and per store), oldest pending age in seconds, last errors, inbox outcomes."""
+    rows = conn.execute("SELECT store_code, state, count(*) AS n FROM sync_queue GROUP BY 1, 2").fetchall()
+    counts = dict.fromkeys(STATES, 0)
+    by_store: dict[str, dict[str, int]] = {}
+    for row in rows:
+        store, state, n = _vals(row, "store_code", "state", "n")
+        counts[state] = counts.get(state, 0) + n
+        by_store.setdefault(store, dict.fromkeys(STATES, 0))[state] = n
+    oldest = conn.execute(
+        "SELECT extract(epoch FROM (now() - min(enqueued_at)))::float8 AS age,"
+        " count(*) FILTER (WHERE run_after <= now()) AS due FROM sync_queue WHERE state = 'pending'"
+    ).fetchone()
+    age, due = _vals(oldest, "age", "due")
+    errors = conn.execute(
+        "SELECT queue_item_id, store_code, product_code, attempt, status, error, created_at FROM sync_log"
+        " WHERE error IS NOT NULL ORDER BY created_at DESC, id DESC LIMIT 10"
+    ).fetchall()
+    inbox = conn.execute(
+        "SELECT outcome, count(*) AS n FROM webhook_inbox WHERE received_at > now() - interval '24 hours'"
+        " GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    latency = conn.execute(
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms) AS p50,"
+        " percentile_cont(0.99) WITHIN GROUP (ORDER BY latency_ms) AS p99, count(*) AS n FROM sync_log"
+        " WHERE status = 'succeeded' AND latency_ms IS NOT NULL AND created_at > now() - interval '1 hour'"
+    ).fetchone()
+    p50, p99, n_lat = _vals(latency, "p50", "p99", "n")
+    return {
+        "counts": counts,
+        "by_store": by_store,
+        "due_pending": due or 0,
+        "oldest_pending_age_seconds": round(age, 3) if age is not None else None,
+        "dead_letters": counts["failed"] + counts["dead"],
+        "last_errors": [_as_dict(r, _ERROR_KEYS) for r in errors],
+        "inbox_last_24h": {_vals(r, "outcome", "n")[0]: _vals(r, "outcome", "n")[1] for r in inbox},
+        "latency_ms_last_hour": {"p50": p50, "p99": p99, "count": n_lat},
+    }
+
+
+_ERROR_KEYS = ("queue_item_id", "store_code", "product_code", "attempt", "status", "error", "created_at")
+
+
+def _vals(row: Any, *keys: str) -> tuple[Any, ...]:
+    if isinstance(row, dict):
+        return tuple(row[k] for k in keys)
+    return tuple(row)
+
+
+def _as_dict(row: Any, keys: Sequence[str]) -> dict[str, Any]:
+    return dict(row) if isinstance(row, dict) else dict(zip(keys, row, strict=False))
+
+
+def retry_dead_letters(conn: Any, item_ids: list[int] | None = None, store_code: str | None = None) -> int:
+    """Re-enqueue dead letters (``failed`` and ``dead`` items), optionally only some ids or one store.
+
+    They get a full set of attempts again; the workers are woken. Returns how many were re-enqueued.
+    """
+    row = conn.execute(
+        """
+        WITH again AS (
+            UPDATE sync_queue
+               SET state = 'pending', attempts = 0, run_after = now(), locked_by = NULL, locked_until = NULL,
+                   finished_at = NULL, reason = 'retry'
+             WHERE state IN ('failed', 'dead')
+               AND (%(ids)s::bigint[] IS NULL OR id = ANY(%(ids)s::bigint[]))
+               AND (%(store)s::text IS NULL OR store_code = %(store)s::text)
+            RETURNING id, store_code
+        ), woken AS (
+            SELECT pg_notify(%(channel)s, s.store_code) FROM (SELECT DISTINCT store_code FROM again) s
+        )
+        SELECT (SELECT count(*) FROM again) AS n, (SELECT count(*) FROM woken) AS stores
+        """,
+        {"ids": item_ids, "store": store_code, "channel": CHANNEL},
+    ).fetchone()
+    count: int = _vals(row, "n", "stores")[0]
+    return count
+
+
+def dead_letters(conn: Any, store_code: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """The newest dead letters with their product code and last error."""
+    rows = conn.execute(
+        """
+        SELECT q.id, q.store_code, q.state, q.attempts, q.operation, p.pc, q.last_error, q.finished_at
+          FROM sync_queue q JOIN products p ON p.id = q.product_id
+         WHERE q.state IN ('failed', 'dead') AND (%(store)s::text IS NULL OR q.store_code = %(store)s::text)
+         ORDER BY q.id DESC LIMIT %(limit)s
+        """,
+        {"store": store_code, "limit": limit},
+    ).fetchall()
+    keys = ("id", "store_code", "state", "attempts", "operation", "pc", "last_error", "finished_at")
+    return [_as_dict(r, keys) for r in rows]
+
+
+def enqueue_resync(conn: Any, store_code: str) -> dict[str, int]:
+    """Re-send every known product of a Hipoink store (Shopify's advice: reconcile periodically).
+
+    Valid products of the store's active mappings are enqueued as upserts; deleted products that
+    Hipoink still holds are enqueued as deletes.
+    """
+    row = conn.execute(
+        """
+        WITH up AS (
+            INSERT INTO sync_queue (store_mapping_id, store_code, product_id, operation, reason)
+            SELECT m.id, m.hipoink_store_code, p.id, 'upsert', 'resync'
+              FROM products p JOIN store_mappings m ON m.id = p.store_mapping_id
+             WHERE m.hipoink_store_code = %(store)s AND m.is_active AND p.status = 'valid'
+            RETURNING 1
+        ), gone AS (
+            INSERT INTO sync_queue (store_mapping_id, store_code, product_id, operation, reason)
+            SELECT m.id, m.hipoink_store_code, p.id, 'delete', 'resync'
+              FROM products p JOIN store_mappings m ON m.id = p.store_mapping_id
+              JOIN hipoink_products h ON h.product_id = p.id
+             WHERE m.hipoink_store_code = %(store)s AND m.is_active AND p.status = 'deleted'
+            RETURNING 1
+        ), woken AS (SELECT pg_notify(%(channel)s, %(store)s))
+        SELECT (SELECT count(*) FROM up) AS upserts, (SELECT count(*) FROM gone) AS deletes,
+               (SELECT count(*) FROM woken) AS woken,
+               (SELECT count(*) FROM products p JOIN store_mappings m ON m.id = p.store_mapping_id
+                 WHERE m.hipoink_store_code = %(store)s AND p.status = 'invalid') AS invalid
+        """,
+        {"store": store_code, "channel": CHANNEL},
+    ).fetchone()
+    upserts, deletes, _, invalid_count = _vals(row, "upserts", "deletes", "woken", "invalid")
+    return {"upserts": upserts, "deletes": deletes, "invalid_not_sent": invalid_count}

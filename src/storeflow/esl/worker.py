@@ -1,0 +1,477 @@
+"""The sync worker: claims queue items, coalesces them per product, sends them to Hipoink in batches.
+
+Woken by LISTEN/NOTIFY on a dedicated connection; polls every SYNC_WORKER_INTERVAL_SECONDS only as
+a fallback (or sooner when a retry falls due). Any number of workers may run against one database:
+claims use FOR UPDATE SKIP LOCKED, a heartbeat renews the lease of what a worker holds, and items
+of a worker that vanished come back when their lease passes. Every attempt writes a sync_log row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import psycopg
+from psycopg.rows import dict_row
+
+from storeflow.esl import queue as q
+from storeflow.esl.hipoink import HipoinkClient
+from storeflow.esl.queue import ItemResult
+from storeflow.esl.transform import (
+    Verdict,
+    chunks,
+    coalesce,
+    hipoink_product,
+    next_slot,
+    validate_hipoink_product,
+)
+from storeflow.http.policy import backoff_delay
+from storeflow.logs import get_logger
+
+if TYPE_CHECKING:
+    from storeflow.settings import Settings
+
+log = get_logger("esl")
+
+
+@dataclass
+class WorkerConfig:
+    batch_size: int = 200
+    max_attempts: int = 3
+    initial_delay: float = 1.0
+    multiplier: float = 2.0
+    max_delay: float = 300.0
+    rate_per_second: float = 10.0
+    poll_interval: float = 5.0
+    lease_seconds: float = 60.0
+    concurrency: int = 2
+    mode: str = "batch"  # batch: create_multiple; single: one product/create per product
+    request_timeout: float = 30.0
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:4]}")
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> WorkerConfig:
+        values: dict[str, Any] = {
+            "batch_size": settings.HIPOINK_BATCH_SIZE,
+            "max_attempts": settings.MAX_RETRY_ATTEMPTS,
+            "initial_delay": settings.RETRY_INITIAL_DELAY_SECONDS,
+            "multiplier": settings.RETRY_BACKOFF_MULTIPLIER,
+            "rate_per_second": settings.HIPOINK_RATE_LIMIT_PER_SECOND,
+            "poll_interval": settings.SYNC_WORKER_INTERVAL_SECONDS,
+            "lease_seconds": settings.config.esl.lease_seconds,
+            "request_timeout": settings.REQUEST_TIMEOUT_SECONDS,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def retry_delay(self, attempt: int) -> float:
+        return backoff_delay(attempt, self.initial_delay, self.multiplier, self.max_delay)
+
+
+class RateLimiter:
+    """At most ``rate`` requests per second from this process (all lanes share it)."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self._last: float | None = None
+        self._not_before = 0.0
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            now = time.monotonic()
+            slot = max(next_slot(now, self._last, self.rate), self._not_before)
+            self._last = slot
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+    def push_back(self, seconds: float) -> None:
+        """After a 429 with Retry-After: nothing is sent before then."""
+        self._not_before = max(self._not_before, time.monotonic() + seconds)
+
+
+@dataclass
+class WorkerStats:
+    claimed: int = 0
+    requests: int = 0
+    products_sent: int = 0
+    results: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "claimed": self.claimed,
+            "requests": self.requests,
+            "products_sent": self.products_sent,
+            **{f"items_{k}": v for k, v in sorted(self.results.items())},
+        }
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Worker:
+    """One worker process: ``concurrency`` claim/send lanes, a listener, a heartbeat."""
+
+    def __init__(self, db_url: str, client: HipoinkClient, config: WorkerConfig) -> None:
+        self.db_url = db_url
+        self.client = client
+        self.config = config
+        self.limiter = RateLimiter(config.rate_per_second)
+        self.stats = WorkerStats()
+        self.wake = asyncio.Event()
+        self.stop = asyncio.Event()
+        self.held: set[int] = set()
+        self._last_reap = 0.0
+
+    # ------------------------------------------------------------ running
+
+    async def run(self, drain: bool = False, stop_after: float | None = None) -> WorkerStats:
+        """Work until `stop` is set (or, with ``drain``, until no item is pending or in progress)."""
+        log.info(
+            "worker %s started (batch %d, %s mode, %.1f req/s, lease %.0fs)",
+            self.config.worker_id,
+            self.config.batch_size,
+            self.config.mode,
+            self.config.rate_per_second,
+            self.config.lease_seconds,
+            event="worker",
+        )
+        helpers = [
+            asyncio.ensure_future(self._listen()),
+            asyncio.ensure_future(self._heartbeat()),
+        ]
+        if stop_after is not None:
+            helpers.append(asyncio.ensure_future(self._stop_later(stop_after)))
+        try:
+            lanes = [asyncio.ensure_future(self._lane(n, drain)) for n in range(max(1, self.config.concurrency))]
+            await asyncio.gather(*lanes)
+        finally:
+            self.stop.set()
+            for task in helpers:
+                task.cancel()
+            for task in helpers:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        log.info("worker %s stopped: %s", self.config.worker_id, self.stats.as_dict(), event="worker")
+        return self.stats
+
+    async def _stop_later(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        self.stop.set()
+        self.wake.set()
+
+    async def _connect(self, autocommit: bool = False) -> psycopg.AsyncConnection[dict[str, Any]]:
+        return await psycopg.AsyncConnection.connect(self.db_url, autocommit=autocommit, row_factory=dict_row)
+
+    async def _listen(self) -> None:
+        """Set `wake` on every NOTIFY; reconnect after a lost connection (polling covers the gap)."""
+        delay = 0.5
+        while not self.stop.is_set():
+            try:
+                conn = await self._connect(autocommit=True)
+                async with conn:
+                    await conn.execute(f"LISTEN {q.CHANNEL}")
+                    delay = 0.5
+                    self.wake.set()  # anything enqueued before LISTEN took effect
+                    async for _ in conn.notifies():
+                        self.wake.set()
+            except (psycopg.Error, OSError) as exc:
+                log.warning("listener connection lost (%s); polling until it is back", exc, event="listen")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30)
+
+    async def _heartbeat(self) -> None:
+        """Renew the lease of every item this worker holds, every third of the lease."""
+        interval = max(0.2, self.config.lease_seconds / 3)
+        while not self.stop.is_set():
+            await asyncio.sleep(interval)
+            if not self.held:
+                continue
+            try:
+                async with await self._connect(autocommit=True) as conn:
+                    await conn.execute(
+                        q.HEARTBEAT,
+                        {"lease": self.config.lease_seconds, "worker": self.config.worker_id, "ids": list(self.held)},
+                    )
+            except psycopg.Error as exc:
+                log.warning("heartbeat failed: %s", exc, event="lease")
+
+    async def _lane(self, number: int, drain: bool) -> None:
+        conn: psycopg.AsyncConnection[dict[str, Any]] | None = None
+        try:
+            while not self.stop.is_set():
+                try:
+                    if conn is None or conn.closed:
+                        conn = await self._connect()
+                    self.wake.clear()
+                    await self._reap(conn)
+                    items = await self._claim(conn)
+                    if items:
+                        await self._process(conn, items)
+                        continue
+                    wait, busy = await self._next_due(conn)
+                    if drain and wait is None and busy == 0:
+                        return
+                    timeout = self.config.poll_interval if wait is None else min(self.config.poll_interval, wait)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.wake.wait(), max(0.005, timeout))
+                except (psycopg.OperationalError, OSError) as exc:
+                    log.warning("lane %d: database unavailable (%s); retrying", number, exc, event="worker")
+                    if conn is not None:
+                        await conn.close()
+                    conn = None
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.stop.wait(), 1.0)
+        finally:
+            if conn is not None:
+                await conn.close()
+
+    # ------------------------------------------------------------ database steps
+
+    async def _reap(self, conn: psycopg.AsyncConnection[dict[str, Any]]) -> None:
+        now = time.monotonic()
+        if now - self._last_reap < min(5.0, self.config.lease_seconds / 2):
+            return
+        self._last_reap = now
+        async with conn.transaction():
+            params = {"max_attempts": self.config.max_attempts, "worker": self.config.worker_id}
+            cur = await conn.execute(q.REAP, params)
+            reaped = await cur.fetchall()
+        if reaped:
+            log.warning("%d item(s) returned to the queue after their lease expired", len(reaped), event="lease")
+
+    async def _claim(self, conn: psycopg.AsyncConnection[dict[str, Any]]) -> list[dict[str, Any]]:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (q.CLAIM_LOCK_KEY,))
+            cur = await conn.execute(
+                q.CLAIM,
+                {"limit": self.config.batch_size, "worker": self.config.worker_id, "lease": self.config.lease_seconds},
+            )
+            items = await cur.fetchall()
+        self.held.update(i["id"] for i in items)
+        self.stats.claimed += len(items)
+        return items
+
+    async def _next_due(self, conn: psycopg.AsyncConnection[dict[str, Any]]) -> tuple[float | None, int]:
+        async with conn.transaction():
+            row = await (await conn.execute(q.NEXT_DUE)).fetchone()
+        assert row is not None
+        wait = row["wait"]
+        return (max(0.0, wait) if wait is not None else None), row["in_progress"]
+
+    async def _finish(self, conn: psycopg.AsyncConnection[dict[str, Any]], results: Sequence[ItemResult]) -> None:
+        queue_p, log_p, remember_p, forget_p = q.finish_params(results, self.config.worker_id)
+        async with conn.transaction():
+            await conn.execute(q.FINISH_QUEUE, queue_p)
+            await conn.execute(q.FINISH_LOG, log_p)
+            if remember_p["product_ids"]:
+                await conn.execute(q.REMEMBER_SENT, remember_p)
+            if forget_p["product_ids"]:
+                await conn.execute(q.FORGET_SENT, forget_p)
+        for result in results:
+            self.held.discard(result.item["id"])
+            self.stats.results[result.log_status] += 1
+
+    # ------------------------------------------------------------ one claimed batch
+
+    async def _process(self, conn: psycopg.AsyncConnection[dict[str, Any]], items: list[dict[str, Any]]) -> None:
+        grouped = coalesce(items)
+        by_id = {i["id"]: i for i in items}
+        results: list[ItemResult] = []
+        upserts: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+        deletes: dict[str, list[dict[str, Any]]] = {}
+        for item in grouped.winners:
+            store = item["store_code"]
+            if item["product_status"] == "deleted":
+                deletes.setdefault(store, []).append(item)
+                continue
+            problem = None
+            if not item["mapping_active"]:
+                problem = "the store mapping is inactive"
+            elif item["product_status"] != "valid":
+                problem = f"product is invalid: {item['validation_errors']}"
+            payload = hipoink_product(item, item["stock_field"])
+            problem = problem or "; ".join(validate_hipoink_product(payload)) or None
+            if problem:
+                results.append(ItemResult(item, "failed", "failed", error=problem))
+                continue
+            upserts.setdefault(store, []).append((item, payload))
+        for store, pairs in upserts.items():
+            results += await self._send_upserts(store, pairs)
+        for store, group in deletes.items():
+            results += await self._send_deletes(store, group)
+        outcome = {r.item["id"]: r for r in results}
+        for loser_id, winner_id in grouped.superseded.items():
+            winner = outcome[winner_id]
+            results.append(
+                ItemResult(
+                    by_id[loser_id],
+                    winner.state,
+                    winner.log_status,
+                    error=winner.error,
+                    delay=winner.delay,
+                    http_status=winner.http_status,
+                    error_code=winner.error_code,
+                    detail=f"coalesced into #{winner_id}",
+                    sent_at=winner.sent_at,
+                    acked_at=winner.acked_at,
+                    pc=winner.pc,
+                )
+            )
+        await self._finish(conn, results)
+
+    async def _send_upserts(self, store: str, pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[ItemResult]:
+        results: list[ItemResult] = []
+        if self.config.mode == "single":
+            for item, payload in pairs:
+                results += await self._send_group(store, [(item, payload)], single=True)
+        else:
+            for group in chunks(pairs, self.config.batch_size):
+                results += await self._send_group(store, list(group))
+        # a product whose code changed: the old code is removed from the labels after the new one is there
+        stale = [
+            r.item["sent_pc"]
+            for r in results
+            if r.log_status == "succeeded"
+            and r.item.get("sent_pc")
+            and r.sent_payload
+            and r.item["sent_pc"] != r.sent_payload["pc"]
+        ]
+        if stale:
+            await self.limiter.acquire()
+            verdict = await self.client.delete_multiple(store, stale)
+            self.stats.requests += 1
+            if not verdict.ok:
+                log.warning("could not remove replaced product codes %s: %s", stale, verdict.error, event="sync")
+        return results
+
+    async def _send_group(
+        self, store: str, pairs: list[tuple[dict[str, Any], dict[str, Any]]], single: bool = False
+    ) -> list[ItemResult]:
+        """Send products; on a permanent failure of several, split them to find the ones refused."""
+        await self.limiter.acquire()
+        sent_at = _now()
+        if single:
+            verdict = await self.client.create(store, pairs[0][1])
+        else:
+            verdict = await self.client.create_multiple(store, [p for _, p in pairs])
+        acked_at = _now()
+        self.stats.requests += 1
+        if verdict.ok:
+            self.stats.products_sent += len(pairs)
+            return [
+                ItemResult(
+                    item,
+                    "succeeded",
+                    "succeeded",
+                    http_status=verdict.http_status,
+                    error_code=0,
+                    sent_at=sent_at,
+                    acked_at=acked_at,
+                    pc=payload["pc"],
+                    sent_payload=payload,
+                )
+                for item, payload in pairs
+            ]
+        if verdict.transient or len(pairs) == 1:
+            return [self._failure(item, verdict, sent_at, acked_at, payload["pc"]) for item, payload in pairs]
+        half = len(pairs) // 2
+        left = await self._send_group(store, pairs[:half])
+        if all(r.log_status != "succeeded" and r.error == verdict.error for r in left) and half > 1:
+            # the same refusal for the first half too: not one bad product, a refusal of everything
+            return left + [self._failure(item, verdict, sent_at, acked_at, p["pc"]) for item, p in pairs[half:]]
+        return left + await self._send_group(store, pairs[half:])
+
+    async def _send_deletes(self, store: str, items: list[dict[str, Any]]) -> list[ItemResult]:
+        results: list[ItemResult] = []
+        with_code = [i for i in items if i.get("sent_pc") or i.get("pc")]
+        for item in items:
+            if not (item.get("sent_pc") or item.get("pc")):
+                results.append(ItemResult(item, "succeeded", "succeeded", detail="no product code: nothing to remove"))
+        for group in chunks(with_code, self.config.batch_size):
+            codes = sorted({i.get("sent_pc") or i["pc"] for i in group})
+            await self.limiter.acquire()
+            sent_at = _now()
+            verdict = await self.client.delete_multiple(store, codes)
+            acked_at = _now()
+            self.stats.requests += 1
+            for item in group:
+                code = item.get("sent_pc") or item["pc"]
+                if verdict.ok:
+                    results.append(
+                        ItemResult(
+                            item,
+                            "succeeded",
+                            "succeeded",
+                            http_status=verdict.http_status,
+                            error_code=0,
+                            sent_at=sent_at,
+                            acked_at=acked_at,
+                            pc=code,
+                            removed=True,
+                        )
+                    )
+                else:
+                    results.append(self._failure(item, verdict, sent_at, acked_at, code))
+        return results
+
+    def _failure(
+        self, item: dict[str, Any], verdict: Verdict, sent_at: datetime, acked_at: datetime, pc: str | None
+    ) -> ItemResult:
+        common: dict[str, Any] = {
+            "error": verdict.error,
+            "http_status": verdict.http_status,
+            "error_code": verdict.error_code,
+            "sent_at": sent_at,
+            "acked_at": acked_at,
+            "pc": pc,
+        }
+        if not verdict.transient:
+            return ItemResult(item, "failed", "failed", **common)
+        if item["attempts"] >= self.config.max_attempts:
+            return ItemResult(item, "dead", "dead", **common)
+        delay = self.config.retry_delay(item["attempts"])
+        if verdict.retry_after is not None:
+            delay = max(delay, verdict.retry_after)
+            self.limiter.push_back(verdict.retry_after)
+        return ItemResult(item, "pending", "retry", delay=delay, **common)
+
+
+async def run_worker(
+    db_url: str,
+    config: WorkerConfig,
+    base_url: str,
+    client_id: str,
+    sign: str,
+    drain: bool = False,
+    stop_after: float | None = None,
+    stop: asyncio.Event | None = None,
+) -> WorkerStats:
+    """Run a worker with its own HTTP client until stopped (or drained)."""
+    limits = httpx.Limits(max_connections=max(4, config.concurrency * 2))
+    async with httpx.AsyncClient(timeout=config.request_timeout, limits=limits) as http:
+        worker = Worker(db_url, HipoinkClient(http, base_url, client_id, sign), config)
+        if stop is not None:
+            watcher = asyncio.ensure_future(_relay(stop, worker))
+        try:
+            return await worker.run(drain=drain, stop_after=stop_after)
+        finally:
+            if stop is not None:
+                watcher.cancel()
+
+
+async def _relay(stop: asyncio.Event, worker: Worker) -> None:
+    await stop.wait()
+    worker.stop.set()
+    worker.wake.set()

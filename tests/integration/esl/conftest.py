@@ -1,0 +1,153 @@
+"""Fixtures for the ESL pipeline: the web app on a loopback port, the Hipoink simulator, a worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import uvicorn
+from psycopg.rows import dict_row
+
+from storeflow.db.connect import Database
+from storeflow.esl.transform import sign_body
+from storeflow.esl.worker import WorkerConfig, WorkerStats, run_worker
+from storeflow.sandbox.hipoink import HipoinkSimulator
+from storeflow.sandbox.host import SandboxHost, bind_port
+from storeflow.settings import Settings
+
+SHOP = "test-shop.myshopify.com"
+STORE = "001"
+
+
+class ServerThread:
+    """A uvicorn server (lifespan on) on a free 127.0.0.1 port, in a thread."""
+
+    def __init__(self, app: Any) -> None:
+        self.sock = bind_port(0, "test app")
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("test app did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.sock.close()
+
+
+@dataclass
+class Esl:
+    """Everything an ESL test needs: settings, database, app URL, simulator."""
+
+    settings: Settings
+    db_url: str
+    app_url: str
+    hipoink_url: str
+    sim: HipoinkSimulator
+    secret: str
+
+    def connect(self) -> psycopg.Connection[dict[str, Any]]:
+        return psycopg.connect(self.db_url, row_factory=dict_row, autocommit=True)
+
+    def add_mapping(self, shop: str = SHOP, store: str = STORE, **extra: Any) -> int:
+        body = {"source_system": "shopify", "source_store_id": shop, "hipoink_store_code": store, **extra}
+        response = httpx.post(f"{self.app_url}/api/store-mappings/", json=body)
+        assert response.status_code == 201, response.text
+        mapping_id: int = response.json()["id"]
+        return mapping_id
+
+    def post(
+        self,
+        topic: str,
+        body: bytes,
+        shop: str = SHOP,
+        event_id: str | None = None,
+        hmac: str | None = "sign",
+        **headers: str,
+    ) -> httpx.Response:
+        sent = {
+            "Content-Type": "application/json",
+            "X-Shopify-Topic": topic,
+            "X-Shopify-Shop-Domain": shop,
+            "X-Shopify-Webhook-Id": event_id or f"wh-{time.monotonic_ns()}",
+            "X-Shopify-Event-Id": event_id or f"ev-{time.monotonic_ns()}",
+            "X-Shopify-API-Version": "2025-07",
+            **headers,
+        }
+        if hmac == "sign":
+            sent["X-Shopify-Hmac-Sha256"] = sign_body(self.secret, body)
+        elif hmac is not None:
+            sent["X-Shopify-Hmac-Sha256"] = hmac
+        return httpx.post(f"{self.app_url}/webhooks/shopify/{topic}", content=body, headers=sent, timeout=30)
+
+    def labels(self, store: str = STORE) -> dict[str, dict[str, Any]]:
+        data = httpx.get(f"{self.hipoink_url}/_sandbox/products", params={"store_code": store}).json()
+        return {p["pc"]: p for p in data["products"]}
+
+    def worker_config(self, **overrides: Any) -> WorkerConfig:
+        return WorkerConfig.from_settings(self.settings, **overrides)
+
+    def drain(self, timeout: float = 60, **overrides: Any) -> WorkerStats:
+        """Run one worker until nothing is pending or in progress."""
+        config = self.worker_config(**overrides)
+        return asyncio.run(
+            asyncio.wait_for(
+                run_worker(
+                    self.db_url,
+                    config,
+                    self.hipoink_url,
+                    self.settings.HIPOINK_CLIENT_ID,
+                    self.settings.HIPOINK_API_SECRET.get_secret_value(),
+                    drain=True,
+                ),
+                timeout,
+            )
+        )
+
+    def fault(self, **spec: Any) -> None:
+        httpx.post(f"{self.hipoink_url}/_sandbox/faults", json=spec).raise_for_status()
+
+
+@pytest.fixture
+def esl(
+    db_url: str, make_settings: Callable[..., Settings], sandbox: Callable[..., SandboxHost]
+) -> Iterator[Esl]:
+    from storeflow.web.app import create_app
+
+    host = sandbox("hipoink", seed=5)
+    sim = host.sim("hipoink")
+    assert isinstance(sim, HipoinkSimulator)
+    env = sim.client_config(host.urls["hipoink"]).env
+    settings = make_settings(
+        db_url=db_url,
+        **env,
+        APP_ENVIRONMENT="test",
+        SYNC_WORKER_INTERVAL_SECONDS="0.5",
+        RETRY_INITIAL_DELAY_SECONDS="0.05",
+        RETRY_BACKOFF_MULTIPLIER="2",
+        MAX_RETRY_ATTEMPTS="4",
+        HIPOINK_RATE_LIMIT_PER_SECOND="1000",
+        HIPOINK_BATCH_SIZE="50",
+    )
+    db = Database(db_url, kind="test")
+    with ServerThread(create_app(settings, db)) as server:
+        yield Esl(settings, db_url, server.url, host.urls["hipoink"], sim, env["SHOPIFY_WEBHOOK_SECRET"])
+    db.close()

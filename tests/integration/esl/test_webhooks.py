@@ -1,0 +1,290 @@
+"""The webhook receiver against a real PostgreSQL and a real server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from storeflow.esl.transform import sign_body
+from storeflow.sandbox.shopify import shopify_dumps
+
+from .conftest import SHOP, Esl
+
+pytestmark = pytest.mark.integration
+
+BIG = 2**53 + 12345  # above 2^53: a float would change the last digits
+
+
+def product(
+    pid: int = BIG,
+    price: str = "19.90",
+    updated_at: str = "2026-01-05T10:00:00-05:00",
+    variants: list[dict[str, Any]] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "id": pid,
+        "title": "Classic Mug",
+        "updated_at": updated_at,
+        "images": [{"id": pid + 1, "position": 1, "src": "https://cdn.shopify.com/s/files/1/mug.jpg", "variant_ids": []}],
+        "variants": variants
+        or [
+            {
+                "id": pid + 100,
+                "title": "Default Title",
+                "price": price,
+                "sku": "MUG-1",
+                "barcode": "4006381333931",
+                "inventory_item_id": pid + 200,
+            }
+        ],
+        **extra,
+    }
+
+
+def rows(esl: Esl, query: str, *params: Any) -> list[dict[str, Any]]:
+    with esl.connect() as conn:
+        return conn.execute(query, params).fetchall()
+
+
+def count(esl: Esl, table: str) -> int:
+    return int(rows(esl, f"SELECT count(*) AS n FROM {table}")[0]["n"])
+
+
+def test_valid_hmac_is_stored_and_enqueued_in_one_go(esl: Esl) -> None:
+    esl.add_mapping()
+    response = esl.post("products/create", shopify_dumps(product()))
+    assert response.status_code == 200
+    assert response.json()["outcome"] == "enqueued" and response.json()["enqueued"] == 1
+    inbox = rows(esl, "SELECT * FROM webhook_inbox")
+    assert len(inbox) == 1 and inbox[0]["outcome"] == "enqueued"
+    assert inbox[0]["headers"]["x-shopify-topic"] == "products/create"
+    stored = rows(esl, "SELECT * FROM products")[0]
+    assert stored["source_id"] == str(BIG) and stored["source_variant_id"] == str(BIG + 100)
+    assert stored["inventory_item_id"] == str(BIG + 200)
+    assert (stored["pc"], stored["pn"], stored["pp"], stored["pi"]) == ("4006381333931", "Classic Mug", "19.90", "MUG-1")
+    queue = rows(esl, "SELECT * FROM sync_queue")
+    assert [(q["state"], q["operation"], q["inbox_id"]) for q in queue] == [("pending", "upsert", inbox[0]["id"])]
+
+
+@pytest.mark.parametrize(
+    ("signature", "why"),
+    [(None, "missing"), ("AAAA" + "=" * 40, "wrong"), ("tampered", "tampered body")],
+)
+def test_bad_hmac_is_refused_and_nothing_is_stored(esl: Esl, signature: str | None, why: str) -> None:
+    esl.add_mapping()
+    body = shopify_dumps(product())
+    if signature == "tampered":
+        signature = sign_body(esl.secret, body)
+        body = body.replace(b"19.90", b"0.01")
+    response = esl.post("products/create", body, hmac=signature)
+    assert response.status_code == 401, why
+    assert count(esl, "webhook_inbox") == 0 and count(esl, "products") == 0 and count(esl, "sync_queue") == 0
+
+
+def test_escaped_slashes_verify_over_raw_bytes(esl: Esl) -> None:
+    esl.add_mapping()
+    body = shopify_dumps(product())
+    assert b"https:\\/\\/cdn.shopify.com" in body
+    reserialised = json.dumps(json.loads(body), separators=(",", ":")).encode()
+    assert sign_body(esl.secret, reserialised) != sign_body(esl.secret, body)
+    response = esl.post("products/create", body)
+    assert response.status_code == 200 and response.json()["outcome"] == "enqueued"
+    assert rows(esl, "SELECT pim FROM products")[0]["pim"] == "https://cdn.shopify.com/s/files/1/mug.jpg"
+    assert bytes(rows(esl, "SELECT raw_body FROM webhook_inbox")[0]["raw_body"]) == body
+
+
+def test_unknown_shop_is_acknowledged_and_recorded_as_ignored(esl: Esl) -> None:
+    esl.add_mapping()
+    response = esl.post("products/create", shopify_dumps(product()), shop="stranger.myshopify.com")
+    assert response.status_code == 200 and response.json()["outcome"] == "ignored"
+    inbox = rows(esl, "SELECT outcome, reason FROM webhook_inbox")
+    assert inbox == [{"outcome": "ignored", "reason": "no active store mapping for shop stranger.myshopify.com"}]
+    assert count(esl, "sync_queue") == 0
+
+
+def test_deactivated_mapping_ignores_the_shop(esl: Esl) -> None:
+    mapping_id = esl.add_mapping()
+    assert httpx.delete(f"{esl.app_url}/api/store-mappings/{mapping_id}").json()["is_active"] is False
+    assert esl.post("products/create", shopify_dumps(product())).json()["outcome"] == "ignored"
+
+
+def test_duplicate_delivery_is_enqueued_once(esl: Esl) -> None:
+    esl.add_mapping()
+    body = shopify_dumps(product())
+    first = esl.post("products/create", body, event_id="ev-1")
+    again = esl.post("products/create", body, event_id="ev-1")
+    assert first.status_code == again.status_code == 200
+    assert again.json()["outcome"] == "duplicate" and again.json()["enqueued"] == 0
+    assert count(esl, "sync_queue") == 1
+    assert [r["outcome"] for r in rows(esl, "SELECT outcome FROM webhook_inbox ORDER BY id")] == ["enqueued", "duplicate"]
+
+
+def test_duplicate_falls_back_to_webhook_id(esl: Esl) -> None:
+    esl.add_mapping()
+    body = shopify_dumps(product())
+    headers = {"X-Shopify-Event-Id": "", "X-Shopify-Webhook-Id": "wh-same"}
+    assert esl.post("products/create", body, **headers).json()["outcome"] == "enqueued"
+    assert esl.post("products/create", body, **headers).json()["outcome"] == "duplicate"
+    assert count(esl, "sync_queue") == 1
+
+
+def test_out_of_order_update_never_overwrites_newer_data(esl: Esl) -> None:
+    esl.add_mapping()
+    newer = shopify_dumps(product(price="25.00", updated_at="2026-01-05T10:05:00-05:00"))
+    older = shopify_dumps(product(price="20.00", updated_at="2026-01-05T10:01:00-05:00"))
+    assert esl.post("products/update", newer).json()["outcome"] == "enqueued"
+    late = esl.post("products/update", older).json()
+    assert late["outcome"] == "stale" and late["enqueued"] == 0
+    assert rows(esl, "SELECT pp FROM products")[0]["pp"] == "25.00"
+    esl.drain()
+    assert esl.labels()["4006381333931"]["pp"] == "25.00"
+
+
+def test_unchanged_update_sends_nothing_again(esl: Esl) -> None:
+    esl.add_mapping()
+    assert esl.post("products/create", shopify_dumps(product())).json()["enqueued"] == 1
+    same = esl.post("products/update", shopify_dumps(product(updated_at="2026-01-05T10:09:00-05:00"))).json()
+    assert same["outcome"] == "unchanged" and count(esl, "sync_queue") == 1
+
+
+def test_delete_removes_every_variant_from_the_labels(esl: Esl) -> None:
+    esl.add_mapping()
+    variants = [
+        {"id": BIG + 100 + i, "title": f"Size {i}", "price": "5.00", "barcode": f"B{i}", "sku": None}
+        for i in range(3)
+    ]
+    esl.post("products/create", shopify_dumps(product(variants=variants)))
+    esl.drain()
+    assert set(esl.labels()) == {"B0", "B1", "B2"}
+    assert esl.labels()["B1"]["pn"] == "Classic Mug - Size 1"
+    response = esl.post("products/delete", shopify_dumps({"id": BIG}))
+    assert response.json()["outcome"] == "enqueued" and response.json()["enqueued"] == 3
+    esl.drain()
+    assert esl.labels() == {}
+    assert esl.sim.calls["del_multiple"] == 1
+    assert {r["status"] for r in rows(esl, "SELECT status FROM products")} == {"deleted"}
+    assert count(esl, "hipoink_products") == 0
+
+
+def test_delete_before_create_keeps_the_product_away(esl: Esl) -> None:
+    esl.add_mapping()
+    assert esl.post("products/delete", shopify_dumps({"id": BIG})).json()["outcome"] == "stored"
+    assert esl.post("products/create", shopify_dumps(product())).json()["outcome"] == "stale"
+    assert count(esl, "sync_queue") == 0
+
+
+def test_variant_dropped_by_an_update_is_removed(esl: Esl) -> None:
+    esl.add_mapping()
+    two = [
+        {"id": BIG + 100, "title": "Red", "price": "5.00", "barcode": "R", "sku": None},
+        {"id": BIG + 101, "title": "Blue", "price": "5.00", "barcode": "B", "sku": None},
+    ]
+    esl.post("products/create", shopify_dumps(product(variants=two)))
+    esl.drain()
+    reply = esl.post("products/update", shopify_dumps(product(variants=two[:1], updated_at="2026-01-05T16:00:00Z")))
+    assert "1 variant(s) removed" in reply.json()["reason"]
+    esl.drain()
+    assert set(esl.labels()) == {"R"}
+
+
+def test_inventory_update_sent_only_with_a_stock_field(esl: Esl) -> None:
+    mapping_id = esl.add_mapping()
+    esl.post("products/create", shopify_dumps(product()))
+    level = {"inventory_item_id": BIG + 200, "location_id": BIG + 9, "available": 7, "updated_at": "2026-01-05T12:00:00Z"}
+    reply = esl.post("inventory_levels/update", shopify_dumps(level)).json()
+    assert reply["outcome"] == "stored" and "stock field" in reply["reason"]
+    assert rows(esl, "SELECT stock FROM products")[0]["stock"] == 7
+    httpx.put(f"{esl.app_url}/api/store-mappings/{mapping_id}", json={"stock_field": "f1"}).raise_for_status()
+    level.update(available=3, updated_at="2026-01-05T12:01:00Z")
+    assert esl.post("inventory_levels/update", shopify_dumps(level)).json()["outcome"] == "enqueued"
+    esl.drain()
+    assert esl.labels()["4006381333931"]["f1"] == "3"
+
+
+def test_inventory_for_an_unknown_item_is_unmatched_and_older_levels_are_stale(esl: Esl) -> None:
+    esl.add_mapping(stock_field="f2")
+    level = {"inventory_item_id": BIG + 999, "location_id": 1, "available": 4, "updated_at": "2026-01-05T12:00:00Z"}
+    assert esl.post("inventory_levels/update", shopify_dumps(level)).json()["outcome"] == "unmatched"
+    level.update(available=9, updated_at="2026-01-05T11:00:00Z")
+    assert esl.post("inventory_levels/update", shopify_dumps(level)).json()["outcome"] == "stale"
+    # the level was kept: a product created later starts with it
+    variant = {"id": BIG + 100, "title": "Default Title", "price": "1.00", "barcode": "X1", "inventory_item_id": BIG + 999}
+    esl.post("products/create", shopify_dumps(product(variants=[variant])))
+    assert rows(esl, "SELECT stock FROM products")[0]["stock"] == 4
+
+
+def test_oversized_body_is_refused_with_413(esl: Esl) -> None:
+    esl.add_mapping()
+    body = shopify_dumps(product(body_html="x" * (1024 * 1024)))
+    assert esl.post("products/create", body).status_code == 413
+    assert count(esl, "webhook_inbox") == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b'{"id": 1, "variants": [', "malformed JSON"),
+        (b"[1, 2]", "not an object"),
+        (b'{"id": 1.8014398509481984e16, "variants": []}', "float"),
+        (b'{"id": 5, "updated_at": "2026-01-05T10:00:00Z", "variants": []}', "no variants"),
+        (b"\xff\xfe not utf-8", "malformed JSON"),
+    ],
+)
+def test_malformed_or_invalid_payload_is_recorded_never_a_5xx(esl: Esl, body: bytes, reason: str) -> None:
+    esl.add_mapping()
+    response = esl.post("products/update", body)
+    assert response.status_code == 200 and response.json()["outcome"] == "invalid"
+    recorded = rows(esl, "SELECT outcome, reason, raw_body FROM webhook_inbox")[0]
+    assert reason in recorded["reason"] and bytes(recorded["raw_body"]) == body
+
+
+def test_invalid_variant_is_not_sent_and_its_log_row_says_why(esl: Esl) -> None:
+    esl.add_mapping()
+    variants = [
+        {"id": BIG + 100, "title": "Good", "price": "3.50", "barcode": "G1"},
+        {"id": BIG + 101, "title": "Bad", "price": "three", "barcode": "B1"},
+    ]
+    reply = esl.post("products/create", shopify_dumps(product(variants=variants))).json()
+    assert reply["outcome"] == "enqueued" and reply["enqueued"] == 1 and "1 variant(s) invalid" in reply["reason"]
+    log = rows(esl, "SELECT status, product_code, error FROM sync_log")
+    assert log == [{"status": "invalid", "product_code": "B1", "error": "pp: price 'three' is not a decimal number"}]
+    esl.drain()
+    assert set(esl.labels()) == {"G1"}
+
+
+def test_pc_fallback_order_per_mapping(esl: Esl) -> None:
+    esl.add_mapping()
+    esl.add_mapping(shop="strict.myshopify.com", store="002", pc_fallback=["barcode"])
+    variants = [
+        {"id": BIG + 100, "title": "A", "price": "1", "barcode": None, "sku": "SKU-A"},
+        {"id": BIG + 101, "title": "B", "price": "1", "barcode": "  ", "sku": ""},
+        {"id": BIG + 102, "title": "C", "price": "1", "barcode": "EAN-C", "sku": "SKU-C"},
+    ]
+    body = shopify_dumps(product(variants=variants))
+    esl.post("products/create", body)
+    stored = {r["source_variant_id"]: r["pc"] for r in rows(esl, "SELECT * FROM products WHERE source_store_id = %s", SHOP)}
+    assert stored == {str(BIG + 100): "SKU-A", str(BIG + 101): str(BIG + 101), str(BIG + 102): "EAN-C"}
+    esl.post("products/create", body, shop="strict.myshopify.com")
+    errors = rows(esl, "SELECT product_code, error FROM sync_log WHERE store_code = '002' ORDER BY product_id")
+    assert [e["error"] for e in errors] == ["pc: no product code (barcode all empty)"] * 2
+    esl.drain()
+    assert set(esl.labels()) == {"SKU-A", str(BIG + 101), "EAN-C"}
+    assert set(esl.labels("002")) == {"EAN-C"}
+
+
+def test_one_url_for_every_topic_uses_the_topic_header(esl: Esl) -> None:
+    esl.add_mapping()
+    body = shopify_dumps({"id": BIG})
+    headers = {
+        "X-Shopify-Topic": "products/delete",
+        "X-Shopify-Shop-Domain": SHOP,
+        "X-Shopify-Event-Id": "ev-x",
+        "X-Shopify-Hmac-Sha256": sign_body(esl.secret, body),
+    }
+    response = httpx.post(f"{esl.app_url}/webhooks/shopify/products/create", content=body, headers=headers)
+    assert response.json()["outcome"] == "stored"
+    assert rows(esl, "SELECT topic FROM webhook_inbox")[0]["topic"] == "products/delete"
