@@ -28,7 +28,7 @@ log = get_logger("web")
 
 WEBHOOKS = "SELECT topic, outcome, coalesce(reason, '') AS reason, count(*) AS n FROM webhook_inbox GROUP BY 1, 2, 3"
 QUEUE = """
-SELECT status, count(*) AS n, extract(epoch FROM %s - min(created_at)) AS age FROM sync_queue GROUP BY status
+SELECT state, count(*) AS n, extract(epoch FROM %s - min(enqueued_at)) AS age FROM sync_queue GROUP BY state
 """
 DOWNLOADS = """
 SELECT crm, store, status, count(*) AS n, coalesce(sum(size), 0) AS bytes FROM download_ledger GROUP BY 1, 2, 3
@@ -140,7 +140,7 @@ class DatabaseCollector(Collector):
         )
         rejected = CounterMetricFamily(
             "storeflow_webhooks_rejected",
-            "Webhooks not enqueued (ignored, duplicate, invalid), by reason",
+            "Webhooks refused or redundant (ignored, duplicate, invalid, stale, unmatched), by reason",
             labels=["outcome", "reason"],
         )
         by_topic: dict[tuple[str, str], float] = {}
@@ -148,7 +148,7 @@ class DatabaseCollector(Collector):
         for r in conn.execute(WEBHOOKS).fetchall():
             k = (str(r["topic"] or ""), str(r["outcome"]))
             by_topic[k] = by_topic.get(k, 0) + r["n"]
-            if r["outcome"] != "enqueued":
+            if r["outcome"] in queries.WEBHOOK_REJECTED:
                 k2 = (str(r["outcome"]), str(r["reason"])[:80])
                 by_reason[k2] = by_reason.get(k2, 0) + r["n"]
         for labels, n in sorted(by_topic.items()):
@@ -163,7 +163,7 @@ class DatabaseCollector(Collector):
         age = GaugeMetricFamily(
             "storeflow_sync_queue_oldest_age_seconds", "Age of the oldest item in each state", labels=["state"]
         )
-        seen: dict[str, Any] = {r["status"]: r for r in conn.execute(QUEUE, (now,)).fetchall()}
+        seen: dict[str, Any] = {r["state"]: r for r in conn.execute(QUEUE, (now,)).fetchall()}
         for state in sorted(set(queries.ESL_STATES) | set(seen)):
             r = seen.get(state)
             depth.add_metric([state], r["n"] if r else 0)
@@ -171,9 +171,9 @@ class DatabaseCollector(Collector):
                 age.add_metric([state], float(r["age"]))
         yield depth
         yield age
-        oldest = queries.esl_page(conn, now).oldest_pending_age
+        oldest = conn.execute(queries.ESL_OLDEST, (now,)).fetchone()["age"]  # type: ignore[index]
         pending = GaugeMetricFamily("storeflow_sync_queue_oldest_pending_age_seconds", "Oldest item waiting to sync")
-        pending.add_metric([], oldest or 0.0)
+        pending.add_metric([], float(oldest or 0.0))
         yield pending
         latencies = queries.esl_latencies(conn, now - timedelta(days=7))
         hist = HistogramMetricFamily(

@@ -12,6 +12,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from psycopg import sql
+
 from storeflow.dashboard.status import Cell, Observation, evaluate
 
 if TYPE_CHECKING:
@@ -61,26 +63,25 @@ def _one(conn: psycopg.Connection[Any], query: str, params: Any = None) -> Row:
 
 CRM_SUCCESS = ("ok", "duplicate", "empty")
 
+# An audit row with a file is an ingestion; one without a file is a store whose download failed
+# (or whose session expired) before any file was obtained.
 CRM_INGEST_LAST = """
 SELECT DISTINCT ON (crm, store) crm, store, status, error, started_at, finished_at
-FROM ingest_audit WHERE status <> 'needs_bootstrap'
+FROM ingest_audit WHERE file_name IS NOT NULL
 ORDER BY crm, store, started_at DESC
 """
 CRM_INGEST_SUCCESS = """
 SELECT crm, store, max(finished_at) AS last_success_at, max(to_date) AS freshness
 FROM ingest_audit WHERE status = ANY(%s) GROUP BY crm, store
 """
-CRM_BOOTSTRAP_LAST = """
-SELECT DISTINCT ON (crm, store) crm, store, started_at, error
-FROM ingest_audit WHERE status = 'needs_bootstrap' ORDER BY crm, store, started_at DESC
-"""
-CRM_DOWNLOAD_LAST = """
-SELECT DISTINCT ON (crm, store) crm, store, status, downloaded_at
-FROM download_ledger ORDER BY crm, store, downloaded_at DESC
+CRM_DOWNLOAD_PROBLEM = """
+SELECT DISTINCT ON (crm, store) crm, store, status, error, started_at
+FROM ingest_audit WHERE file_name IS NULL AND status IN ('failed', 'needs_bootstrap')
+ORDER BY crm, store, started_at DESC
 """
 CRM_DOWNLOAD_SUCCESS = """
 SELECT crm, store, max(downloaded_at) AS last_success_at, max(to_date) AS freshness
-FROM download_ledger WHERE status NOT IN ('failed', 'error', 'needs_bootstrap') GROUP BY crm, store
+FROM download_ledger GROUP BY crm, store
 """
 
 
@@ -92,39 +93,32 @@ def crm_observations(conn: psycopg.Connection[Any], settings: Settings, present:
     stores: list[tuple[str, str, str]] = [(s.crm, s.code, s.name) for s in settings.config.crm.stores if s.enabled]
     last: dict[tuple[str, str], Row] = {}
     ok: dict[tuple[str, str], Row] = {}
-    boot: dict[tuple[str, str], Row] = {}
-    dl_last: dict[tuple[str, str], Row] = {}
+    problem: dict[tuple[str, str], Row] = {}
     dl_ok: dict[tuple[str, str], Row] = {}
     if "ingest_audit" in present:
         last = _by_store(_all(conn, CRM_INGEST_LAST))
         ok = _by_store(_all(conn, CRM_INGEST_SUCCESS, (list(CRM_SUCCESS),)))
-        boot = _by_store(_all(conn, CRM_BOOTSTRAP_LAST))
+        problem = _by_store(_all(conn, CRM_DOWNLOAD_PROBLEM))
     if "download_ledger" in present:
-        dl_last = _by_store(_all(conn, CRM_DOWNLOAD_LAST))
         dl_ok = _by_store(_all(conn, CRM_DOWNLOAD_SUCCESS))
     known = {(crm, code) for crm, code, _ in stores}
-    for crm, code in sorted(set(last) | set(dl_last) | set(boot)):
+    for crm, code in sorted(set(last) | set(dl_ok) | set(problem)):
         if (crm, code) not in known:
             stores.append((crm, code, code))
     out: list[Observation] = []
     for crm, code, name in stores:
         k = (crm, code)
         key, label = f"{crm}_{code}", f"{name} ({crm}_{code})"
-        # download: a newer needs_bootstrap audit row beats the last file in the ledger
-        d_status = dl_last.get(k, {}).get("status")
-        d_at = dl_last.get(k, {}).get("downloaded_at")
-        d_error = None
-        b = boot.get(k)
-        if b and (d_at is None or b["started_at"] > d_at):
-            d_status, d_at, d_error = "needs_bootstrap", b["started_at"], b["error"]
-        elif k in last and last[k]["status"] == "failed" and (d_at is None or last[k]["started_at"] > d_at):
-            d_status, d_at, d_error = "failed", last[k]["started_at"], last[k]["error"]
+        got = dl_ok.get(k, {})
+        d_status, d_at, d_error = ("ok", got.get("last_success_at"), None) if got else (None, None, None)
+        p = problem.get(k)
+        if p and (d_at is None or p["started_at"] > d_at):
+            d_status, d_at, d_error = p["status"], p["started_at"], p["error"]
         out.append(
             Observation(
                 "crm_download", key, label, crm, code,
-                last_success_at=dl_ok.get(k, {}).get("last_success_at"),
-                last_attempt_at=d_at, last_status=_crm_status(d_status), last_error=d_error,
-                freshness=dl_ok.get(k, {}).get("freshness"),
+                last_success_at=got.get("last_success_at"), last_attempt_at=d_at,
+                last_status=_crm_status(d_status), last_error=d_error, freshness=got.get("freshness"),
             )
         )  # fmt: skip
         lr = last.get(k, {})
@@ -190,16 +184,20 @@ def hallmark_observations(conn: psycopg.Connection[Any], present: set[str]) -> l
 
 # ---------------------------------------------------------------- ESL
 
+# dead letters are `failed` (permanent error) and `dead` (out of attempts), as `storeflow esl retry` sees them
+ESL_WAITING = ("pending", "in_progress")
+ESL_DEAD_STATES = ("failed", "dead")
 ESL_PER_STORE = """
 SELECT m.id AS mapping_id, m.hipoink_store_code AS code, m.source_store_id AS shop,
-       count(q.id) FILTER (WHERE q.status IN ('pending', 'in_progress', 'failed')) AS pending,
-       count(q.id) FILTER (WHERE q.status = 'dead') AS dead,
-       extract(epoch FROM %(now)s - min(q.created_at) FILTER (WHERE q.status IN ('pending', 'in_progress', 'failed')))
+       count(q.id) FILTER (WHERE q.state IN ('pending', 'in_progress')) AS pending,
+       count(q.id) FILTER (WHERE q.state IN ('failed', 'dead')) AS dead,
+       extract(epoch FROM %(now)s - min(q.enqueued_at) FILTER (WHERE q.state IN ('pending', 'in_progress')))
            AS oldest_pending_age,
-       max(q.updated_at) FILTER (WHERE q.status = 'succeeded') AS last_success_at
+       max(q.finished_at) FILTER (WHERE q.state = 'succeeded') AS last_success_at
 FROM store_mappings m LEFT JOIN sync_queue q ON q.store_mapping_id = m.id
+WHERE m.is_active OR q.id IS NOT NULL
 GROUP BY m.id, m.hipoink_store_code, m.source_store_id
-ORDER BY m.hipoink_store_code
+ORDER BY m.hipoink_store_code, m.source_store_id
 """
 
 
@@ -280,7 +278,7 @@ class CrmFilters:
 
 
 CRM_LEDGER = """
-SELECT id, run_id, crm, store, report_type, file_name, md5, size, downloaded_at, status, from_date, to_date
+SELECT id, run_id, crm, store, report_type, file_name, md5, size, downloaded_at, status, from_date, to_date, error
 FROM download_ledger
 WHERE (%(crm)s::text IS NULL OR crm = %(crm)s) AND (%(code)s::text IS NULL OR store = %(code)s)
   AND (%(status)s::text IS NULL OR status = %(status)s)
@@ -303,14 +301,16 @@ WHERE (%(crm)s::text IS NULL OR crm = %(crm)s) AND (%(code)s::text IS NULL OR st
 """
 CRM_AUDIT = (
     """
-SELECT run_id, crm, store, from_date, to_date, inserted_rows, updated_rows, md5, started_at, finished_at, status, error
+SELECT run_id, crm, store, from_date, to_date, inserted_rows, updated_rows, rejected_rows, md5, file_name,
+       started_at, finished_at, status, error
 FROM ingest_audit"""
     + CRM_AUDIT_WHERE
     + " ORDER BY started_at DESC LIMIT 200"
 )
 CRM_AUDIT_TOTALS = (
     """
-SELECT count(*) AS runs, coalesce(sum(inserted_rows), 0) AS inserted, coalesce(sum(updated_rows), 0) AS updated
+SELECT count(*) AS runs, coalesce(sum(inserted_rows), 0) AS inserted, coalesce(sum(updated_rows), 0) AS updated,
+       coalesce(sum(rejected_rows), 0) AS rejected
 FROM ingest_audit"""
     + CRM_AUDIT_WHERE
 )
@@ -321,12 +321,6 @@ CRM_FAILURES = (
     + CRM_AUDIT_WHERE
     + " AND status IN ('failed', 'needs_bootstrap') GROUP BY 1, 2, 3, 4 ORDER BY last_at DESC LIMIT 50"
 )
-CRM_FACT_COUNTS = """
-SELECT 'fact_td_orders' AS tbl, count(*) AS n FROM fact_td_orders
-"""
-CRM_STATUSES = """
-SELECT status FROM ingest_audit UNION SELECT status FROM download_ledger ORDER BY 1
-"""
 
 
 @dataclass
@@ -365,7 +359,8 @@ def crm_page(conn: psycopg.Connection[Any], settings: Settings, filters: CrmFilt
                         if f"{r['crm']}_{r['store']}" not in known]  # fmt: skip
     for table in ("fact_td_orders", "fact_uc_gst"):
         if table in present:
-            page.fact_rows[table] = int(_one(conn, f"SELECT count(*) AS n FROM {table}")["n"])
+            count = sql.SQL("SELECT count(*) AS n FROM {}").format(sql.Identifier(table))
+            page.fact_rows[table] = int(conn.execute(count).fetchone()["n"])  # type: ignore[index]
     page.statuses = sorted(s for s in statuses if s)
     return page
 
@@ -381,15 +376,6 @@ SELECT run_id, status, count(*) AS n FROM hallmark_run_items
 WHERE run_id = ANY(%s) GROUP BY run_id, status ORDER BY run_id, status
 """
 HALLMARK_TOTALS = """
-SELECT o.store_number, coalesce(max(s.store_name), max(o.store_name)) AS store_name,
-       to_char(date_trunc('month', o.order_creation_date), 'YYYY-MM') AS month,
-       count(*) AS orders, coalesce(sum(o.order_total), 0) AS total
-FROM orders o LEFT JOIN stores s ON s.store_number = o.store_number
-GROUP BY o.store_number, date_trunc('month', o.order_creation_date)
-ORDER BY month DESC, o.store_number
-LIMIT 500
-"""
-HALLMARK_TOTALS_NO_STORES = """
 SELECT store_number, max(store_name) AS store_name,
        to_char(date_trunc('month', order_creation_date), 'YYYY-MM') AS month,
        count(*) AS orders, coalesce(sum(order_total), 0) AS total
@@ -418,7 +404,7 @@ def hallmark_page(conn: psycopg.Connection[Any]) -> HallmarkPage:
             for r in _all(conn, HALLMARK_ITEMS, ([r["run_id"] for r in page.runs],)):
                 page.items.setdefault(str(r["run_id"]), {})[r["status"]] = int(r["n"])
     if "orders" in present:
-        page.totals = _all(conn, HALLMARK_TOTALS if "stores" in present else HALLMARK_TOTALS_NO_STORES)
+        page.totals = _all(conn, HALLMARK_TOTALS)
         page.grand = _one(conn, HALLMARK_GRAND)
     return page
 
@@ -426,29 +412,31 @@ def hallmark_page(conn: psycopg.Connection[Any]) -> HallmarkPage:
 # ---------------------------------------------------------------- ESL page
 
 ESL_STATES = ("pending", "in_progress", "succeeded", "failed", "dead")
-ESL_COUNTS = "SELECT status, count(*) AS n FROM sync_queue GROUP BY status"
+ESL_COUNTS = "SELECT state, count(*) AS n FROM sync_queue GROUP BY state"
 ESL_OLDEST = """
-SELECT extract(epoch FROM %s - min(created_at)) AS age FROM sync_queue
-WHERE status IN ('pending', 'in_progress', 'failed')
+SELECT extract(epoch FROM %s - min(enqueued_at)) AS age FROM sync_queue WHERE state IN ('pending', 'in_progress')
 """
+# sync_log.latency_ms = Hipoink's answer - the webhook's commit (its acknowledgement)
 ESL_LATENCIES = """
-SELECT extract(epoch FROM updated_at - created_at) AS seconds FROM sync_queue
-WHERE status = 'succeeded' AND updated_at >= %s
+SELECT latency_ms / 1000.0 AS seconds FROM sync_log
+WHERE status = 'succeeded' AND latency_ms IS NOT NULL AND created_at >= %s
 """
 ESL_DEAD = """
-SELECT q.id, m.hipoink_store_code AS store, q.product_id, q.attempts, q.last_error, q.updated_at
-FROM sync_queue q LEFT JOIN store_mappings m ON m.id = q.store_mapping_id
-WHERE q.status = 'dead' ORDER BY q.updated_at DESC LIMIT 100
+SELECT q.id, q.store_code AS store, q.state, q.operation, p.pc, p.pn, q.attempts, q.last_error, q.finished_at
+FROM sync_queue q LEFT JOIN products p ON p.id = q.product_id
+WHERE q.state IN ('failed', 'dead') ORDER BY q.finished_at DESC NULLS LAST, q.id DESC LIMIT 100
 """
 ESL_WEBHOOKS = """
-SELECT id, shop_domain, topic, event_id, received_at, outcome, reason FROM webhook_inbox
-ORDER BY received_at DESC LIMIT 50
+SELECT id, shop_domain, topic, event_id, received_at, outcome, reason, items_enqueued FROM webhook_inbox
+ORDER BY received_at DESC, id DESC LIMIT 50
 """
 ESL_WEBHOOK_OUTCOMES = "SELECT outcome, count(*) AS n FROM webhook_inbox GROUP BY outcome ORDER BY outcome"
 ESL_THROUGHPUT = """
-SELECT date_trunc('hour', updated_at) AS hour, count(*) AS n FROM sync_queue
-WHERE status = 'succeeded' AND updated_at >= %s GROUP BY 1 ORDER BY 1
+SELECT date_trunc('hour', created_at) AS hour, count(*) AS n FROM sync_log
+WHERE status = 'succeeded' AND created_at >= %s GROUP BY 1 ORDER BY 1
 """
+# webhook outcomes that put nothing on the queue because the delivery was refused or redundant
+WEBHOOK_REJECTED = ("ignored", "duplicate", "invalid", "stale", "unmatched")
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
@@ -469,7 +457,7 @@ def esl_page(conn: psycopg.Connection[Any], now: datetime | None = None) -> EslP
     present = present_tables(conn)
     page = EslPage(available="sync_queue" in present)
     if "sync_queue" in present:
-        counts = {r["status"]: int(r["n"]) for r in _all(conn, ESL_COUNTS)}
+        counts = {r["state"]: int(r["n"]) for r in _all(conn, ESL_COUNTS)}
         page.counts = {s: counts.get(s, 0) for s in ESL_STATES} | counts
         age = _one(conn, ESL_OLDEST, (now,)).get("age")
         page.oldest_pending_age = float(age) if age is not None else None
@@ -483,7 +471,7 @@ def esl_page(conn: psycopg.Connection[Any], now: datetime | None = None) -> EslP
 
 def esl_latencies(conn: psycopg.Connection[Any], since: datetime) -> list[float]:
     """Seconds from enqueue (the webhook's commit) to the label update, for items synced since ``since``."""
-    if "sync_queue" not in present_tables(conn):
+    if "sync_log" not in present_tables(conn):
         return []
     return [float(r["seconds"]) for r in _all(conn, ESL_LATENCIES, (since,)) if r["seconds"] is not None]
 
@@ -507,20 +495,11 @@ def _short(seconds: float) -> str:
 
 
 def retry_dead(conn: psycopg.Connection[Any], item_ids: list[int] | None) -> int:
-    """Re-enqueue dead letters through the ESL pipeline's own function."""
-    try:
-        from storeflow.esl.queue import retry_dead_letters
-    except ModuleNotFoundError:  # a build without the ESL queue module: the contract's SQL
-        cur = conn.execute(RETRY_DEAD, {"ids": item_ids})
-        return cur.rowcount
+    """Re-enqueue dead letters through the ESL pipeline's own function (wakes the workers too)."""
+    from storeflow.esl.queue import retry_dead_letters
+
     count: int = retry_dead_letters(conn, item_ids=item_ids)
     return count
-
-
-RETRY_DEAD = """
-UPDATE sync_queue SET status = 'pending', attempts = 0, updated_at = now()
-WHERE status = 'dead' AND (%(ids)s::bigint[] IS NULL OR id = ANY(%(ids)s::bigint[]))
-"""
 
 
 # ---------------------------------------------------------------- sessions
@@ -586,42 +565,40 @@ def sessions(conn: psycopg.Connection[Any], settings: Settings) -> list[SessionR
 
 # ---------------------------------------------------------------- charts
 
-DAILY_SALES = """
-WITH last AS (
-  SELECT greatest(
-    (SELECT max(order_date)::date FROM {td}),
-    (SELECT max(invoice_date)::date FROM {uc})) AS d
-)
-SELECT store, day, sum(amount) AS amount FROM (
-  SELECT 'td_' || store_code AS store, order_date::date AS day, net_amount AS amount FROM {td}
-  UNION ALL
-  SELECT 'uc_' || store_code, invoice_date::date, final_amount FROM {uc}
-) s, last
-WHERE day > last.d - %s
-GROUP BY store, day ORDER BY store, day
-"""
+SALES_LAST_DAY = {
+    "fact_td_orders": "SELECT max(order_date) AS d FROM fact_td_orders",
+    "fact_uc_gst": "SELECT max(invoice_date) AS d FROM fact_uc_gst",
+}
+SALES_DAILY = {
+    "fact_td_orders": """
+SELECT 'td_' || store_code AS store, order_date AS day, sum(net_amount) AS amount FROM fact_td_orders
+WHERE order_date > %s GROUP BY 1, 2 ORDER BY 1, 2
+""",
+    "fact_uc_gst": """
+SELECT 'uc_' || store_code AS store, invoice_date AS day, sum(final_amount) AS amount FROM fact_uc_gst
+WHERE invoice_date > %s GROUP BY 1, 2 ORDER BY 1, 2
+""",
+}
 
 
 def daily_sales(conn: psycopg.Connection[Any], days: int = 30) -> dict[str, list[tuple[date, float]]]:
-    """Net sales per store and day over the last ``days`` days that have data (CRM fact tables)."""
-    present = present_tables(conn)
-    td = "fact_td_orders" if "fact_td_orders" in present else None
-    uc = "fact_uc_gst" if "fact_uc_gst" in present else None
-    if not td and not uc:
+    """Net sales per store (``td_a668``) and day over the last ``days`` days that have data (CRM fact tables)."""
+    tables = [t for t in SALES_DAILY if t in present_tables(conn)]
+    last_days = [d for t in tables if (d := _one(conn, SALES_LAST_DAY[t]).get("d")) is not None]
+    if not last_days:
         return {}
-    # an absent table reads as an empty relation of the right shape
-    td_src = td or "(SELECT NULL::text AS store_code, NULL::date AS order_date, NULL::numeric AS net_amount) td"
-    uc_src = uc or "(SELECT NULL::text AS store_code, NULL::date AS invoice_date, NULL::numeric AS final_amount) uc"
+    since = max(last_days) - timedelta(days=days)
     out: dict[str, list[tuple[date, float]]] = {}
-    for r in _all(conn, DAILY_SALES.format(td=td_src, uc=uc_src), (days,)):
-        out.setdefault(r["store"], []).append((r["day"], float(r["amount"] or 0)))
+    for table in tables:
+        for r in _all(conn, SALES_DAILY[table], (since,)):
+            out.setdefault(r["store"], []).append((r["day"], float(r["amount"] or 0)))
     return out
 
 
 def esl_throughput(conn: psycopg.Connection[Any], now: datetime, hours: int = 24) -> list[tuple[datetime, int]]:
-    if "sync_queue" not in present_tables(conn):
-        return []
     """Labels synced per hour over the last ``hours`` hours, every hour present (0 when none)."""
+    if "sync_log" not in present_tables(conn):
+        return []
     rows = _all(conn, ESL_THROUGHPUT, (now - timedelta(hours=hours),))
     if not rows:
         return []

@@ -33,7 +33,8 @@ COMMANDS: dict[str, str] = {
     "crm_download": "crm_download download --crm {crm} --store {code}",
     "crm_status": "crm_download status",
     "hallmark_login": "storeflow hallmark auth-test",
-    "hallmark_resume": "storeflow hallmark --bulk-orders --resume",
+    "hallmark_resume": "storeflow hallmark --resume",
+    "hallmark_bulk": "storeflow hallmark --bulk-orders --start-date YYYY-MM-DD --end-date YYYY-MM-DD",
     "esl_retry": "storeflow esl retry --store {code}",
     "esl_worker": "storeflow esl worker",
     "esl_status": "storeflow esl status",
@@ -108,7 +109,7 @@ def _decide(
     error = (obs.last_error or "").strip()
     if obs.last_status is None and obs.last_success_at is None:
         if obs.pipeline == "hallmark":
-            return "never", "no extraction run recorded", f"first run: `{command('hallmark_login')}`"
+            return "never", "no extraction run recorded", f"first run: `{command('hallmark_bulk')}`"
         what = "download" if obs.pipeline == "crm_download" else "ingestion"
         return "never", f"no {what} recorded", f"first run: `{command('crm_download', **crm)}`"
     if obs.last_status == "needs_bootstrap":
@@ -125,7 +126,7 @@ def _decide(
     if _stale(obs.last_success_at, now, stale_after_hours):
         hours = f"{stale_after_hours:g} h"
         if obs.pipeline == "hallmark":
-            return "stale", f"no successful run in {hours}", f"run: `{command('hallmark_resume')}`"
+            return "stale", f"no successful run in {hours}", f"run: `{command('hallmark_bulk')}`"
         return "stale", f"no successful run in {hours}", f"run: `{command('crm_download', **crm)}`"
     return "ok", "", ""
 

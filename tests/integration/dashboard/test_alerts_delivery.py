@@ -93,8 +93,8 @@ def test_check_fires_once_per_interval_then_resolves(
     assert received == []
 
     # the dead letter is retried and the queue drained: two resolved messages, once
-    conn.execute("UPDATE sync_queue SET status = 'succeeded', updated_at = now() WHERE id = %s", (seeded["dead_id"],))
-    conn.execute("UPDATE sync_queue SET status = 'succeeded', updated_at = now() WHERE status = 'pending'")
+    conn.execute("UPDATE sync_queue SET state = 'succeeded', finished_at = now() WHERE id = %s", (seeded["dead_id"],))
+    conn.execute("UPDATE sync_queue SET state = 'succeeded', finished_at = now() WHERE state = 'pending'")
     conn.commit()
     runner.invoke(alerts_app, ["check"])
     assert sorted((b["status"], b["condition"]) for b in received) == [

@@ -123,8 +123,8 @@ async def test_every_page_shows_the_databases_figures(
 
         # ESL: queue counts by state, dead letters, webhooks
         await watched.visit(base + "/dashboard/esl", test_output / "esl.png")
-        for r in conn.execute("SELECT status, count(*) AS n FROM sync_queue GROUP BY status").fetchall():
-            assert number(await watched.text(f"[data-testid=queue-{r['status']}]")) == r["n"]
+        for r in conn.execute("SELECT state, count(*) AS n FROM sync_queue GROUP BY state").fetchall():
+            assert number(await watched.text(f"[data-testid=queue-{r['state']}]")) == r["n"]
         assert await watched.page.locator(f"[data-testid=dead] tr[data-item='{seeded['dead_id']}']").count() == 1
         for r in conn.execute("SELECT outcome, count(*) AS n FROM webhook_inbox GROUP BY outcome").fetchall():
             assert number(await watched.text(f"[data-testid=webhooks-{r['outcome']}]")) == r["n"]
@@ -144,8 +144,9 @@ async def test_every_page_shows_the_databases_figures(
         assert td is not None
         assert number(await watched.text("[data-store='td_a668']")) == td["s"]
         assert await watched.page.locator("svg.chart").count() == 3
-        synced = conn.execute("SELECT count(*) AS n FROM sync_queue WHERE status = 'succeeded'").fetchone()
+        synced = conn.execute("SELECT count(*) AS n FROM sync_log WHERE status = 'succeeded'").fetchone()
         assert synced is not None and number(await watched.text("[data-testid=latency-count]")) == synced["n"]
+        assert number(await watched.text("[data-testid=throughput-total]")) == synced["n"]
     await context.close()
 
 
@@ -166,8 +167,8 @@ async def test_retry_button_reenqueues_a_dead_letter(
         assert "Re-enqueued 1 dead letter" in await watched.text("[data-testid=retried]")
         assert await watched.page.locator(f"[data-testid=dead] tr[data-item='{dead_id}']").count() == 0
         assert watched.problems == []
-    row = conn.execute("SELECT status FROM sync_queue WHERE id = %s", (dead_id,)).fetchone()
-    assert row is not None and row["status"] == "pending"
+    row = conn.execute("SELECT state, attempts, reason FROM sync_queue WHERE id = %s", (dead_id,)).fetchone()
+    assert row is not None and (row["state"], row["attempts"], row["reason"]) == ("pending", 0, "retry")
     await context.close()
 
 
@@ -252,8 +253,8 @@ async def test_metrics_equal_the_database(
         return samples[(name, tuple(sorted(labels.items())))]
 
     assert value("storeflow_up") == 1
-    for r in conn.execute("SELECT status, count(*) AS n FROM sync_queue GROUP BY status").fetchall():
-        assert value("storeflow_sync_queue_items", state=r["status"]) == r["n"]
+    for r in conn.execute("SELECT state, count(*) AS n FROM sync_queue GROUP BY state").fetchall():
+        assert value("storeflow_sync_queue_items", state=r["state"]) == r["n"]
     for r in conn.execute("SELECT outcome, reason, count(*) AS n FROM webhook_inbox WHERE outcome <> 'enqueued'"
                           " GROUP BY 1, 2").fetchall():  # fmt: skip
         assert value("storeflow_webhooks_rejected_total", outcome=r["outcome"], reason=r["reason"]) == r["n"]
@@ -263,7 +264,7 @@ async def test_metrics_equal_the_database(
     ins = conn.execute("SELECT sum(inserted_rows) AS n FROM ingest_audit WHERE store = 'a668'").fetchone()
     assert ins is not None
     assert value("storeflow_crm_rows_ingested_total", crm="td", store="a668", kind="inserted") == ins["n"]
-    synced = conn.execute("SELECT count(*) AS n FROM sync_queue WHERE status = 'succeeded'").fetchone()
+    synced = conn.execute("SELECT count(*) AS n FROM sync_log WHERE status = 'succeeded'").fetchone()
     assert synced is not None and value("storeflow_sync_latency_seconds_count") == synced["n"]
     assert value("storeflow_sync_latency_seconds_bucket", le="0.05") == 1
     assert value("storeflow_store_status", pipeline="crm_download", store="td_a817", status="bootstrap") == 1
