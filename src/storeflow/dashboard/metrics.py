@@ -56,6 +56,8 @@ FROM pipeline_runs, unnest(%s::text[]) AS key
 WHERE jsonb_typeof(summary->key) = 'number'
 GROUP BY 1, 2
 """
+SYNC_ATTEMPTS = "SELECT store_code, status, count(*) AS n FROM sync_log GROUP BY 1, 2"
+ALERTS_ACTIVE = "SELECT kind, count(*) FILTER (WHERE active) AS n FROM dashboard_alert_state GROUP BY kind"
 PIPELINE_RUNS = "SELECT pipeline, status, count(*) AS n FROM pipeline_runs GROUP BY 1, 2"
 
 
@@ -88,6 +90,18 @@ class DatabaseCollector(Collector):
             yield from self._webhooks(conn)
         if "sync_queue" in present:
             yield from self._queue(conn, now)
+        if "sync_log" in present:
+            attempts = CounterMetricFamily(
+                "storeflow_sync_attempts", "Hipoink sync attempts recorded in sync_log", labels=["store", "status"]
+            )
+            for r in conn.execute(SYNC_ATTEMPTS).fetchall():
+                attempts.add_metric([str(r["store_code"]), str(r["status"])], r["n"])
+            yield attempts
+        if "dashboard_alert_state" in present:
+            active = GaugeMetricFamily("storeflow_alerts_active", "Alert conditions holding now", labels=["kind"])
+            for r in conn.execute(ALERTS_ACTIVE).fetchall():
+                active.add_metric([r["kind"]], r["n"])
+            yield active
         if "download_ledger" in present:
             yield from self._downloads(conn)
         if "ingest_audit" in present:

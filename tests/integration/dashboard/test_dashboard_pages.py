@@ -267,6 +267,7 @@ async def test_metrics_equal_the_database(
     synced = conn.execute("SELECT count(*) AS n FROM sync_log WHERE status = 'succeeded'").fetchone()
     assert synced is not None and value("storeflow_sync_latency_seconds_count") == synced["n"]
     assert value("storeflow_sync_latency_seconds_bucket", le="0.05") == 1
+    assert value("storeflow_sync_attempts_total", store="S1", status="succeeded") == synced["n"]
     assert value("storeflow_store_status", pipeline="crm_download", store="td_a817", status="bootstrap") == 1
     assert value("storeflow_session_valid", session="td_a817") == 0
     assert value("storeflow_sync_queue_oldest_pending_age_seconds") > 600
