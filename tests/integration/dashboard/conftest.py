@@ -83,7 +83,7 @@ def serve(settings: Settings, db_url: str, bound_host: str = "127.0.0.1") -> Ite
     app = create_app(settings, db, bound_host=bound_host)
     sock = bind_port(0, "dashboard-test")
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
