@@ -8,7 +8,7 @@ nothing. `storeflow_up` says whether the database answered.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -189,17 +189,12 @@ class DatabaseCollector(Collector):
         pending = GaugeMetricFamily("storeflow_sync_queue_oldest_pending_age_seconds", "Oldest item waiting to sync")
         pending.add_metric([], float(oldest or 0.0))
         yield pending
-        latencies = queries.esl_latencies(conn, now - timedelta(days=7))
+        latency = queries.latency_histogram(conn, None)
         hist = HistogramMetricFamily(
-            "storeflow_sync_latency_seconds", "Webhook to label latency of items synced in the last 7 days"
+            "storeflow_sync_latency_seconds", "Webhook acknowledgement to Hipoink answer, every synced item"
         )
-        buckets: list[tuple[str, float]] = []
-        running = 0
-        for edge in queries.LATENCY_BUCKETS:
-            running = sum(1 for v in latencies if v <= edge)
-            buckets.append((repr(edge), running))
-        buckets.append(("+Inf", len(latencies)))
-        hist.add_metric([], buckets, sum(latencies))
+        buckets = [(repr(edge), float(n)) for edge, n in zip(latency.edges, latency.cumulative, strict=True)]
+        hist.add_metric([], [*buckets, ("+Inf", float(latency.count))], latency.total_seconds)
         yield hist
 
     def _downloads(self, conn: psycopg.Connection[Any]) -> Iterator[Metric]:

@@ -416,11 +416,6 @@ ESL_COUNTS = "SELECT state, count(*) AS n FROM sync_queue GROUP BY state"
 ESL_OLDEST = """
 SELECT extract(epoch FROM %s - min(enqueued_at)) AS age FROM sync_queue WHERE state IN ('pending', 'in_progress')
 """
-# sync_log.latency_ms = Hipoink's answer - the webhook's commit (its acknowledgement)
-ESL_LATENCIES = """
-SELECT latency_ms / 1000.0 AS seconds FROM sync_log
-WHERE status = 'succeeded' AND latency_ms IS NOT NULL AND created_at >= %s
-"""
 ESL_DEAD = """
 SELECT q.id, q.store_code AS store, q.state, q.operation, p.pc, p.pn, q.attempts, q.last_error, q.finished_at
 FROM sync_queue q LEFT JOIN products p ON p.id = q.product_id
@@ -439,6 +434,40 @@ WHERE status = 'succeeded' AND created_at >= %s GROUP BY 1 ORDER BY 1
 WEBHOOK_REJECTED = ("ignored", "duplicate", "invalid", "stale", "unmatched")
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+# sync_log.latency_ms = Hipoink's answer - the webhook's commit (its acknowledgement); counted in SQL,
+# cumulative per bucket edge (Prometheus' shape), over all time or since a moment
+LATENCY_HISTOGRAM = (
+    "SELECT count(*) AS n, coalesce(sum(latency_ms), 0) / 1000.0 AS total"
+    + "".join(f", count(*) FILTER (WHERE latency_ms <= %(e{i})s) AS b{i}" for i in range(len(LATENCY_BUCKETS)))
+    + " FROM sync_log WHERE status = 'succeeded' AND latency_ms IS NOT NULL"
+    " AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s::timestamptz)"
+)
+
+
+@dataclass
+class LatencyHistogram:
+    """Cumulative counts per edge (seconds), the total count and the sum of seconds."""
+
+    edges: tuple[float, ...]
+    cumulative: list[int]
+    count: int
+    total_seconds: float
+
+    def bars(self) -> list[tuple[str, int]]:
+        """(label, items in this bucket only) for a bar chart, with an overflow bucket."""
+        counts = [c - p for c, p in zip([*self.cumulative, self.count], [0, *self.cumulative], strict=True)]
+        labels = [f"≤{_short(e)}" for e in self.edges] + [f">{_short(self.edges[-1])}"]
+        return list(zip(labels, counts, strict=True))
+
+
+def latency_histogram(conn: psycopg.Connection[Any], since: datetime | None) -> LatencyHistogram:
+    """Webhook -> label latencies of synced items (ESL sync_log), since ``since`` or ever."""
+    if "sync_log" not in present_tables(conn):
+        return LatencyHistogram(LATENCY_BUCKETS, [0] * len(LATENCY_BUCKETS), 0, 0.0)
+    params: dict[str, Any] = {f"e{i}": edge * 1000 for i, edge in enumerate(LATENCY_BUCKETS)} | {"since": since}
+    row = _one(conn, LATENCY_HISTOGRAM, params)
+    cumulative = [int(row[f"b{i}"]) for i in range(len(LATENCY_BUCKETS))]
+    return LatencyHistogram(LATENCY_BUCKETS, cumulative, int(row["n"]), float(row["total"]))
 
 
 @dataclass
@@ -446,7 +475,7 @@ class EslPage:
     available: bool
     counts: dict[str, int] = field(default_factory=dict)
     oldest_pending_age: float | None = None
-    latencies: list[float] = field(default_factory=list)
+    latency: LatencyHistogram | None = None
     dead: list[Row] = field(default_factory=list)
     webhooks: list[Row] = field(default_factory=list)
     webhook_outcomes: list[Row] = field(default_factory=list)
@@ -461,33 +490,12 @@ def esl_page(conn: psycopg.Connection[Any], now: datetime | None = None) -> EslP
         page.counts = {s: counts.get(s, 0) for s in ESL_STATES} | counts
         age = _one(conn, ESL_OLDEST, (now,)).get("age")
         page.oldest_pending_age = float(age) if age is not None else None
-        page.latencies = esl_latencies(conn, now - timedelta(days=7))
+        page.latency = latency_histogram(conn, now - timedelta(days=7))
         page.dead = _all(conn, ESL_DEAD)
     if "webhook_inbox" in present:
         page.webhooks = _all(conn, ESL_WEBHOOKS)
         page.webhook_outcomes = _all(conn, ESL_WEBHOOK_OUTCOMES)
     return page
-
-
-def esl_latencies(conn: psycopg.Connection[Any], since: datetime) -> list[float]:
-    """Seconds from enqueue (the webhook's commit) to the label update, for items synced since ``since``."""
-    if "sync_log" not in present_tables(conn):
-        return []
-    return [float(r["seconds"]) for r in _all(conn, ESL_LATENCIES, (since,)) if r["seconds"] is not None]
-
-
-def histogram(values: list[float], edges: tuple[float, ...] = LATENCY_BUCKETS) -> list[tuple[str, int]]:
-    """(bucket label, count) with one overflow bucket; pure."""
-    counts = [0] * (len(edges) + 1)
-    for v in values:
-        for i, edge in enumerate(edges):
-            if v <= edge:
-                counts[i] += 1
-                break
-        else:
-            counts[-1] += 1
-    labels = [f"≤{_short(e)}" for e in edges] + [f">{_short(edges[-1])}"]
-    return list(zip(labels, counts, strict=True))
 
 
 def _short(seconds: float) -> str:

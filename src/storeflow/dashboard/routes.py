@@ -263,7 +263,8 @@ def esl(request: Request, user: User, retried: int | None = None) -> HTMLRespons
     settings: Settings = request.app.state.settings
     with _conn(request) as conn:
         data = queries.esl_page(conn)
-    chart = charts.bar_chart(queries.histogram(data.latencies), title="webhook to label latency")
+    bars = data.latency.bars() if data.latency and data.latency.count else []
+    chart = charts.bar_chart(bars, title="webhook to label latency")
     return _render(
         request, "esl.html", "esl", data=data, latency_chart=Markup(chart), retried=retried,
         queue_age_alert=settings.config.dashboard.queue_age_alert_seconds,
@@ -300,15 +301,15 @@ def charts_page(request: Request, user: User) -> HTMLResponse:
     with _conn(request) as conn:
         sales = queries.daily_sales(conn)
         throughput = queries.esl_throughput(conn, now)
-        latencies = queries.esl_latencies(conn, now - timedelta(days=7))
+        latency = queries.latency_histogram(conn, now - timedelta(days=7))
     totals = {store: sum(v for _, v in pts) for store, pts in sales.items()}
     return _render(
         request, "charts.html", "charts",
         sales_chart=Markup(charts.line_chart(sales, title="daily net sales per store")), totals=totals,
         throughput_chart=Markup(charts.bar_chart([(h.strftime("%H:00"), n) for h, n in throughput],
                                                   title="labels synced per hour")),
-        latency_chart=Markup(charts.bar_chart(queries.histogram(latencies), title="sync latency")),
-        throughput_total=sum(n for _, n in throughput), latency_count=len(latencies),
+        latency_chart=Markup(charts.bar_chart(latency.bars() if latency.count else [], title="sync latency")),
+        throughput_total=sum(n for _, n in throughput), latency_count=latency.count,
     )  # fmt: skip
 
 

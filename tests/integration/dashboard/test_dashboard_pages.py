@@ -129,6 +129,8 @@ async def test_every_page_shows_the_databases_figures(
         for r in conn.execute("SELECT outcome, count(*) AS n FROM webhook_inbox GROUP BY outcome").fetchall():
             assert number(await watched.text(f"[data-testid=webhooks-{r['outcome']}]")) == r["n"]
         assert "min" in await watched.text("[data-testid=oldest-pending]")
+        synced = conn.execute("SELECT count(*) AS n FROM sync_log WHERE status = 'succeeded'").fetchone()
+        assert synced is not None and number(await watched.text("[data-testid=latency-count]")) == synced["n"]
 
         # Sessions: every stored file, with its last check
         await watched.visit(base + "/dashboard/sessions", test_output / "sessions.png")
@@ -266,7 +268,9 @@ async def test_metrics_equal_the_database(
     assert value("storeflow_crm_rows_ingested_total", crm="td", store="a668", kind="inserted") == ins["n"]
     synced = conn.execute("SELECT count(*) AS n FROM sync_log WHERE status = 'succeeded'").fetchone()
     assert synced is not None and value("storeflow_sync_latency_seconds_count") == synced["n"]
-    assert value("storeflow_sync_latency_seconds_bucket", le="0.05") == 1
+    assert value("storeflow_sync_latency_seconds_bucket", le="0.05") == 1  # the 30 ms one
+    assert value("storeflow_sync_latency_seconds_bucket", le="0.5") == 3
+    assert value("storeflow_sync_latency_seconds_sum") == pytest.approx(0.03 + 0.2 + 0.4 + 1.5 + 7)
     assert value("storeflow_sync_attempts_total", store="S1", status="succeeded") == synced["n"]
     assert value("storeflow_store_status", pipeline="crm_download", store="td_a817", status="bootstrap") == 1
     assert value("storeflow_session_valid", session="td_a817") == 0

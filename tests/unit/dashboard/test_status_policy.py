@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from storeflow.dashboard import auth, charts
-from storeflow.dashboard.queries import histogram
+from storeflow.dashboard.queries import LatencyHistogram
 from storeflow.dashboard.status import Observation, evaluate, format_age, worst
 from storeflow.settings import load_settings
 
@@ -74,9 +74,10 @@ def test_format_age(seconds: float | None, text: str) -> None:
     assert format_age(seconds) == text
 
 
-def test_histogram_buckets_and_overflow() -> None:
-    buckets = dict(histogram([0.01, 0.05, 0.2, 3.0, 1000.0], (0.05, 1.0, 10.0)))
-    assert buckets == {"≤50ms": 2, "≤1s": 1, "≤10s": 1, ">10s": 1}
+def test_cumulative_histogram_becomes_bars_with_overflow() -> None:
+    # latencies 0.01, 0.05, 0.2, 3.0, 1000.0 s: cumulative per edge as PostgreSQL counts them
+    hist = LatencyHistogram((0.05, 1.0, 10.0), [2, 3, 4], count=5, total_seconds=1003.26)
+    assert dict(hist.bars()) == {"≤50ms": 2, "≤1s": 1, "≤10s": 1, ">10s": 1}
 
 
 @pytest.mark.parametrize(("value", "top"), [(0, 1), (0.7, 1), (3, 5), (42, 50), (120, 200), (1000, 1000), (2300, 2500)])
