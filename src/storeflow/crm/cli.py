@@ -7,6 +7,7 @@ Exit codes (stable, for cron alerting): 0 every store fine; 1 some store failed;
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import datetime
 from typing import Annotated
 
@@ -122,13 +123,22 @@ def download(
 
 
 @app.command()
-def status(ctx: typer.Context) -> None:
+def status(
+    ctx: typer.Context,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object per store instead of a table.")
+    ] = False,
+) -> None:
     """Per store: last successful window, last failure and why, session age."""
-    from storeflow.crm.status import store_status
+    from storeflow.crm.status import COLUMNS, store_status
 
     app_ctx = get_context(ctx)
     settings = app_ctx.settings
     rows = store_status(settings, app_ctx.database())
+    if as_json:
+        for r in rows:
+            typer.echo(json.dumps(dict(zip(COLUMNS, r, strict=True))))
+        return
     table = Table("store", "last success", "ingested at", "last failure", "why", "session age", title="crm status")
     for r in rows:
         table.add_row(*r)

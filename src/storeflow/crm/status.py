@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from storeflow.db.connect import Database
     from storeflow.settings import Settings
 
+COLUMNS = ("store", "last_success", "ingested_at", "last_failure", "why", "session_age")
 LAST_SUCCESS = """
 SELECT from_date, to_date, finished_at FROM ingest_audit
 WHERE crm = %s AND store = %s AND status IN ('ok', 'empty', 'duplicate')

@@ -58,15 +58,8 @@ def test_all_stores_every_mode_match_truth_and_rerun_converges(
     second = run(crm_settings)
     assert second.exit_code == 0
     assert facts(conn) == expected
-    statuses = dict(
-        conn.execute("SELECT store, status FROM download_ledger WHERE run_id = %s", (second.run_id,)).fetchall()
-        and [
-            (r["store"], r["status"])
-            for r in conn.execute(
-                "SELECT store, status FROM download_ledger WHERE run_id = %s", (second.run_id,)
-            ).fetchall()
-        ]
-    )
+    ledger = conn.execute("SELECT store, status FROM download_ledger WHERE run_id = %s", (second.run_id,))
+    statuses = {r["store"]: r["status"] for r in ledger.fetchall()}
     assert statuses == {"a668": "duplicate", "a817": "duplicate", "sector56": "duplicate", "sushantlok1": "duplicate"}
 
 
