@@ -87,8 +87,9 @@ def line_chart(
 
     ticks = sorted({first + (last - first) * k / 4 for k in range(5)}) if first != last else [first]
     for d in ticks:
+        anchor = "start" if d == first and len(ticks) > 1 else "end" if d == last and len(ticks) > 1 else "middle"
         parts.append(
-            f'<text class="lbl" x="{x_of(d):.1f}" y="{top + plot_h + 16}" text-anchor="middle">{d.isoformat()}</text>'
+            f'<text class="lbl" x="{x_of(d):.1f}" y="{top + plot_h + 16}" text-anchor="{anchor}">{d.isoformat()}</text>'
         )
     for i, (name, pts) in enumerate(sorted(series.items())):
         colour = PALETTE[i % len(PALETTE)]

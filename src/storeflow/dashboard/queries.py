@@ -381,7 +381,7 @@ SELECT store_number, max(store_name) AS store_name,
        count(*) AS orders, coalesce(sum(order_total), 0) AS total
 FROM orders GROUP BY store_number, date_trunc('month', order_creation_date)
 ORDER BY month DESC, store_number
-LIMIT 500
+LIMIT 5000
 """
 HALLMARK_GRAND = "SELECT count(*) AS orders, coalesce(sum(order_total), 0) AS total FROM orders"
 
@@ -393,6 +393,34 @@ class HallmarkPage:
     items: dict[str, dict[str, int]] = field(default_factory=dict)
     totals: list[Row] = field(default_factory=list)
     grand: Row = field(default_factory=dict)
+
+    @property
+    def months(self) -> list[str]:
+        """The most recent months with orders, newest first (at most 12 columns)."""
+        return sorted({r["month"] or "unknown" for r in self.totals}, reverse=True)[:12]
+
+    @property
+    def pivot(self) -> list[dict[str, Any]]:
+        """One row per store: {store_number, store_name, cells: {month: (orders, total)}, orders, total}."""
+        rows: dict[str, dict[str, Any]] = {}
+        for r in self.totals:
+            number = str(r["store_number"] or "?")
+            row = rows.setdefault(
+                number, {"store_number": number, "store_name": r["store_name"], "cells": {}, "orders": 0, "total": 0}
+            )
+            row["cells"][r["month"] or "unknown"] = (int(r["orders"]), r["total"])
+            row["orders"] += int(r["orders"])
+            row["total"] += r["total"]
+        return sorted(rows.values(), key=lambda x: (len(x["store_number"]), x["store_number"]))
+
+    @property
+    def month_totals(self) -> dict[str, tuple[int, Any]]:
+        out: dict[str, tuple[int, Any]] = {}
+        for r in self.totals:
+            month = r["month"] or "unknown"
+            n, t = out.get(month, (0, 0))
+            out[month] = (n + int(r["orders"]), t + r["total"])
+        return out
 
 
 def hallmark_page(conn: psycopg.Connection[Any]) -> HallmarkPage:

@@ -215,14 +215,14 @@ def overview(request: Request, user: User) -> HTMLResponse:
     for cell in cells:
         stores.setdefault(cell.store_key, cell.store_label)
         grid[(cell.store_key, cell.pipeline)] = cell
-    used = [p for p in PIPELINES if any(p == c.pipeline for c in cells)] or list(PIPELINES)
+    unused = [label for p, label in PIPELINES.items() if not any(p == c.pipeline for c in cells)]
     todo = [c for c in worst(cells) if c.needs_operator]
     counts: dict[str, int] = {}
     for cell in cells:
         counts[cell.status] = counts.get(cell.status, 0) + 1
     return _render(
         request, "overview.html", "overview",
-        stores=stores, grid=grid, pipelines=[(p, PIPELINES[p]) for p in used], todo=todo, counts=counts,
+        stores=stores, grid=grid, pipelines=list(PIPELINES.items()), unused=unused, todo=todo, counts=counts,
         alerts=alerts, stale_after_hours=settings.config.dashboard.stale_after_hours,
     )  # fmt: skip
 
