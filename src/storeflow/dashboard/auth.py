@@ -92,3 +92,30 @@ def csrf_token(settings: Settings, cookie: str | None) -> str:
 
 def check_csrf(settings: Settings, cookie: str | None, token: str | None) -> bool:
     return bool(token) and hmac.compare_digest(csrf_token(settings, cookie), token or "")
+
+
+class LoginThrottle:
+    """At most ``limit`` failed logins per client address within ``window`` seconds (in memory, per process)."""
+
+    def __init__(self, limit: int = 5, window: float = 300.0) -> None:
+        self.limit = limit
+        self.window = window
+        self._failures: dict[str, list[float]] = {}
+
+    def _recent(self, client: str, now: float) -> list[float]:
+        kept = [t for t in self._failures.get(client, []) if now - t < self.window]
+        if kept:
+            self._failures[client] = kept
+        else:
+            self._failures.pop(client, None)
+        return kept
+
+    def blocked(self, client: str, now: float | None = None) -> bool:
+        return len(self._recent(client, now if now is not None else time.time())) >= self.limit
+
+    def failed(self, client: str, now: float | None = None) -> None:
+        now = now if now is not None else time.time()
+        self._failures[client] = [*self._recent(client, now), now]
+
+    def succeeded(self, client: str) -> None:
+        self._failures.pop(client, None)

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 log = get_logger("web")
 router = APIRouter(include_in_schema=False)
+throttle = auth.LoginThrottle()
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
 STATIC_TYPES = {".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".js": "text/javascript; charset=utf-8"}
@@ -142,7 +143,7 @@ def _safe_next(target: str | None) -> str:
 
 
 @router.get("/dashboard/login", response_class=HTMLResponse)
-def login_page(request: Request, next: str | None = None, failed: int = 0) -> HTMLResponse:
+def login_page(request: Request, next: str | None = None, failed: int = 0, locked: int = 0) -> HTMLResponse:
     settings: Settings = request.app.state.settings
     configured = bool(settings.DASHBOARD_PASSWORD and settings.DASHBOARD_PASSWORD.get_secret_value())
     return _render(request, "login.html", "login", target=_safe_next(next), failed=bool(failed), configured=configured)
@@ -157,9 +158,15 @@ def login_submit(
 ) -> RedirectResponse:
     settings: Settings = request.app.state.settings
     target = _safe_next(next)
+    client = _client(request)
+    if throttle.blocked(client):
+        log.warning("dashboard login refused for %s: too many failures", client, event="login")
+        return RedirectResponse(f"/dashboard/login?locked=1&next={quote(target)}", status_code=303)
     if not auth.check_credentials(settings, username, password):
-        log.warning("dashboard login failed for %r from %s", username, _client(request), event="login")
+        throttle.failed(client)
+        log.warning("dashboard login failed for %r from %s", username, client, event="login")
         return RedirectResponse(f"/dashboard/login?failed=1&next={quote(target)}", status_code=303)
+    throttle.succeeded(client)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         auth.COOKIE,

@@ -120,3 +120,16 @@ def test_no_password_means_no_login() -> None:
     settings = load_settings(env={})
     assert not auth.check_credentials(settings, "admin", "")
     assert not auth.check_credentials(settings, "admin", "anything")
+
+
+def test_login_throttle_blocks_after_repeated_failures_per_client() -> None:
+    throttle = auth.LoginThrottle(limit=3, window=60)
+    for t in (0.0, 1.0, 2.0):
+        assert not throttle.blocked("10.0.0.1", now=t)
+        throttle.failed("10.0.0.1", now=t)
+    assert throttle.blocked("10.0.0.1", now=3.0)
+    assert not throttle.blocked("10.0.0.2", now=3.0)  # other clients unaffected
+    assert not throttle.blocked("10.0.0.1", now=61.5)  # the first failure left the window
+    throttle.failed("10.0.0.1", now=62.0)
+    throttle.succeeded("10.0.0.1")
+    assert not throttle.blocked("10.0.0.1", now=62.0)
