@@ -206,8 +206,9 @@ class DatabaseCollector(Collector):
         )
         sizes: dict[tuple[str, str], float] = {}
         for r in conn.execute(DOWNLOADS).fetchall():
-            files.add_metric([r["crm"], r["store"], r["status"]], r["n"])
-            sizes[(r["crm"], r["store"])] = sizes.get((r["crm"], r["store"]), 0) + float(r["bytes"])
+            key = (r["crm"], f"{r['crm']}_{r['store']}")
+            files.add_metric([*key, r["status"]], r["n"])
+            sizes[key] = sizes.get(key, 0) + float(r["bytes"])
         for labels, n in sorted(sizes.items()):
             size.add_metric(list(labels), n)
         yield files
@@ -224,9 +225,10 @@ class DatabaseCollector(Collector):
         )
         totals: dict[tuple[str, str, str], float] = {}
         for r in conn.execute(INGESTS).fetchall():
-            runs.add_metric([r["crm"], r["store"], r["status"]], r["n"])
+            store = f"{r['crm']}_{r['store']}"  # the store key, as in storeflow_store_status
+            runs.add_metric([r["crm"], store, r["status"]], r["n"])
             for kind in ("inserted", "updated"):
-                k = (r["crm"], r["store"], kind)
+                k = (r["crm"], store, kind)
                 totals[k] = totals.get(k, 0) + float(r[kind])
         for labels, n in sorted(totals.items()):
             rows.add_metric(list(labels), n)

@@ -265,10 +265,11 @@ async def test_metrics_equal_the_database(
         assert value("storeflow_webhooks_rejected_total", outcome=r["outcome"], reason=r["reason"]) == r["n"]
     for r in conn.execute("SELECT crm, store, status, count(*) AS n, sum(inserted_rows) AS ins FROM ingest_audit"
                           " GROUP BY 1, 2, 3").fetchall():  # fmt: skip
-        assert value("storeflow_crm_ingests_total", crm=r["crm"], store=r["store"], status=r["status"]) == r["n"]
+        key = f"{r['crm']}_{r['store']}"
+        assert value("storeflow_crm_ingests_total", crm=r["crm"], store=key, status=r["status"]) == r["n"]
     ins = conn.execute("SELECT sum(inserted_rows) AS n FROM ingest_audit WHERE store = 'a668'").fetchone()
     assert ins is not None
-    assert value("storeflow_crm_rows_ingested_total", crm="td", store="a668", kind="inserted") == ins["n"]
+    assert value("storeflow_crm_rows_ingested_total", crm="td", store="td_a668", kind="inserted") == ins["n"]
     synced = conn.execute("SELECT count(*) AS n FROM sync_log WHERE status = 'succeeded'").fetchone()
     assert synced is not None and value("storeflow_sync_latency_seconds_count") == synced["n"]
     assert value("storeflow_sync_latency_seconds_bucket", le="0.05") == 1  # the 30 ms one
