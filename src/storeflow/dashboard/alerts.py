@@ -255,6 +255,17 @@ def run_check(
     return CheckReport(conditions, decisions, outcomes)
 
 
+def preview(settings: Settings, conn: psycopg.Connection[Any], now: datetime | None = None) -> CheckReport:
+    """What `run_check` would send now, without sending or recording anything."""
+    from storeflow.dashboard.queries import invalid_sessions, overview_cells
+
+    now = now or datetime.now(UTC)
+    interval = timedelta(seconds=settings.config.dashboard.alert_interval_seconds)
+    conditions = conditions_from(overview_cells(conn, settings, now), invalid_sessions(conn))
+    decisions = decide(conditions, load_states(conn), now, interval)
+    return CheckReport(conditions, decisions, [{} for _ in decisions])
+
+
 def record_test(conn: psycopg.Connection[Any], payload: dict[str, Any], outcome: dict[str, str]) -> None:
     with conn.transaction():
         conn.execute(LOG_MESSAGE, {"key": "test:sample", "action": "test", "now": datetime.now(UTC),

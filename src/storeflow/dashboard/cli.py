@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -50,19 +51,31 @@ def alerts_test(ctx: typer.Context) -> None:
 
 
 @alerts_app.command("check")
-def alerts_check(ctx: typer.Context) -> None:
+def alerts_check(
+    ctx: typer.Context,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show the conditions and the messages due; send and record nothing.")
+    ] = False,
+) -> None:
     """Evaluate every alert condition once and send what is new, due again, or resolved (run from cron)."""
-    from storeflow.dashboard.alerts import run_check
+    from storeflow.dashboard.alerts import preview, run_check
 
     app_ctx = get_context(ctx)
     settings = app_ctx.settings
-    _channels_or_exit(alert_channels(settings))
+    if not dry_run:
+        _channels_or_exit(alert_channels(settings))
     try:
         with app_ctx.database().pool.connection() as conn:
-            report = run_check(settings, conn)
+            report = preview(settings, conn) if dry_run else run_check(settings, conn)
     finally:
         app_ctx.close()
     console.print(f"{len(report.conditions)} condition(s) hold; {len(report.decisions)} message(s) due")
+    if dry_run:
+        for cond in report.conditions:
+            console.print(f"  holds  {cond.key}: {cond.summary}")
+        for decision in report.decisions:
+            console.print(f"  would send {decision.action:<9} {decision.key}")
+        return
     for decision, outcome in zip(report.decisions, report.outcomes, strict=True):
         result = ", ".join(f"{k}: {v}" for k, v in outcome.items())
         console.print(f"  {decision.action:<9} {decision.key}  ({result})")

@@ -71,6 +71,12 @@ def test_check_fires_once_per_interval_then_resolves(
     seeded = seed(conn, settings.config.crm.profiles_dir, settings.SESSION_FILE)
     runner = CliRunner()
 
+    dry = runner.invoke(alerts_app, ["check", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "would send firing    needs_bootstrap:td_a817" in dry.output
+    assert received == []
+    assert conn.execute("SELECT count(*) AS n FROM dashboard_alert_state").fetchone() == {"n": 0}
+
     first = runner.invoke(alerts_app, ["check"])
     assert first.exit_code == 0, first.output
     fired = {body["condition"]: body for body in received}

@@ -85,6 +85,9 @@ async def test_every_page_shows_the_databases_figures(
         assert "re-bootstrap: crm_download bootstrap --crm td --store a817" in todo
         assert "missing column: Invoice Date" in todo
         assert await watched.text("[data-testid=count-bootstrap]") == "1"
+        await cell("td_a817", "crm_download").locator("text=details").click()
+        await watched.page.wait_for_url(lambda url: url.endswith("/dashboard/crm?store=td_a817"))
+        assert "session expired" in await watched.text("[data-testid=failures]")
 
         # CRM: totals equal the audit table, filters narrow them
         await watched.visit(base + "/dashboard/crm", test_output / "crm.png")
