@@ -32,6 +32,15 @@ throttle = auth.LoginThrottle()
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
 STATIC_TYPES = {".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".js": "text/javascript; charset=utf-8"}
+# Pages hold operational data: never cached, never framed, and nothing loaded from elsewhere (works offline).
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'",
+}
 NAV = (
     ("overview", "/dashboard", "Overview"),
     ("crm", "/dashboard/crm", "CRM"),
@@ -103,7 +112,9 @@ def _render(request: Request, name: str, page: str, **context: Any) -> HTMLRespo
         now=datetime.now(UTC),
         version=__version__,
     )
-    return templates.TemplateResponse(request, name, context)
+    response = templates.TemplateResponse(request, name, context)
+    response.headers.update(PAGE_HEADERS)
+    return response
 
 
 @contextmanager

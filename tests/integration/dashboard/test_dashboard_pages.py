@@ -51,6 +51,8 @@ class Watched:
     async def visit(self, url: str, shot: Path) -> None:
         response = await self.page.goto(url)
         assert response is not None and response.status == 200, url
+        # nothing may come from anywhere but this server (offline operation): enforced by the CSP
+        assert "default-src 'none'" in (await response.all_headers())["content-security-policy"]
         await self.page.screenshot(path=str(shot), full_page=True)
         assert self.problems == [], self.problems
 
