@@ -454,6 +454,13 @@ SELECT id, shop_domain, topic, event_id, received_at, outcome, reason, items_enq
 ORDER BY received_at DESC, id DESC LIMIT 50
 """
 ESL_WEBHOOK_OUTCOMES = "SELECT outcome, count(*) AS n FROM webhook_inbox GROUP BY outcome ORDER BY outcome"
+ESL_WEBHOOK_REASONS = """
+SELECT outcome, coalesce(reason, '') AS reason, count(*) AS n, max(received_at) AS last_at FROM webhook_inbox
+WHERE outcome = ANY(%s) GROUP BY 1, 2 ORDER BY n DESC, last_at DESC LIMIT 20
+"""
+ESL_BY_STORE = """
+SELECT store_code, state, count(*) AS n FROM sync_queue GROUP BY 1, 2 ORDER BY 1, 2
+"""
 ESL_THROUGHPUT = """
 SELECT date_trunc('hour', created_at) AS hour, count(*) AS n FROM sync_log
 WHERE status = 'succeeded' AND created_at >= %s GROUP BY 1 ORDER BY 1
@@ -507,6 +514,8 @@ class EslPage:
     dead: list[Row] = field(default_factory=list)
     webhooks: list[Row] = field(default_factory=list)
     webhook_outcomes: list[Row] = field(default_factory=list)
+    webhook_reasons: list[Row] = field(default_factory=list)
+    by_store: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def esl_page(conn: psycopg.Connection[Any], now: datetime | None = None) -> EslPage:
@@ -520,9 +529,12 @@ def esl_page(conn: psycopg.Connection[Any], now: datetime | None = None) -> EslP
         page.oldest_pending_age = float(age) if age is not None else None
         page.latency = latency_histogram(conn, now - timedelta(days=7))
         page.dead = _all(conn, ESL_DEAD)
+        for r in _all(conn, ESL_BY_STORE):
+            page.by_store.setdefault(str(r["store_code"]), dict.fromkeys(ESL_STATES, 0))[r["state"]] = int(r["n"])
     if "webhook_inbox" in present:
         page.webhooks = _all(conn, ESL_WEBHOOKS)
         page.webhook_outcomes = _all(conn, ESL_WEBHOOK_OUTCOMES)
+        page.webhook_reasons = _all(conn, ESL_WEBHOOK_REASONS, (list(WEBHOOK_REJECTED),))
     return page
 
 

@@ -136,6 +136,10 @@ async def test_every_page_shows_the_databases_figures(
         assert await watched.page.locator(f"[data-testid=dead] tr[data-item='{seeded['dead_id']}']").count() == 1
         for r in conn.execute("SELECT outcome, count(*) AS n FROM webhook_inbox GROUP BY outcome").fetchall():
             assert number(await watched.text(f"[data-testid=webhooks-{r['outcome']}]")) == r["n"]
+        reasons = await watched.text("[data-testid=webhook-reasons]")
+        assert "no active mapping" in reasons and "malformed JSON" in reasons
+        by_store = await watched.text("[data-testid=by-store]")
+        assert "S1" in by_store and "S2" in by_store
         assert "min" in await watched.text("[data-testid=oldest-pending]")
         synced = conn.execute("SELECT count(*) AS n FROM sync_log WHERE status = 'succeeded'").fetchone()
         assert synced is not None and number(await watched.text("[data-testid=latency-count]")) == synced["n"]
