@@ -25,9 +25,10 @@ def run_demo(ctx: DemoContext) -> DemoResult:
     stores = [s for s in settings.config.crm.stores if s.enabled]
     if not stores:
         return DemoResult("crm", False, note="the sandbox config has no [[crm.stores]]")
-    td = ctx.sandbox.sims.get("tumbledry")
-    if td is not None:
-        td.sim.report_delay = 0.5  # type: ignore[attr-defined]
+    for name in ("tumbledry", "uclean"):
+        running = ctx.sandbox.sims.get(name)
+        if running is not None:
+            running.sim.report_delay = 0.5  # type: ignore[attr-defined]
     boot = asyncio.run(run_bootstrap(settings, stores, None, True, False, ctx.db))
     failed = [o for o in boot if o.status != "ok"]
     if failed:

@@ -147,10 +147,13 @@ def ingest_file(conn: psycopg.Connection[Any], path: Path, info: FileInfo) -> In
     result = IngestResult("failed", path.name, md5)
     parsed: ParsedReport | None = None
     parse_error: str | None = None
-    try:
-        parsed = parse_report(path, info.crm)
-    except ReportError as exc:
-        parse_error = str(exc)
+    seen = conn.execute(FIND_INGESTED, (info.crm, info.store, md5, -1)).fetchone()
+    conn.rollback()
+    if seen is None:  # an identical, already ingested file is not parsed again
+        try:
+            parsed = parse_report(path, info.crm)
+        except ReportError as exc:
+            parse_error = str(exc)
     try:
         with conn.transaction():
             ledger_id = _ledger(conn, info, path.name, md5, size)

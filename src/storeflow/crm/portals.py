@@ -322,10 +322,22 @@ class TumbleDryClient(PortalClient):
             await frame.locator("input[placeholder^='From']").fill(start)
             await frame.locator("input[placeholder^='To']").fill(end)
             self.log.info("requesting report %s - %s", start, end, event="download")
+            # the table lists requests newest first; an older request for the same dates may be there too
+            rows = frame.locator("tr", has_text=f"{start} - {end}")
+            before = await rows.count()
             await frame.get_by_role("button", name="Request Report").click()
-            link = frame.locator("tr", has_text=f"{start} - {end}").first.locator("a[href*='order-reports']")
+            deadline = time.monotonic() + self.timeout
             try:
-                await link.wait_for(state="visible", timeout=self.timeout * 1000)
+                while await rows.count() <= before:
+                    if await frame.locator("#sessionExpired").count():
+                        raise SessionExpired(f"{self.store.key}: the reports app session expired")
+                    if time.monotonic() > deadline:
+                        raise DownloadError(f"{self.store.key}: the report request did not appear in the table")
+                    await asyncio.sleep(0.2)
+                link = rows.first.locator("a[href*='order-reports']")
+                await link.wait_for(state="visible", timeout=max(1.0, deadline - time.monotonic()) * 1000)
+            except (SessionExpired, DownloadError):
+                raise
             except Exception as exc:
                 if await frame.locator("#sessionExpired").count():
                     raise SessionExpired(f"{self.store.key}: the reports app session expired") from exc

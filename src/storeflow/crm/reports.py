@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ _EXCEL_EPOCH = datetime(1899, 12, 30)
 
 
 def _blank(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
+    return value is None or value == "" or (type(value) is str and not value.strip())
 
 
 def to_datetime(value: Any) -> datetime | None:
@@ -69,7 +70,11 @@ def to_datetime(value: Any) -> datetime | None:
 
             return _EXCEL_EPOCH + timedelta(days=float(value))
         raise BadValue(f"not a date: {value!r}")
-    text = " ".join(str(value).split())
+    return _parse_datetime_text(" ".join(str(value).split()))
+
+
+@lru_cache(maxsize=65536)
+def _parse_datetime_text(text: str) -> datetime:
     for fmt in _DATETIME_FORMATS:
         try:
             return datetime.strptime(text, fmt)
@@ -88,6 +93,9 @@ _AMOUNT_JUNK = re.compile(r"[,\s₹]|^(?:rs\.?|inr)", re.IGNORECASE)
 
 def to_amount(value: Any) -> float | None:
     """An amount: numbers as they are; text with thousands separators, currency, (negative)."""
+    kind = type(value)
+    if kind is float or kind is int:
+        return float(value)
     if _blank(value):
         return None
     if isinstance(value, bool):
@@ -140,7 +148,10 @@ def to_phone(value: Any) -> str | None:
 
 
 def to_text(value: Any) -> str | None:
-    if _blank(value):
+    if type(value) is str:
+        text = value.strip()
+        return (text if "  " not in text and "\n" not in text else " ".join(text.split())) or None
+    if value is None:
         return None
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
@@ -434,6 +445,10 @@ _FOOTER = re.compile(r"^\s*(total|grand total|report generated|total records|gen
 
 def is_footer(cells: Sequence[Any], key_value: Any) -> bool:
     """A footer/totals line: starts with "Total"/"Report generated", or has no key and at most 2 values."""
+    if not _blank(key_value) and not (type(key_value) is str and _FOOTER.match(key_value)):
+        lead = cells[0] if cells else None
+        if not (type(lead) is str and _FOOTER.match(lead)):
+            return False
     first = next((c for c in cells if not _blank(c)), None)
     if first is None:
         return True
@@ -446,7 +461,7 @@ def is_footer(cells: Sequence[Any], key_value: Any) -> bool:
 def _jsonable(value: Any) -> Any:
     if isinstance(value, datetime | date | time):
         return value.isoformat()
-    return value
+    return str(value)
 
 
 def convert_rows(
@@ -454,19 +469,25 @@ def convert_rows(
 ) -> ParsedReport:
     """Convert raw cells to typed tuples in ``shape.fields`` order (+ raw_data JSON)."""
     index = header_index(shape, header, source)
-    converters = [CONVERTERS[c.kind] for c in shape.columns]
-    col_fields = [c.field for c in shape.columns]
-    critical = [c.critical for c in shape.columns]
+    fields = shape.fields
+    slot = {f: i for i, f in enumerate(fields)}
+    # (cell position, converter, output slot or -1, rejects the row when bad, header)
+    plan = [
+        (pos, CONVERTERS[c.kind], slot.get(c.field, -1), c.critical, c.header)
+        for pos, c in zip(index, shape.columns, strict=True)
+    ]
+    key_col = next(i for i, c in enumerate(shape.columns) if c.kind == "key")
+    key_pos, key_slot, key_header = index[key_col], slot[shape.columns[key_col].field], shape.columns[key_col].header
+    derived = [(slot[target], slot[src]) for target, (src, _kind) in shape.derived.items()]
+    date_slot, remarks_slot = slot[shape.date_field], slot["remarks"]
     headers = [str(h) if not _blank(h) else f"col{i + 1}" for i, h in enumerate(header)]
-    key_pos = index[next(i for i, c in enumerate(shape.columns) if c.kind == "key")]
-    derived = shape.derived
-    out_fields = shape.fields
     rows: list[tuple[Any, ...]] = []
     numbers: list[int] = []
     rejects: list[tuple[int, str, str]] = []
     skipped = 0
     dumps = json.dumps
     width = len(header)
+    nfields = len(fields)
     for offset, cells in enumerate(records):
         number = first_row + offset
         if len(cells) < width:
@@ -474,32 +495,35 @@ def convert_rows(
         if is_footer(cells, cells[key_pos]):
             skipped += 1
             continue
-        values: dict[str, Any] = {}
+        out: list[Any] = [None] * nfields
         remarks: list[str] = []
         bad = False
-        for pos, convert, fld, crit, col in zip(index, converters, col_fields, critical, shape.columns, strict=True):
+        for pos, convert, target, crit, head in plan:
             try:
-                values[fld] = convert(cells[pos])
+                value = convert(cells[pos])
             except BadValue as exc:
-                remarks.append(f"{col.header}: {exc}")
-                values[fld] = None
+                remarks.append(f"{head}: {exc}")
                 bad = bad or crit
-        for target, (src, _kind) in derived.items():
-            src_value = values.get(src)
-            values[target] = src_value.date() if isinstance(src_value, datetime) else None
-        for col in shape.columns:
-            if col.kind == "key" and values[col.field] is None:
-                remarks.append(f"{col.header}: empty")
-                bad = True
-        if values.get(shape.date_field) is None and not bad:
+                continue
+            if target >= 0:
+                out[target] = value
+        for target, src in derived:
+            src_value = out[src]
+            out[target] = src_value.date() if isinstance(src_value, datetime) else None
+        if out[key_slot] is None:
+            remarks.append(f"{key_header}: empty")
+            bad = True
+        if out[date_slot] is None and not bad:
             remarks.append(f"{shape.date_field}: empty")
             bad = True
-        raw = dumps({h: _jsonable(v) for h, v in zip(headers, cells, strict=False) if not _blank(v)})
+        raw = dumps(dict(zip(headers, cells, strict=False)), default=_jsonable)
         if bad:
             rejects.append((number, "; ".join(remarks), raw))
             continue
-        values["remarks"] = "; ".join(remarks) or None
-        rows.append((*(values.get(f) for f in out_fields), raw))
+        if remarks:
+            out[remarks_slot] = "; ".join(remarks)
+        out.append(raw)
+        rows.append(tuple(out))
         numbers.append(number)
     return ParsedReport(shape, rows, numbers, rejects, skipped)
 

@@ -21,6 +21,7 @@ def crm_sandbox() -> Iterator[SandboxHost]:
     host = SandboxHost(["tumbledry", "uclean"], port_base=0, seed=11)
     host.start_in_thread()
     host.sim("tumbledry").report_delay = 0.2  # type: ignore[attr-defined]
+    host.sim("uclean").report_delay = 0.1  # type: ignore[attr-defined]
     yield host
     host.stop()
 

@@ -159,3 +159,24 @@ def test_retention_keep_files_and_retention_days(
     os.utime(old, (1_600_000_000, 1_600_000_000))
     run(crm_settings, crm="uc", store="sushantlok1", start="2025-11-13", end="2025-11-13")
     assert not old.exists() and len(list(folder.iterdir())) == 2
+
+
+def test_uc_generate_mode_and_td_slow_report_generation(
+    crm_sandbox: SandboxHost, crm_settings: Settings, run: Callable[..., RunSummary], conn: psycopg.Connection[Any]
+) -> None:
+    by_key = {s.key: s for s in crm_settings.config.crm.stores}
+    by_key["uc_sushantlok1"].mode = "generate"  # the spec's POST generateGST
+    gen = run(crm_settings, crm="uc", store="sushantlok1")
+    assert gen.exit_code == 0 and gen.outcomes[0].file == "UC_GST_SushantLok1Gurugram_2025-11-10_to_2025-11-11.xlsx"
+    t = truth(crm_sandbox, "uclean", "sushantlok1")
+    row = conn.execute("SELECT count(*) AS n, sum(final_amount)::float AS s FROM fact_uc_gst").fetchone()
+    assert (row["n"], round(row["s"], 2)) == (t["rows"], t["net_amount"])
+
+    crm_settings.config.crm.download_timeout_seconds = 4
+    httpx.post(
+        f"{crm_sandbox.urls['tumbledry']}/_sandbox/report-faults", json={"kind": "slow", "store": "a668", "seconds": 30}
+    )
+    slow = run(crm_settings, crm="td", store="a668")
+    assert slow.exit_code == 1 and "not ready within 4s" in (slow.outcomes[0].error or "")
+    audit = conn.execute("SELECT status, error FROM ingest_audit WHERE store = 'a668'").fetchone()
+    assert audit["status"] == "failed" and "download_timeout_seconds" in audit["error"]

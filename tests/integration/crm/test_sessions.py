@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,32 @@ pytestmark = pytest.mark.integration
 def test_expired_sessions_otp_store_needs_bootstrap_others_relogin(
     crm_sandbox: SandboxHost, crm_settings: Settings, run: Callable[..., RunSummary], conn: psycopg.Connection[Any]
 ) -> None:
+    received: list[dict[str, Any]] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    hook = HTTPServer(("127.0.0.1", 0), Hook)
+    serving = threading.Thread(target=hook.serve_forever)
+    serving.start()
+    crm_settings.ALERT_WEBHOOK_URL = f"http://127.0.0.1:{hook.server_address[1]}/alert"
     for sim in ("tumbledry", "uclean"):
         crm_sandbox.sim(sim).expire_sessions()
-    summary = run(crm_settings, crm="all", store="all")
+    try:
+        summary = run(crm_settings, crm="all", store="all")
+    finally:
+        hook.shutdown()
+        serving.join()
+        hook.server_close()
+    assert len(received) == 1 and received[0]["kind"] == "crm_download_failed" and received[0]["exit_code"] == 3
+    assert sorted(s["store"] for s in received[0]["stores"]) == ["td_a668", "uc_sector56"]
+    assert "crm_download bootstrap --crm uc --store sector56" in received[0]["actions"]
     by = {o.key: o for o in summary.outcomes}
     assert summary.exit_code == 3
     assert by["td_a668"].status == "needs_bootstrap" and by["uc_sector56"].status == "needs_bootstrap"

@@ -431,6 +431,8 @@ class TumbleDrySimulator(Simulator):
             fault = sim.report_faults.take(store)
             if fault is not None and fault.kind == "slow":
                 await asyncio.sleep(min(fault.seconds, 60))
+            elif page == 1:
+                await asyncio.sleep(sim.report_delay)  # the report query itself
             if fault is not None and fault.kind in {"corrupt", "truncated"}:
                 return Response(b'{"success": true, "data": [{"orderNo": ', media_type="application/json")
             rows = report_rows(sim.seed, store, start, end, sim.revision)

@@ -7,7 +7,7 @@ Shapes follow shared/spec/portal-facts.md: `/login` with `#email`, `#password`,
 ``GET /api/v1/sales/export-report?type=GST&format=excel`` (legacy GST XLSX),
 ``POST /api/v1/stores/generateGST?franchise=UCLEAN`` and the paged
 ``GET /api/v1/stores/report/tax-report``. Sandbox-only: ``POST /_sandbox/report-faults``,
-``POST /_sandbox/settings`` (``revision``).
+``POST /_sandbox/settings`` (``revision``, ``report_delay``).
 """
 
 from __future__ import annotations
@@ -147,6 +147,7 @@ def gst_xlsx(rows: list[dict[str, Any]], drop: str | None = None, seed: int = 0)
 class UCleanSimulator(Simulator):
     name = "uclean"
     description = "UClean store CRM (login with localStorage token, GST export/generate, paged tax report)"
+    report_delay = 1.0  # seconds the portal spends building a report (export, generate, first API page)
 
     def __init__(self, seed: int = 0) -> None:
         super().__init__(seed)
@@ -165,6 +166,7 @@ class UCleanSimulator(Simulator):
             "logins": self.logins,
             "downloads": self.downloads,
             "revision": self.revision,
+            "report_delay": self.report_delay,
             "report_faults": self.report_faults.describe(),
         }
 
@@ -247,8 +249,7 @@ class UCleanSimulator(Simulator):
 
     async def _slow(self, store: str) -> None:
         fault = self.report_faults.take(store, ("slow",))
-        if fault is not None:
-            await asyncio.sleep(min(fault.seconds, 60))
+        await asyncio.sleep(min(fault.seconds, 60) if fault is not None else self.report_delay)
 
     # ------------------------------------------------------------ routes
     def install(self, app: FastAPI) -> None:
@@ -267,6 +268,8 @@ class UCleanSimulator(Simulator):
             body = await request.json()
             if "revision" in body:
                 sim.revision = int(body["revision"])
+            if "report_delay" in body:
+                sim.report_delay = float(body["report_delay"])
             return sim.state()
 
         @app.get("/login", response_class=HTMLResponse)
@@ -332,6 +335,8 @@ class UCleanSimulator(Simulator):
             fault = sim.report_faults.take(store) if page == 1 and limit > 1 else None
             if fault is not None and fault.kind == "slow":
                 await asyncio.sleep(min(fault.seconds, 60))
+            elif page == 1 and limit > 1:
+                await asyncio.sleep(sim.report_delay)
             if fault is not None and fault.kind in {"corrupt", "truncated"}:
                 return JSONResponse({"success": True, "data": {"rows": "unavailable"}})
             rows = report_rows(sim.seed, store, start, end, sim.revision)
