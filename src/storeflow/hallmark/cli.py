@@ -116,7 +116,7 @@ def extract(
         str | None,
         typer.Option(
             "--customer-ids",
-            help="Comma-separated customer ids (default: [hallmark] default_customer_ids of the TOML file).",
+            help="Comma-separated customer ids (default: \\[hallmark] default_customer_ids of the TOML file).",
             rich_help_panel=BULK,
         ),
     ] = None,
@@ -245,7 +245,13 @@ def run_extraction(app_ctx: AppContext, request: Any, output: Path | None, headl
             bar.update(tasks[phase], completed=done, total=total)
 
         extractor = Extractor(settings, db, auth, output=output, progress=progress)
-        summary = asyncio.run(extractor.run(request))
+        try:
+            summary = asyncio.run(extractor.run(request))
+        except KeyboardInterrupt:
+            err_console.print("stopped: progress is saved; continue with `storeflow hallmark --resume`")
+            raise
+        finally:
+            app_ctx.close()
     _print_summary(summary, request.search_only)
     return 0 if summary.status == "ok" else EXIT_FAILED
 
@@ -332,7 +338,10 @@ def import_cmd(
     if not folder.is_dir():
         raise ConfigError(f"data directory not found: {folder}")
     fallback = {s.customer_id: (s.store_number, s.store_name) for s in app_ctx.settings.config.hallmark.stores}
-    summary = import_directory(app_ctx.database(), folder, workers=workers, fallback_stores=fallback)
+    try:
+        summary = import_directory(app_ctx.database(), folder, workers=workers, fallback_stores=fallback)
+    finally:
+        app_ctx.close()
     console.print(
         f"imported {summary.files} file(s): {summary.orders} orders ({summary.order_lines} lines), "
         f"{summary.billing_documents} billing documents ({summary.billing_lines} lines); "

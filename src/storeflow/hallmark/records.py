@@ -88,7 +88,15 @@ def parse_money(value: Any) -> Decimal | None:
         return Decimal(value)
     if isinstance(value, float):
         return Decimal(str(value))
-    text = _MONEY_JUNK.sub("", str(value))
+    text = str(value).strip()
+    if text and text[0].isdigit() and text[-1].isdigit() and "," not in text:
+        try:  # the common case ("127.82 "): no symbols to strip
+            fast = Decimal(text)
+        except InvalidOperation:
+            fast = None
+        if fast is not None and fast.is_finite():
+            return fast
+    text = _MONEY_JUNK.sub("", text)
     if not text:
         return None
     negative = False

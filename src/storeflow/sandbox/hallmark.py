@@ -85,7 +85,8 @@ class SimSession:
     user: str
     token: str
     expires_at: float
-    last_request: float | None = None
+    tokens: float | None = None  # rate-limit bucket; None = full
+    refilled_at: float = 0.0
 
 
 @dataclass
@@ -114,6 +115,7 @@ class HallmarkTuning(BaseModel):
     mfa_input: str | None = Field(default=None, pattern="^(code|verificationCode|otp)$")
     session_ttl_seconds: float | None = Field(default=None, gt=0)
     rate_limit_interval: float | None = Field(default=None, ge=0)
+    rate_limit_burst: int | None = Field(default=None, ge=1)
     retry_after: float | None = Field(default=None, ge=0)
     invalidate_after: int | None = Field(default=None, ge=0, description="expire every session after N more Aura calls")
     rotate_fwuid_after: int | None = Field(default=None, ge=0, description="rotate the fwuid after N more Aura calls")
@@ -154,6 +156,7 @@ class HallmarkSimulator(Simulator):
         self.mfa_input = "code"
         self.session_ttl = 7200.0
         self.rate_limit_interval = 0.02
+        self.rate_limit_burst = 2
         self.retry_after = 1.0
         self.invalidate_after: int | None = None
         self.rotate_fwuid_after: int | None = None
@@ -411,13 +414,13 @@ class HallmarkSimulator(Simulator):
         @app.post("/_sandbox/hallmark")
         async def tune(change: HallmarkTuning) -> dict[str, Any]:
             with sim.lock:
-                for key in ("signon_variant", "mfa_input", "rate_limit_interval", "retry_after"):
+                for key in ("signon_variant", "mfa_input", "rate_limit_interval", "rate_limit_burst", "retry_after"):
                     value = getattr(change, key)
                     if value is not None:
                         setattr(sim, key, value)
                 if change.rate_limit_interval is not None:
                     for session in sim.sessions.values():
-                        session.last_request = None  # a new limit starts a new window
+                        session.tokens = None  # a new limit starts with a full bucket
                 if change.session_ttl_seconds is not None:
                     sim.session_ttl = change.session_ttl_seconds
                 if change.invalidate_after is not None:
@@ -568,6 +571,24 @@ class HallmarkSimulator(Simulator):
             '<nav><a href="/s/orders">Orders</a> <a href="/s/billingdocuments">Billing Documents</a></nav>',
         )
 
+    def _take_token(self, session: SimSession, now: float) -> bool:
+        """Token bucket: one request per ``rate_limit_interval`` on average, bursts of ``rate_limit_burst``.
+
+        A bucket (not a strict gap between two arrivals) so that a client pacing itself at exactly the
+        limit is not punished for a few milliseconds of network or scheduler jitter.
+        """
+        if self.rate_limit_interval <= 0:
+            return True
+        if session.tokens is None:
+            session.tokens, session.refilled_at = float(self.rate_limit_burst), now
+        elapsed = now - session.refilled_at
+        session.tokens = min(float(self.rate_limit_burst), session.tokens + elapsed / self.rate_limit_interval)
+        session.refilled_at = now
+        if session.tokens >= 1:
+            session.tokens -= 1
+            return True
+        return False
+
     def _session(self, request: Request) -> SimSession | None:
         sid = request.cookies.get("sid")
         with self.lock:
@@ -603,12 +624,7 @@ class HallmarkSimulator(Simulator):
             return Response(f"*/{json.dumps(event)}/*ERROR*/", 200, media_type="application/json")
         now = time.monotonic()
         with self.lock:
-            too_fast = (
-                session.last_request is not None
-                and self.rate_limit_interval > 0
-                and now - session.last_request < self.rate_limit_interval
-            )
-            session.last_request = now
+            too_fast = not self._take_token(session, now)
             if too_fast:
                 self.counters.rate_limited += 1
         if too_fast:

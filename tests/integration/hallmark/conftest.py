@@ -21,7 +21,13 @@ from storeflow.http.throttle import Throttle, policy_from_settings
 from storeflow.sandbox.host import SandboxHost
 from storeflow.settings import Settings, load_settings
 
-DEFAULTS = {"rate_limit_interval": 0.02, "retry_after": 1, "signon_variant": "single", "mfa_input": "code"}
+DEFAULTS = {
+    "rate_limit_interval": 0.02,
+    "rate_limit_burst": 2,
+    "retry_after": 1,
+    "signon_variant": "single",
+    "mfa_input": "code",
+}
 
 
 class Portal:

@@ -102,7 +102,7 @@ def test_rate_limit_stop_then_resume_without_searching_again(
     settings = hm_settings()
     with_session(settings)
     customers = [s.customer_id for s in settings.config.hallmark.stores[:3]]
-    portal.tune(rate_limit_interval=30, retry_after=600)  # the second call of the session gets 429 + 600 s
+    portal.tune(rate_limit_interval=30, rate_limit_burst=1, retry_after=600)  # 2nd call: 429 + 600 s
     with pytest.raises(RateLimitStop, match="--resume"):
         extract(
             settings,
