@@ -7,6 +7,8 @@ is it acknowledged. The router uses an async psycopg pool opened by its lifespan
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import time
 from collections.abc import AsyncIterator
@@ -31,6 +33,7 @@ from storeflow.esl.models import (
     StoreMappingUpdate,
     update_mapping_query,
 )
+from storeflow.esl.queue import CHANNEL
 from storeflow.esl.transform import TOPICS, parse_timestamp, parse_webhook, verify_hmac
 from storeflow.logs import get_logger
 
@@ -42,14 +45,118 @@ INGEST = "SELECT inbox_id, outcome, reason, enqueued FROM esl_ingest_webhook(%s,
 _DROP_HEADERS = {"authorization", "cookie", "proxy-authorization"}
 
 
+class Ingester:
+    """Runs `esl_ingest_webhook` for concurrent deliveries in shared transactions (group commit).
+
+    Each delivery still gets its own inbox row and queue items and is acknowledged only after the
+    transaction holding them commits; deliveries that arrive together share one commit and one
+    round trip (pipeline mode), which is what lets the receiver keep up with bursts. A batch that
+    fails (a deadlock between two batches, say) is retried one delivery per transaction.
+    """
+
+    def __init__(self, pool: AsyncConnectionPool, max_batch: int = 64, lanes: int = 3) -> None:
+        self.pool = pool
+        self.max_batch = max_batch
+        self.lanes = lanes
+        self.queue: asyncio.Queue[tuple[tuple[Any, ...], asyncio.Future[dict[str, Any]]]] = asyncio.Queue()
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def ingest(self, params: tuple[Any, ...]) -> dict[str, Any]:
+        if not self.tasks:
+            self.tasks = [asyncio.ensure_future(self._lane()) for _ in range(self.lanes)]
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.queue.put_nowait((params, future))
+        return await future
+
+    async def _lane(self) -> None:
+        while True:
+            batch = [await self.queue.get()]
+            while len(batch) < self.max_batch and not self.queue.empty():
+                batch.append(self.queue.get_nowait())
+            try:
+                rows = await self._run(batch)
+            except Exception:
+                for item in batch:
+                    await self._run_one(item)
+                continue
+            for (_, future), row in zip(batch, rows, strict=True):
+                if not future.done():
+                    future.set_result(row)
+
+    async def _run(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[dict[str, Any]]]]) -> list[dict[str, Any]]:
+        async with self.pool.connection() as conn, conn.transaction():
+            if len(batch) == 1:
+                cur = await conn.execute(INGEST, batch[0][0])
+                return [cast("dict[str, Any]", await cur.fetchone())]
+            async with conn.pipeline():
+                cursors = [await conn.execute(INGEST, params) for params, _ in batch]
+                return [cast("dict[str, Any]", await c.fetchone()) for c in cursors]
+
+    async def _run_one(self, item: tuple[tuple[Any, ...], asyncio.Future[dict[str, Any]]]) -> None:
+        future = item[1]
+        try:
+            rows = await self._run([item])
+        except Exception as exc:
+            if not future.done():
+                future.set_exception(exc)
+            return
+        if not future.done():
+            future.set_result(rows[0])
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+class Notifier:
+    """Wakes the workers (NOTIFY esl_sync) after commits, coalescing a burst into a few notifications.
+
+    Kept out of the ingest transaction on purpose: PostgreSQL serialises the commits of notifying
+    transactions, which would cap webhook throughput at one fsync per request. A notification lost
+    to a crash right after a commit costs at most one worker poll interval.
+    """
+
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+        self.pending = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    def poke(self) -> None:
+        self.pending.set()
+        if self.task is None or self.task.done():
+            self.task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        while self.pending.is_set():
+            self.pending.clear()
+            try:
+                async with self.pool.connection() as conn:
+                    await conn.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
+            except Exception as exc:
+                log.warning("could not notify the workers (%s); they will poll", exc, event="notify")
+                return
+
+    async def close(self) -> None:
+        if self.task is not None:
+            with contextlib.suppress(Exception):
+                await self.task
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     pool = _open_pool(app)
     await pool.open(wait=False)
     app.state.esl_pool = pool
+    app.state.esl_notifier = Notifier(pool)
+    app.state.esl_ingester = Ingester(pool)
     try:
         yield
     finally:
+        await app.state.esl_ingester.close()
+        await app.state.esl_notifier.close()
         await pool.close()
         app.state.esl_pool = None
 
@@ -73,6 +180,8 @@ async def get_pool(request: Request) -> AsyncConnectionPool:
         pool = _open_pool(request.app)
         await pool.open()
         request.app.state.esl_pool = pool
+        request.app.state.esl_notifier = Notifier(pool)
+        request.app.state.esl_ingester = Ingester(pool)
     return pool
 
 
@@ -239,15 +348,15 @@ async def receive_webhook(request: Request, path_topic: str | None) -> JSONRespo
     }
     started = time.perf_counter()
     try:
-        pool = await get_pool(request)
-        async with pool.connection() as conn:
-            cur = await conn.execute(INGEST, (Jsonb(meta), body, parsed.kind, Jsonb(parsed.doc)))
-            row = cast("dict[str, Any] | None", await cur.fetchone())
+        await get_pool(request)
+        row = await request.app.state.esl_ingester.ingest((Jsonb(meta), body, parsed.kind, Jsonb(parsed.doc)))
     except Exception as exc:
         # not committed: answer 503 so Shopify delivers it again
         log.error("webhook %s from %s not stored: %s", topic, shop, exc, event="webhook")
         return JSONResponse({"ok": False, "error": "temporarily unavailable"}, 503)
     assert row is not None
+    if row["enqueued"]:
+        request.app.state.esl_notifier.poke()
     log.debug(
         "webhook %s %s: %s (%s) in %.1fms",
         topic,

@@ -95,6 +95,17 @@ class RateLimiter:
         if slot > now:
             await asyncio.sleep(slot - now)
 
+    async def ready(self) -> None:
+        """Wait until a request could start, without taking the slot.
+
+        Lanes wait here before claiming, so items that arrive meanwhile join the batch instead of
+        waiting, claimed, for the rate limit.
+        """
+        now = time.monotonic()
+        slot = max(next_slot(now, self._last, self.rate), self._not_before)
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
     def push_back(self, seconds: float) -> None:
         """After a 429 with Retry-After: nothing is sent before then."""
         self._not_before = max(self._not_before, time.monotonic() + seconds)
@@ -214,6 +225,7 @@ class Worker:
                 try:
                     if conn is None or conn.closed:
                         conn = await self._connect()
+                    await self.limiter.ready()
                     self.wake.clear()
                     await self._reap(conn)
                     items = await self._claim(conn)
@@ -460,7 +472,10 @@ async def run_worker(
 ) -> WorkerStats:
     """Run a worker with its own HTTP client until stopped (or drained)."""
     limits = httpx.Limits(max_connections=max(4, config.concurrency * 2))
-    async with httpx.AsyncClient(timeout=config.request_timeout, limits=limits) as http:
+    transport = httpx.AsyncHTTPTransport(
+        limits=limits, socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)], retries=0
+    )
+    async with httpx.AsyncClient(timeout=config.request_timeout, transport=transport) as http:
         worker = Worker(db_url, HipoinkClient(http, base_url, client_id, sign), config)
         if stop is not None:
             watcher = asyncio.ensure_future(_relay(stop, worker))

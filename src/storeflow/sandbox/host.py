@@ -28,7 +28,8 @@ HOST = "127.0.0.1"
 
 def bind_port(port: int, name: str) -> socket.socket:
     """A listening socket on 127.0.0.1:port (0 = any free port), or a clear error."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # proto IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets that say so (else 40 ms delayed-ACK stalls)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((HOST, port))

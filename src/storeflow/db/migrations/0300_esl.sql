@@ -46,7 +46,9 @@ CREATE INDEX IF NOT EXISTS webhook_inbox_received ON webhook_inbox (received_at 
 -- One row per Shopify variant: the normalised label fields (the Hipoink product) and the ordering key.
 CREATE TABLE IF NOT EXISTS products (
     id                  bigserial PRIMARY KEY,
-    store_mapping_id    bigint NOT NULL REFERENCES store_mappings (id),
+    -- store_mappings.id; no foreign key: every concurrent webhook would KEY SHARE-lock the same
+    -- mapping row, and PostgreSQL's multixacts for that one row become the bottleneck
+    store_mapping_id    bigint NOT NULL,
     source_system       text NOT NULL DEFAULT 'shopify',
     source_store_id     text NOT NULL,
     source_id           text NOT NULL,                 -- Shopify product id
@@ -69,8 +71,7 @@ CREATE TABLE IF NOT EXISTS products (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS products_source_variant
     ON products (source_system, source_store_id, source_variant_id);
-CREATE INDEX IF NOT EXISTS products_source_product ON products (source_system, source_store_id, source_id);
-CREATE INDEX IF NOT EXISTS products_mapping ON products (store_mapping_id) WHERE status = 'valid';
+CREATE INDEX IF NOT EXISTS products_source_product ON products (source_id);
 
 -- Products deleted in Shopify (ids are never reused): a late create/update must not bring one back.
 CREATE TABLE IF NOT EXISTS product_tombstones (
@@ -105,7 +106,7 @@ CREATE TABLE IF NOT EXISTS inventory_levels (
 -- The durable queue. state: pending -> in_progress -> succeeded | failed (permanent) | dead (out of attempts)
 CREATE TABLE IF NOT EXISTS sync_queue (
     id                bigserial PRIMARY KEY,
-    store_mapping_id  bigint NOT NULL REFERENCES store_mappings (id),
+    store_mapping_id  bigint NOT NULL,                 -- store_mappings.id (no FK: see products)
     store_code        text NOT NULL,
     product_id        bigint NOT NULL REFERENCES products (id),
     operation         text NOT NULL CHECK (operation IN ('upsert', 'delete')),

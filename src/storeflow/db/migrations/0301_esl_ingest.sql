@@ -2,7 +2,9 @@
 --
 -- esl_ingest_webhook(meta, raw_body, kind, doc) records the delivery in webhook_inbox, applies it
 -- to products / inventory (newer updated_at wins), enqueues sync_queue items, writes sync_log rows
--- for variants that fail validation, and NOTIFYs esl_sync; the caller commits before answering 2xx.
+-- for variants that fail validation; the caller commits before answering 2xx, then wakes the workers
+-- (NOTIFY esl_sync) outside this transaction: a NOTIFY inside it would serialise every commit on
+-- PostgreSQL's notify lock.
 --   meta: {shop, topic, event_id, webhook_id, triggered_at, api_version, headers}
 --   kind: product | delete | inventory | invalid
 --   doc:  product   {product_id, updated_at, variants: [{variant_id, inventory_item_id, barcode, sku,
@@ -41,7 +43,7 @@ BEGIN
         SELECT w.id INTO v_first FROM webhook_inbox w
         WHERE w.shop_domain = v_shop AND w.dedupe_key = v_key AND w.outcome <> 'duplicate';
     END IF;
-    v_inbox := nextval(pg_get_serial_sequence('webhook_inbox', 'id'));
+    v_inbox := nextval('webhook_inbox_id_seq');
 
     IF v_first IS NOT NULL THEN
         v_outcome := 'duplicate';
@@ -84,9 +86,12 @@ BEGIN
                            END), '') AS problems
                     FROM incoming i
                 ), old AS (
-                    SELECT p.* FROM products p JOIN checked c
-                      ON p.source_system = 'shopify' AND p.source_store_id = v_shop
-                     AND p.source_variant_id = c.variant_id
+                    -- a lookup per variant (a join would let the planner scan the whole shop)
+                    SELECT p.* FROM checked c CROSS JOIN LATERAL (
+                        SELECT * FROM products x
+                         WHERE x.source_system = 'shopify' AND x.source_store_id = v_shop
+                           AND x.source_variant_id = c.variant_id
+                         LIMIT 1) p
                 ), up AS (
                     INSERT INTO products AS p (
                         store_mapping_id, source_store_id, source_id, source_variant_id, inventory_item_id,
@@ -243,9 +248,6 @@ BEGIN
     VALUES (v_inbox, v_shop, coalesce(p_meta->>'topic', ''), nullif(p_meta->>'event_id', ''),
             nullif(p_meta->>'webhook_id', ''), v_key, (p_meta->>'triggered_at')::timestamptz, p_meta->>'api_version',
             v_outcome, v_reason, v_n, v_map.id, p_raw, coalesce(p_meta->'headers', '{}'::jsonb));
-    IF v_n > 0 THEN
-        PERFORM pg_notify('esl_sync', v_map.hipoink_store_code);
-    END IF;
     RETURN QUERY SELECT v_inbox, v_outcome, v_reason, v_n;
 END
 $fn$;
