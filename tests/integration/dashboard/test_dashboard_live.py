@@ -3,6 +3,7 @@ Hallmark checkpoints and import."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import date, timedelta
@@ -18,11 +19,12 @@ from playwright.async_api import Browser, async_playwright
 
 from storeflow.browser import launch
 from storeflow.crm.ingest import FileInfo, ingest_file
+from storeflow.db.connect import Database
 from storeflow.esl.transform import sign_body
 from storeflow.esl.worker import WorkerConfig, run_worker
 from storeflow.hallmark import runs
-from storeflow.hallmark.importer import import_order, load_stores
-from storeflow.hallmark.records import flatten_order
+from storeflow.hallmark.importer import import_directory
+from storeflow.hallmark.records import flatten_order, record_path
 from storeflow.sandbox.hipoink import HipoinkSimulator
 from storeflow.sandbox.host import SandboxHost
 from storeflow.sandbox.shopify import make_product, shopify_dumps
@@ -163,20 +165,31 @@ async def test_crm_pages_after_the_crm_pipelines_own_ingestion(
 
 async def test_hallmark_page_after_the_hallmark_pipelines_own_checkpoint_and_import(
     browser: Browser, dash_settings: Callable[..., Settings], db_url: str, conn: psycopg.Connection[Any],
-    test_output: Path,
+    tmp_path: Path, test_output: Path,
 ) -> None:  # fmt: skip
     settings = dash_settings()
     conn.execute("INSERT INTO stores (customer_id, store_number, store_name) VALUES ('C7', '0701', 'Gift Shop 701')")
     run_id = runs.create_run(conn, "bulk-orders", {"start_date": "2026-09-01", "end_date": "2026-10-31"})
     ids = [f"70000{i}" for i in range(5)]
     runs.add_items(conn, run_id, "order", [(i, "C7", None) for i in ids])
-    stores = load_stores(conn)
+    conn.commit()
+    # the extractor's output tree, then the pipeline's own importer over it
+    data = tmp_path / "data"
     for n, order_id in enumerate(ids[:4]):
         # the portal's shapes: "$1,234.56 " amounts, MM/DD/YYYY dates
         header = {"customerId": "C7", "storeName": "GIFT SHOP #701", "orderTotal": f"$1,{200 + n}.50 ",
                   "orderCreationDate": f"{9 + n % 2:02d}/15/2026"}  # fmt: skip
-        import_order(conn, flatten_order(order_id, {"orderHeader": header, "orderLines": []}), "test", stores)
-        runs.update_item(conn, run_id, "order", order_id, "downloaded")
+        record = flatten_order(order_id, {"orderHeader": header, "orderLines": []})
+        path = record_path(data, "order", order_id, record, {"C7": "0701"})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record), encoding="utf-8")
+        runs.update_item(conn, run_id, "order", order_id, "downloaded", path=str(path))
+    db = Database(db_url, kind="test")
+    try:
+        summary = import_directory(db, data)
+    finally:
+        db.close()
+    assert summary.orders == 4 and not summary.failed
     runs.update_item(conn, run_id, "order", ids[4], "failed", error="HTTP 429 past the Retry-After cap")
     runs.finish(conn, run_id, "stopped", runs.counts(conn, run_id), "rate limit: stopped, resumable")
     conn.commit()
