@@ -119,8 +119,16 @@ def _render(request: Request, name: str, page: str, **context: Any) -> HTMLRespo
 
 @contextmanager
 def _conn(request: Request) -> Iterator[psycopg.Connection[Any]]:
-    with request.app.state.db.pool.connection() as conn:
-        yield conn
+    """A pooled connection; an unreachable database is a 503 with the reason, not a traceback."""
+    import psycopg
+    from psycopg_pool import PoolTimeout
+
+    try:
+        with request.app.state.db.pool.connection() as conn:
+            yield conn
+    except (PoolTimeout, psycopg.OperationalError) as exc:
+        log.error("dashboard: database unavailable: %s", exc, event="db")
+        raise HTTPException(503, f"database unavailable: {type(exc).__name__}") from exc
 
 
 # ---------------------------------------------------------------- access

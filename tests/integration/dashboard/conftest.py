@@ -77,9 +77,9 @@ def dash_settings(make_settings: Callable[..., Settings], db_url: str, tmp_path:
 
 
 @contextmanager
-def serve(settings: Settings, db_url: str, bound_host: str = "127.0.0.1") -> Iterator[str]:
+def serve(settings: Settings, db_url: str, bound_host: str = "127.0.0.1", db_timeout: float = 10.0) -> Iterator[str]:
     """The storeflow app in a uvicorn thread on a free 127.0.0.1 port; yields its base URL."""
-    db = Database(db_url, kind="test")
+    db = Database(db_url, kind="test", timeout=db_timeout)
     app = create_app(settings, db, bound_host=bound_host)
     sock = bind_port(0, "dashboard-test")
     port = sock.getsockname()[1]

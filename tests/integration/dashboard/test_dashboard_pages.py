@@ -288,3 +288,12 @@ async def test_metrics_equal_the_database(
     assert value("storeflow_store_status", pipeline="crm_download", store="td_a817", status="bootstrap") == 1
     assert value("storeflow_session_valid", session="td_a817") == 0
     assert value("storeflow_sync_queue_oldest_pending_age_seconds") > 600
+
+
+async def test_an_unreachable_database_is_a_503_with_the_reason(dash_settings: Callable[..., Settings]) -> None:
+    settings = dash_settings()
+    with serve(settings, "postgresql://postgres@127.0.0.1:1/nowhere", db_timeout=1) as base:
+        page = httpx.get(base + "/dashboard/esl", timeout=30)
+        metrics = httpx.get(base + "/metrics", timeout=30)
+    assert page.status_code == 503 and "database unavailable" in page.text
+    assert metrics.status_code == 200 and "storeflow_up 0.0" in metrics.text
