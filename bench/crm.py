@@ -3,7 +3,8 @@
 1. Ingest an N-row TumbleDry order report into fact_td_orders (fresh, then again with 10% of
    rows changed) vs pandas.read_excel(openpyxl) + DataFrame.to_sql on the same file and database;
    and vs python-calamine reading the file alone.
-2. All four sandbox stores, download + ingest of one day each: concurrent vs sequential.
+2. All four sandbox stores, download + ingest of one day each: concurrent vs sequential (each simulated
+   portal takes --report-delay seconds to build a report, as real ones do).
 
 Usage: python bench/crm.py [--quick] [--rows N] [--database-url URL]
 (database: --database-url, else $BENCH_DATABASE_URL / $TEST_DATABASE_URL, else the embedded server).
@@ -159,7 +160,7 @@ def _sqlalchemy_url(conninfo: str) -> str:
     return f"postgresql+psycopg://{user}{password}@{host}:{port}/{parts['dbname']}"
 
 
-def bench_stores(server: str, work: Path) -> list[dict[str, Any]]:
+def bench_stores(server: str, work: Path, report_delay: float) -> list[dict[str, Any]]:
     from storeflow.crm.progress import Progress
     from storeflow.crm.runner import DownloadOptions, run_bootstrap, run_download
     from storeflow.db.connect import Database
@@ -169,6 +170,8 @@ def bench_stores(server: str, work: Path) -> list[dict[str, Any]]:
     url, name = fresh_database(server)
     host = SandboxHost(["tumbledry", "uclean"], port_base=0, seed=3)
     host.start_in_thread()
+    for sim in ("tumbledry", "uclean"):  # every portal takes this long to build a report
+        host.sim(sim).report_delay = report_delay  # type: ignore[attr-defined]
     db = Database(url)
     try:
         config = work / "sb" / "storeflow.toml"
@@ -209,7 +212,9 @@ def write_results(results: list[dict[str, Any]], args: argparse.Namespace) -> No
         "# CRM benchmark (spec 001)",
         "",
         f"Command: `python bench/crm.py{' --quick' if args.quick else ''} --rows {args.rows}` "
-        f"on {os.cpu_count()} cores, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        f"on {os.cpu_count()} cores, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+        f"simulated report generation {args.report_delay:g} s per report; PostgreSQL on 127.0.0.1 "
+        "(shared with other test runs, so absolute times are noisy).",
         "",
         "| metric | value | unit | baseline | ratio | target | met |",
         "|---|---|---|---|---|---|---|",
@@ -232,6 +237,9 @@ def main() -> None:
     parser.add_argument(
         "--database-url", default=os.environ.get("BENCH_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
     )
+    parser.add_argument(
+        "--report-delay", type=float, default=3.0, help="seconds each simulated portal takes to build a report"
+    )
     args = parser.parse_args()
     args.rows = args.rows or (20_000 if args.quick else 100_000)
     server = args.database_url
@@ -242,7 +250,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-crm-") as tmp:
         work = Path(tmp)
         results = bench_ingest(server, args.rows, work)
-        results += bench_stores(server, work)
+        results += bench_stores(server, work, args.report_delay)
     write_results(results, args)
 
 

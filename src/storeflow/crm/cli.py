@@ -51,11 +51,12 @@ def bootstrap(
 
     Example: `crm_download bootstrap --crm td --store a668`
     """
-    from storeflow.crm.runner import run_bootstrap, select_stores
+    from storeflow.crm.runner import check_stores, run_bootstrap, select_stores
 
     app_ctx = get_context(ctx)
     settings = app_ctx.settings
     stores = select_stores(settings, crm, store)
+    check_stores(settings, stores)
     db = app_ctx.database()
     outcomes = asyncio.run(run_bootstrap(settings, stores, otp, headless, True, db))
     for o in outcomes:
@@ -89,11 +90,12 @@ def download(
     `crm_download download --crm all --store all` (window = since the last success, with overlap).
     """
     from storeflow.crm.progress import make_progress
-    from storeflow.crm.runner import DownloadOptions, run_download, select_stores
+    from storeflow.crm.runner import DownloadOptions, check_stores, run_download, select_stores
 
     app_ctx = get_context(ctx)
     settings = app_ctx.settings
     stores = select_stores(settings, crm, store)
+    check_stores(settings, stores)
     from storeflow.crm.windows import requested_window
 
     requested_window(start, end, datetime.now().date())  # a bad date fails before anything starts

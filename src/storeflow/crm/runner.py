@@ -40,6 +40,7 @@ from storeflow.crm.portals import (
     PortalClient,
     SessionExpired,
     StorageState,
+    check_mode,
     client_for,
 )
 from storeflow.crm.progress import Progress
@@ -89,6 +90,21 @@ def select_stores(settings: Settings, crm: str, store: str) -> list[CrmStore]:
     if not chosen:
         raise ConfigError(f"no enabled stores for --crm {crm}")
     return chosen
+
+
+def check_stores(settings: Settings, stores: list[CrmStore]) -> None:
+    """Fail before any work (exit 2) on a bad mode or a credentials variable that is not set."""
+    problems = []
+    for store in stores:
+        try:
+            check_mode(store)
+        except ConfigError as exc:
+            problems.append(str(exc))
+        missing = [n for n in (store.username_env, store.password_env) if not settings.env_value(n)]
+        if missing:
+            problems.append(f"store {store.key}: set {' and '.join(missing)} (environment or .env)")
+    if problems:
+        raise ConfigError("; ".join(problems))
 
 
 @dataclass

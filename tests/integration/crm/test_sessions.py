@@ -145,4 +145,8 @@ def test_cli_bootstrap_otp_on_stdin_download_expiry_exit_3_and_status(
     bad = _cli(["download", "--crm", "xx"], tmp_path, env)
     _, err = bad.communicate(timeout=60)
     assert bad.returncode == 2 and "--crm must be td, uc or all" in err
+    (config.parent / ".env").write_text("TD_A817_USERNAME=someone\n")  # the password variable is gone
+    nocreds = _cli(["download", "--crm", "td", "--store", "a817"], tmp_path, env)
+    _, err = nocreds.communicate(timeout=60)
+    assert nocreds.returncode == 2 and "store td_a817: set TD_A817_PASSWORD" in err
     httpx.get(f"{crm_sandbox.urls['tumbledry']}/_sandbox/health").raise_for_status()

@@ -1,0 +1,57 @@
+"""ingest_file on crafted files: rejects with remarks, one transaction per file, all-rejected files."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from storeflow.crm.ingest import FileInfo, ingest_file
+from storeflow.sandbox.tumbledry.common import xlsx_bytes
+from storeflow.sandbox.uclean import XLSX_HEADERS
+
+pytestmark = pytest.mark.integration
+
+
+def gst_row(n: int, booking: str, when: str, total: Any) -> list[Any]:
+    return [n, booking, f"INV/{n}", when, "Asha", "+91 98100 0000" + str(n), "Paid", "", "Haryana", 100, 9, 9, total]
+
+
+def info() -> FileInfo:
+    return FileInfo(uuid.uuid4(), "uc", "sector56", "GST", "export", date(2025, 11, 10), date(2025, 11, 11))
+
+
+def test_bad_rows_go_to_rejects_with_remarks(conn: psycopg.Connection[Any], tmp_path: Path) -> None:
+    path = tmp_path / "UC_GST_Sector56Gurugram_2025-11-10_to_2025-11-11.xlsx"
+    rows = [
+        gst_row(1, "UC1", "10/11/2025", "1,118.00"),
+        gst_row(2, "UC2", "31/31/2025", 118),  # bad date
+        gst_row(3, "UC3", "11/11/2025", "abc"),  # bad amount
+        gst_row(4, "UC4", "11/11/2025", 118.0),
+    ]
+    path.write_bytes(xlsx_bytes(XLSX_HEADERS, rows, [["", "Total", "", "", "", "", "", "", "", 400, 36, 36, 472]]))
+    result = ingest_file(conn, path, info())
+    assert (result.status, result.inserted, result.rejected) == ("ok", 2, 2)
+    facts = conn.execute("SELECT order_number, final_amount::float AS f FROM fact_uc_gst ORDER BY 1").fetchall()
+    assert [(r["order_number"], r["f"]) for r in facts] == [("UC1", 1118.0), ("UC4", 118.0)]
+    rejects = conn.execute("SELECT row_number, remark, raw_data FROM crm_rejects ORDER BY row_number").fetchall()
+    assert [r["row_number"] for r in rejects] == [3, 4]
+    assert "Invoice Date: not a date: '31/31/2025'" in rejects[0]["remark"]
+    assert "Total Invoice Value: not an amount: 'abc'" in rejects[1]["remark"]
+    assert rejects[1]["raw_data"]["Booking ID"] == "UC3"
+    audit = conn.execute("SELECT status, inserted_rows, rejected_rows, md5 FROM ingest_audit").fetchone()
+    assert (audit["status"], audit["inserted_rows"], audit["rejected_rows"], audit["md5"]) == ("ok", 2, 2, result.md5)
+
+
+def test_all_rows_rejected_fails_the_file_and_keeps_facts_empty(conn: psycopg.Connection[Any], tmp_path: Path) -> None:
+    path = tmp_path / "bad.xlsx"
+    path.write_bytes(xlsx_bytes(XLSX_HEADERS, [gst_row(1, "UC1", "soon", 1)], []))
+    result = ingest_file(conn, path, info())
+    assert result.status == "failed" and "all 1 data rows rejected" in (result.error or "")
+    assert conn.execute("SELECT count(*) AS n FROM fact_uc_gst").fetchone()["n"] == 0
+    assert conn.execute("SELECT status FROM download_ledger").fetchone()["status"] == "failed"
+    assert conn.execute("SELECT count(*) AS n FROM crm_rejects").fetchone()["n"] == 1
