@@ -147,7 +147,7 @@ class MfaSource:
         elif self.method == "webhook":
             value = await self._wait_for_webhook()
         else:
-            ask = self.prompt or _console_prompt
+            ask = self.prompt or console_prompt
             value = (await asyncio.to_thread(ask, "Enter MFA code: ")).strip()
         register_secrets([value])
         return value
@@ -172,7 +172,7 @@ class MfaSource:
         )
 
 
-def _console_prompt(text: str) -> str:
+def console_prompt(text: str) -> str:
     import typer
 
     value: str = typer.prompt(text.rstrip(": "), hide_input=False)

@@ -222,12 +222,11 @@ app.command("extract")(extract)
 
 
 def run_extraction(app_ctx: AppContext, request: Any, output: Path | None, headless: bool | None) -> int:
-    from storeflow.hallmark.auth import Authenticator
+    from storeflow.hallmark.auth import Authenticator, console_prompt
     from storeflow.hallmark.extract import Extractor
 
     settings = app_ctx.settings
     db = app_ctx.database()
-    auth = Authenticator(settings, headless=settings.HEADLESS_MODE if headless is None else headless)
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -244,6 +243,14 @@ def run_extraction(app_ctx: AppContext, request: Any, output: Path | None, headl
                 tasks[phase] = bar.add_task("searching" if phase == "search" else "downloading", total=total)
             bar.update(tasks[phase], completed=done, total=total)
 
+        def prompt(text: str) -> str:
+            bar.stop()  # a manual MFA prompt must not fight with the live progress display
+            try:
+                return console_prompt(text)
+            finally:
+                bar.start()
+
+        auth = Authenticator(settings, headless=settings.HEADLESS_MODE if headless is None else headless, prompt=prompt)
         extractor = Extractor(settings, db, auth, output=output, progress=progress)
         try:
             summary = asyncio.run(extractor.run(request))

@@ -172,7 +172,7 @@ class Extractor:
                 row = runs.find_resumable(conn, request.kind)
                 if row is None:
                     raise StoreflowError("nothing to resume: no stopped, failed or interrupted hallmark run")
-                runs.reopen(conn, row["run_id"])
+                runs.reopen(conn, row["run_id"], row["kind"])
                 log.info("resuming run %s (%s)", row["run_id"], row["kind"], event="resume")
                 return row["run_id"], row["kind"], bool(row["search_complete"]), dict(row["params"])
             if request.kind is None:

@@ -11,6 +11,14 @@ from psycopg.types.json import Jsonb
 RESUMABLE = ("running", "stopped", "failed")
 
 INSERT_RUN = "INSERT INTO hallmark_runs (run_id, kind, params) VALUES (%s, %s, %s)"
+# the core's cross-pipeline audit row (dashboard "last runs"), same run_id
+INSERT_PIPELINE_RUN = """
+INSERT INTO pipeline_runs (run_id, pipeline, command, summary) VALUES (%s, 'hallmark', %s, %s)
+ON CONFLICT (run_id) DO UPDATE SET status = 'running', finished_at = NULL, error = NULL
+"""
+FINISH_PIPELINE_RUN = """
+UPDATE pipeline_runs SET status = %s, finished_at = now(), summary = %s, error = %s WHERE run_id = %s
+"""
 LATEST_UNFINISHED = """
 SELECT run_id, kind, params, status, search_complete FROM hallmark_runs
 WHERE status = ANY(%s) AND (%s::text IS NULL OR kind = %s)
@@ -55,6 +63,7 @@ FROM hallmark_runs ORDER BY started_at DESC LIMIT %s
 def create_run(conn: Connection[Any], kind: str, params: dict[str, Any]) -> uuid.UUID:
     run_id = uuid.uuid4()
     conn.execute(INSERT_RUN, (run_id, kind, Jsonb(params)))
+    conn.execute(INSERT_PIPELINE_RUN, (run_id, kind, Jsonb(params)))
     return run_id
 
 
@@ -67,8 +76,9 @@ def find_resumable(conn: Connection[Any], kind: str | None) -> dict[str, Any] | 
     return row
 
 
-def reopen(conn: Connection[Any], run_id: uuid.UUID) -> None:
+def reopen(conn: Connection[Any], run_id: uuid.UUID, kind: str) -> None:
     conn.execute(REOPEN_RUN, (run_id,))
+    conn.execute(INSERT_PIPELINE_RUN, (run_id, kind, Jsonb({"resumed": True})))
 
 
 def mark_searched(conn: Connection[Any], run_id: uuid.UUID) -> None:
@@ -120,6 +130,7 @@ def counts(conn: Connection[Any], run_id: uuid.UUID) -> dict[str, int]:
 
 def finish(conn: Connection[Any], run_id: uuid.UUID, status: str, tally: dict[str, int], error: str | None) -> None:
     conn.execute(FINISH_RUN, (status, tally["downloaded"], tally["skipped"], tally["failed"], error, run_id))
+    conn.execute(FINISH_PIPELINE_RUN, (status, Jsonb(tally), error, run_id))
 
 
 def recent(conn: Connection[Any], limit: int = 10) -> list[dict[str, Any]]:

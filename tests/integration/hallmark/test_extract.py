@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import subprocess
+import sys
+import time
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -53,6 +57,8 @@ def test_bulk_range_files_and_imported_totals_equal_the_truth(
     assert canonical == truth["orders"]
     run = conn.execute("SELECT status, downloaded, failed FROM hallmark_runs").fetchone()
     assert (run["status"], run["downloaded"], run["failed"]) == ("ok", truth["orders"], 0)
+    audit = conn.execute("SELECT command, status, summary FROM pipeline_runs WHERE pipeline = 'hallmark'").fetchone()
+    assert (audit["command"], audit["status"], audit["summary"]["downloaded"]) == ("bulk-orders", "ok", truth["orders"])
 
 
 def test_skip_existing_then_update_redownloads(
@@ -127,15 +133,51 @@ def test_rate_limit_stop_then_resume_without_searching_again(
     assert len(list(settings.OUTPUT_DIRECTORY.rglob("order_*.json"))) == truth["orders"]
 
 
-def test_consecutive_failures_stop_the_run(
-    portal: Portal, hm_settings: Any, with_session: Any, database: Database, conn: Any
+def test_consecutive_failures_stop_the_run_with_exit_5(
+    portal: Portal, hm_settings: Any, with_session: Any, conn: Any, tmp_path: Path
 ) -> None:
     settings = hm_settings()
     with_session(settings)
-    with pytest.raises(RateLimitStop, match="2 consecutive failures"):
-        extract(settings, database, kind="orders", ids=["1", "2", "3"], max_consecutive_failures=2)
+    (tmp_path / "ids.txt").write_text("1\n2\n3\n")
+    args = ["--config", str(portal.config), "hallmark", "--orders", "ids.txt", "--max-consecutive-failures", "2"]
+    done = run_cli(args, tmp_path)
+    assert done.returncode == 5, done.stderr
+    assert "2 consecutive failures" in done.stderr and "--resume" in done.stderr
     rows = conn.execute("SELECT status, count(*) n FROM hallmark_run_items GROUP BY status ORDER BY 1").fetchall()
     assert [(r["status"], r["n"]) for r in rows] == [("failed", 2), ("pending", 1)]
+    assert conn.execute("SELECT status FROM hallmark_runs").fetchone()["status"] == "stopped"
+
+
+def test_ctrl_c_leaves_a_resumable_run(
+    portal: Portal, hm_settings: Any, with_session: Any, conn: Any, tmp_path: Path
+) -> None:
+    settings = hm_settings(RATE_LIMIT_DETAIL_SECONDS="0.4")
+    with_session(settings)
+    ids = _orders(portal, 8, skip=60)
+    (tmp_path / "ids.txt").write_text("\n".join(ids))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "storeflow", "--config", str(portal.config), "hallmark", "--orders", "ids.txt"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list(settings.OUTPUT_DIRECTORY.rglob("order_*.json")):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "--resume" in err
+    run = conn.execute("SELECT status FROM hallmark_runs").fetchone()
+    conn.commit()
+    assert run["status"] == "stopped"
+    resumed = run_cli(
+        ["--config", str(portal.config), "hallmark", "--resume"], tmp_path, {"RATE_LIMIT_DETAIL_SECONDS": "0.05"}
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "(resumed)" in resumed.stdout
+    assert {p.name for p in settings.OUTPUT_DIRECTORY.rglob("order_*.json")} == {f"order_{i}.json" for i in ids}
 
 
 def test_csv_exports_with_bom_billing_and_deliveries_import(
@@ -219,3 +261,15 @@ def test_cli_bare_form_search_only_and_selector_conflict(
     assert len(list(settings.OUTPUT_DIRECTORY.rglob("order_*.json"))) == 1
     clash = run_cli(["--config", config, "hallmark", "--order-id", "1", "--bulk-orders"], tmp_path)
     assert clash.returncode == 2 and "choose one selector" in clash.stderr
+
+
+def test_order_without_a_date_goes_to_unknown_date(
+    portal: Portal, hm_settings: Any, with_session: Any, database: Database
+) -> None:
+    settings = hm_settings()
+    with_session(settings)
+    undated = next(o for o, v in portal.sim.orders.items() if v.created is None)
+    summary = extract(settings, database, kind="orders", ids=[undated])
+    files = list(settings.OUTPUT_DIRECTORY.rglob(f"order_{undated}.json"))
+    assert summary.downloaded == 1 and len(files) == 1
+    assert files[0].relative_to(settings.OUTPUT_DIRECTORY).parts[0] == "unknown-date"

@@ -51,9 +51,13 @@ def test_broken_file_is_named_and_skipped_while_the_others_import(
     _write(data, "order_3000000002.json", _order("3000000002", "1000055874", 2, total="127.82"))
     broken = _write(data, "order_3000000003.json", '{"order_id": "3000000003", "order_lines": [')
     bad_money = _write(data, "order_3000000004.json", _order("3000000004", "1000055874", 1, total="12,3x"))
+    bad_line = _order("3000000005", "1000055874", 2)
+    bad_line["order_lines"][1]["wholesales"] = "ten dollars"
+    bad_line_path = _write(data, "order_3000000005.json", bad_line)
     result = run_cli(["hallmark", "import", "--data-dir", str(tmp_path / "data")], tmp_path)
     assert result.returncode == 1
     assert str(broken) in result.stderr and str(bad_money) in result.stderr
+    assert str(bad_line_path) in result.stderr and "ten dollars" in result.stderr
     assert "imported 2 file(s)" in result.stdout
     rows = conn.execute("SELECT order_id, order_total, order_creation_date FROM orders ORDER BY 1").fetchall()
     assert [(r["order_id"], r["order_total"], r["order_creation_date"]) for r in rows] == [
