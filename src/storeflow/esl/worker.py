@@ -371,15 +371,30 @@ class Worker:
     async def _send_group(
         self, store: str, pairs: list[tuple[dict[str, Any], dict[str, Any]]], single: bool = False
     ) -> list[ItemResult]:
-        """Send products; on a permanent failure of several, split them to find the ones refused."""
+        """Send products; on a permanent refusal of several, split them to find the ones refused."""
+        verdict, sent_at, acked_at = await self._post_products(store, pairs, single)
+        return await self._resolve(store, pairs, verdict, sent_at, acked_at)
+
+    async def _post_products(
+        self, store: str, pairs: list[tuple[dict[str, Any], dict[str, Any]]], single: bool = False
+    ) -> tuple[Verdict, datetime, datetime]:
         await self.limiter.acquire()
         sent_at = _now()
         if single:
             verdict = await self.client.create(store, pairs[0][1])
         else:
             verdict = await self.client.create_multiple(store, [p for _, p in pairs])
-        acked_at = _now()
         self.stats.requests += 1
+        return verdict, sent_at, _now()
+
+    async def _resolve(
+        self,
+        store: str,
+        pairs: list[tuple[dict[str, Any], dict[str, Any]]],
+        verdict: Verdict,
+        sent_at: datetime,
+        acked_at: datetime,
+    ) -> list[ItemResult]:
         if verdict.ok:
             self.stats.products_sent += len(pairs)
             return [
@@ -399,11 +414,15 @@ class Worker:
         if verdict.transient or len(pairs) == 1:
             return [self._failure(item, verdict, sent_at, acked_at, payload["pc"]) for item, payload in pairs]
         half = len(pairs) // 2
-        left = await self._send_group(store, pairs[:half])
-        if all(r.log_status != "succeeded" and r.error == verdict.error for r in left) and half > 1:
-            # the same refusal for the first half too: not one bad product, a refusal of everything
-            return left + [self._failure(item, verdict, sent_at, acked_at, p["pc"]) for item, p in pairs[half:]]
-        return left + await self._send_group(store, pairs[half:])
+        halves = [pairs[:half], pairs[half:]]
+        replies = [await self._post_products(store, part) for part in halves]
+        if all(not v.ok and not v.transient and v.error == verdict.error for v, _, _ in replies):
+            # both halves refused alike: a refusal of everything (a wrong sign ...), not one bad product
+            return [self._failure(item, verdict, sent_at, acked_at, p["pc"]) for item, p in pairs]
+        results: list[ItemResult] = []
+        for part, (part_verdict, part_sent, part_acked) in zip(halves, replies, strict=True):
+            results += await self._resolve(store, part, part_verdict, part_sent, part_acked)
+        return results
 
     async def _send_deletes(self, store: str, items: list[dict[str, Any]]) -> list[ItemResult]:
         results: list[ItemResult] = []

@@ -127,9 +127,7 @@ class Esl:
 
 
 @pytest.fixture
-def esl(
-    db_url: str, make_settings: Callable[..., Settings], sandbox: Callable[..., SandboxHost]
-) -> Iterator[Esl]:
+def esl(db_url: str, make_settings: Callable[..., Settings], sandbox: Callable[..., SandboxHost]) -> Iterator[Esl]:
     from storeflow.web.app import create_app
 
     host = sandbox("hipoink", seed=5)

@@ -29,7 +29,9 @@ def product(
         "id": pid,
         "title": "Classic Mug",
         "updated_at": updated_at,
-        "images": [{"id": pid + 1, "position": 1, "src": "https://cdn.shopify.com/s/files/1/mug.jpg", "variant_ids": []}],
+        "images": [
+            {"id": pid + 1, "position": 1, "src": "https://cdn.shopify.com/s/files/1/mug.jpg", "variant_ids": []}
+        ],
         "variants": variants
         or [
             {
@@ -65,7 +67,12 @@ def test_valid_hmac_is_stored_and_enqueued_in_one_go(esl: Esl) -> None:
     stored = rows(esl, "SELECT * FROM products")[0]
     assert stored["source_id"] == str(BIG) and stored["source_variant_id"] == str(BIG + 100)
     assert stored["inventory_item_id"] == str(BIG + 200)
-    assert (stored["pc"], stored["pn"], stored["pp"], stored["pi"]) == ("4006381333931", "Classic Mug", "19.90", "MUG-1")
+    assert (stored["pc"], stored["pn"], stored["pp"], stored["pi"]) == (
+        "4006381333931",
+        "Classic Mug",
+        "19.90",
+        "MUG-1",
+    )
     queue = rows(esl, "SELECT * FROM sync_queue")
     assert [(q["state"], q["operation"], q["inbox_id"]) for q in queue] == [("pending", "upsert", inbox[0]["id"])]
 
@@ -120,7 +127,10 @@ def test_duplicate_delivery_is_enqueued_once(esl: Esl) -> None:
     assert first.status_code == again.status_code == 200
     assert again.json()["outcome"] == "duplicate" and again.json()["enqueued"] == 0
     assert count(esl, "sync_queue") == 1
-    assert [r["outcome"] for r in rows(esl, "SELECT outcome FROM webhook_inbox ORDER BY id")] == ["enqueued", "duplicate"]
+    assert [r["outcome"] for r in rows(esl, "SELECT outcome FROM webhook_inbox ORDER BY id")] == [
+        "enqueued",
+        "duplicate",
+    ]
 
 
 def test_duplicate_falls_back_to_webhook_id(esl: Esl) -> None:
@@ -154,8 +164,7 @@ def test_unchanged_update_sends_nothing_again(esl: Esl) -> None:
 def test_delete_removes_every_variant_from_the_labels(esl: Esl) -> None:
     esl.add_mapping()
     variants = [
-        {"id": BIG + 100 + i, "title": f"Size {i}", "price": "5.00", "barcode": f"B{i}", "sku": None}
-        for i in range(3)
+        {"id": BIG + 100 + i, "title": f"Size {i}", "price": "5.00", "barcode": f"B{i}", "sku": None} for i in range(3)
     ]
     esl.post("products/create", shopify_dumps(product(variants=variants)))
     esl.drain()
@@ -194,7 +203,12 @@ def test_variant_dropped_by_an_update_is_removed(esl: Esl) -> None:
 def test_inventory_update_sent_only_with_a_stock_field(esl: Esl) -> None:
     mapping_id = esl.add_mapping()
     esl.post("products/create", shopify_dumps(product()))
-    level = {"inventory_item_id": BIG + 200, "location_id": BIG + 9, "available": 7, "updated_at": "2026-01-05T12:00:00Z"}
+    level = {
+        "inventory_item_id": BIG + 200,
+        "location_id": BIG + 9,
+        "available": 7,
+        "updated_at": "2026-01-05T12:00:00Z",
+    }
     reply = esl.post("inventory_levels/update", shopify_dumps(level)).json()
     assert reply["outcome"] == "stored" and "stock field" in reply["reason"]
     assert rows(esl, "SELECT stock FROM products")[0]["stock"] == 7
@@ -212,7 +226,13 @@ def test_inventory_for_an_unknown_item_is_unmatched_and_older_levels_are_stale(e
     level.update(available=9, updated_at="2026-01-05T11:00:00Z")
     assert esl.post("inventory_levels/update", shopify_dumps(level)).json()["outcome"] == "stale"
     # the level was kept: a product created later starts with it
-    variant = {"id": BIG + 100, "title": "Default Title", "price": "1.00", "barcode": "X1", "inventory_item_id": BIG + 999}
+    variant = {
+        "id": BIG + 100,
+        "title": "Default Title",
+        "price": "1.00",
+        "barcode": "X1",
+        "inventory_item_id": BIG + 999,
+    }
     esl.post("products/create", shopify_dumps(product(variants=[variant])))
     assert rows(esl, "SELECT stock FROM products")[0]["stock"] == 4
 
@@ -266,7 +286,9 @@ def test_pc_fallback_order_per_mapping(esl: Esl) -> None:
     ]
     body = shopify_dumps(product(variants=variants))
     esl.post("products/create", body)
-    stored = {r["source_variant_id"]: r["pc"] for r in rows(esl, "SELECT * FROM products WHERE source_store_id = %s", SHOP)}
+    stored = {
+        r["source_variant_id"]: r["pc"] for r in rows(esl, "SELECT * FROM products WHERE source_store_id = %s", SHOP)
+    }
     assert stored == {str(BIG + 100): "SKU-A", str(BIG + 101): str(BIG + 101), str(BIG + 102): "EAN-C"}
     esl.post("products/create", body, shop="strict.myshopify.com")
     errors = rows(esl, "SELECT product_code, error FROM sync_log WHERE store_code = '002' ORDER BY product_id")

@@ -132,7 +132,14 @@ def test_notify_wakes_the_worker_long_before_the_poll_interval(esl: Esl) -> None
 
     def work() -> None:
         loop.run_until_complete(
-            run_worker(esl.db_url, config, esl.hipoink_url, "default", esl.settings.HIPOINK_API_SECRET.get_secret_value(), stop=stop)
+            run_worker(
+                esl.db_url,
+                config,
+                esl.hipoink_url,
+                "default",
+                esl.settings.HIPOINK_API_SECRET.get_secret_value(),
+                stop=stop,
+            )
         )
 
     thread = threading.Thread(target=work, daemon=True)
@@ -216,8 +223,10 @@ def test_worker_killed_mid_batch_loses_nothing(esl: Esl, tmp_path: Path) -> None
 def test_two_workers_at_once_send_each_item_once(esl: Esl, tmp_path: Path) -> None:
     esl.add_mapping()
     expected = send_products(esl, 300, seed=3)
+    # slow answers (0.3 s per request) so neither worker can drain the queue before the other starts
+    esl.fault(latency_ms=300, seconds=600, path="/product/")
     env = _worker_env(esl, tmp_path, lease=30)
-    workers = [_spawn_worker(env, tmp_path, "--drain", "--concurrency", "2") for _ in range(2)]
+    workers = [_spawn_worker(env, tmp_path, "--drain", "--concurrency", "1") for _ in range(2)]
     outputs = [w.communicate(timeout=120) for w in workers]
     assert all(w.returncode == 0 for w in workers), [o[1][-2000:] for o in outputs]
     labels = esl.labels()

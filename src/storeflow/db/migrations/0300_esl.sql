@@ -1,5 +1,8 @@
 -- Spec 002: Shopify -> Hipoink shelf-label sync.
 -- Shopify ids exceed 2^53: they are kept as text (source_*_id) and never pass through a float.
+-- No foreign keys on the webhook path: each costs a trigger and a row lock per inserted row, and the
+-- ones to store_mappings would make every concurrent webhook lock the same mapping row. Products are
+-- never deleted (only marked), so the references cannot dangle.
 
 -- Shopify shop -> Hipoink store, with per-mapping transform options.
 CREATE TABLE IF NOT EXISTS store_mappings (
@@ -65,6 +68,7 @@ CREATE TABLE IF NOT EXISTS products (
     status              text NOT NULL DEFAULT 'valid' CHECK (status IN ('valid', 'invalid', 'deleted')),
     validation_errors   text,
     source_updated_at   timestamptz,                   -- Shopify's updated_at: newer wins
+    label_changed       boolean NOT NULL DEFAULT true, -- did the last applied update change a label field?
     deleted_at          timestamptz,
     created_at          timestamptz NOT NULL DEFAULT now(),
     updated_at          timestamptz NOT NULL DEFAULT now()
@@ -86,7 +90,7 @@ CREATE TABLE IF NOT EXISTS product_tombstones (
 CREATE TABLE IF NOT EXISTS inventory_item_map (
     source_store_id    text NOT NULL,
     inventory_item_id  text NOT NULL,
-    product_row_id     bigint NOT NULL REFERENCES products (id) ON DELETE CASCADE,
+    product_row_id     bigint NOT NULL,                 -- products.id
     source_variant_id  text NOT NULL,
     updated_at         timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (source_store_id, inventory_item_id)
@@ -108,7 +112,7 @@ CREATE TABLE IF NOT EXISTS sync_queue (
     id                bigserial PRIMARY KEY,
     store_mapping_id  bigint NOT NULL,                 -- store_mappings.id (no FK: see products)
     store_code        text NOT NULL,
-    product_id        bigint NOT NULL REFERENCES products (id),
+    product_id        bigint NOT NULL,                 -- products.id (rows are never deleted, only marked)
     operation         text NOT NULL CHECK (operation IN ('upsert', 'delete')),
     state             text NOT NULL DEFAULT 'pending'
                       CHECK (state IN ('pending', 'in_progress', 'succeeded', 'failed', 'dead')),
@@ -159,7 +163,7 @@ CREATE INDEX IF NOT EXISTS sync_log_errors ON sync_log (created_at DESC) WHERE e
 -- What Hipoink holds for each of our products (the code last sent), so deletes and code changes
 -- remove the right label product.
 CREATE TABLE IF NOT EXISTS hipoink_products (
-    product_id     bigint PRIMARY KEY REFERENCES products (id),
+    product_id     bigint PRIMARY KEY,                 -- products.id
     store_code     text NOT NULL,
     pc             text NOT NULL,
     payload        jsonb NOT NULL,

@@ -65,10 +65,6 @@ BEGIN
                 v_outcome := 'stale';
                 v_reason := format('product %s was deleted', v_product);
             ELSE
-                -- lock the stored variants so "changed?" below compares against the latest committed row
-                PERFORM 1 FROM products p
-                WHERE p.source_system = 'shopify' AND p.source_store_id = v_shop AND p.source_id = v_product
-                FOR UPDATE;
                 WITH incoming AS (
                     SELECT v.*,
                            (SELECT c.value
@@ -85,24 +81,23 @@ BEGIN
                                format('pc: no product code (%s all empty)', array_to_string(v_map.pc_fallback, ', '))
                            END), '') AS problems
                     FROM incoming i
-                ), old AS (
-                    -- a lookup per variant (a join would let the planner scan the whole shop)
-                    SELECT p.* FROM checked c CROSS JOIN LATERAL (
-                        SELECT * FROM products x
-                         WHERE x.source_system = 'shopify' AND x.source_store_id = v_shop
-                           AND x.source_variant_id = c.variant_id
-                         LIMIT 1) p
                 ), up AS (
+                    -- ON CONFLICT locks the stored row and its SET sees the stored values: `label_changed`
+                    -- says whether anything a label shows changed, without a race against a concurrent update
                     INSERT INTO products AS p (
                         store_mapping_id, source_store_id, source_id, source_variant_id, inventory_item_id,
-                        barcode, sku, pc, pn, pp, pi, pim, stock, status, validation_errors, source_updated_at)
+                        barcode, sku, pc, pn, pp, pi, pim, stock, status, validation_errors, source_updated_at,
+                        label_changed)
                     SELECT v_map.id, v_shop, v_product, c.variant_id, c.inventory_item_id,
                            c.barcode, c.sku, c.pc, c.pn, c.pp, c.pi, c.pim,
                            (SELECT sum(l.available) FROM inventory_levels l
                              WHERE l.source_store_id = v_shop AND l.inventory_item_id = c.inventory_item_id),
-                           CASE WHEN c.problems IS NULL THEN 'valid' ELSE 'invalid' END, c.problems, v_updated
+                           CASE WHEN c.problems IS NULL THEN 'valid' ELSE 'invalid' END, c.problems, v_updated, true
                     FROM checked c
                     ON CONFLICT (source_system, source_store_id, source_variant_id) DO UPDATE SET
+                        label_changed = (p.pc, p.pn, p.pp, p.pi, p.pim, p.status, p.store_mapping_id)
+                            IS DISTINCT FROM (EXCLUDED.pc, EXCLUDED.pn, EXCLUDED.pp, EXCLUDED.pi, EXCLUDED.pim,
+                                              EXCLUDED.status, EXCLUDED.store_mapping_id),
                         store_mapping_id = EXCLUDED.store_mapping_id,
                         source_id = EXCLUDED.source_id,
                         inventory_item_id = EXCLUDED.inventory_item_id,
@@ -115,53 +110,45 @@ BEGIN
                         deleted_at = NULL,
                         updated_at = now()
                     WHERE p.source_updated_at IS NULL OR p.source_updated_at <= EXCLUDED.source_updated_at
-                    RETURNING p.*
-                ), changed AS (
-                    SELECT u.id, u.status, u.pc, u.validation_errors, u.inventory_item_id, u.source_variant_id,
-                           (o.id IS NULL OR (o.pc, o.pn, o.pp, o.pi, o.pim, o.stock, o.status, o.store_mapping_id)
-                               IS DISTINCT FROM (u.pc, u.pn, u.pp, u.pi, u.pim, u.stock, u.status, u.store_mapping_id))
-                               AS is_changed
-                    FROM up u LEFT JOIN old o ON o.id = u.id
+                    RETURNING p.id, p.status, p.pc, p.validation_errors, p.inventory_item_id, p.source_variant_id,
+                              p.label_changed
+                ), gone AS (
+                    -- variants missing from a newer payload leave the labels too
+                    UPDATE products p SET status = 'deleted', deleted_at = now(), updated_at = now(),
+                                          source_updated_at = v_updated
+                    WHERE p.source_id = v_product AND p.source_system = 'shopify' AND p.source_store_id = v_shop
+                      AND p.status <> 'deleted'
+                      AND NOT (p.source_variant_id = ANY (SELECT c.variant_id FROM checked c))
+                      AND (p.source_updated_at IS NULL OR p.source_updated_at < v_updated)
+                      AND EXISTS (SELECT 1 FROM up)
+                    RETURNING p.id
                 ), queued AS (
                     INSERT INTO sync_queue (store_mapping_id, store_code, product_id, operation, inbox_id)
-                    SELECT v_map.id, v_map.hipoink_store_code, c.id, 'upsert', v_inbox
-                    FROM changed c WHERE c.status = 'valid' AND c.is_changed
-                    RETURNING 1
+                    SELECT v_map.id, v_map.hipoink_store_code, u.id, 'upsert', v_inbox
+                    FROM up u WHERE u.status = 'valid' AND u.label_changed
+                    UNION ALL
+                    SELECT v_map.id, v_map.hipoink_store_code, g.id, 'delete', v_inbox FROM gone g
+                    RETURNING operation
                 ), rejected AS (
                     INSERT INTO sync_log (inbox_id, store_code, product_id, product_code, operation, attempt, status, error)
-                    SELECT v_inbox, v_map.hipoink_store_code, c.id, c.pc, 'upsert', 0, 'invalid', c.validation_errors
-                    FROM changed c WHERE c.status = 'invalid' AND c.is_changed
+                    SELECT v_inbox, v_map.hipoink_store_code, u.id, u.pc, 'upsert', 0, 'invalid', u.validation_errors
+                    FROM up u WHERE u.status = 'invalid' AND u.label_changed
                     RETURNING 1
                 ), mapped AS (
                     INSERT INTO inventory_item_map (source_store_id, inventory_item_id, product_row_id, source_variant_id)
-                    SELECT v_shop, c.inventory_item_id, c.id, c.source_variant_id
-                    FROM changed c WHERE c.inventory_item_id IS NOT NULL
+                    SELECT v_shop, u.inventory_item_id, u.id, u.source_variant_id
+                    FROM up u WHERE u.inventory_item_id IS NOT NULL
                     ON CONFLICT (source_store_id, inventory_item_id) DO UPDATE SET
                         product_row_id = EXCLUDED.product_row_id,
                         source_variant_id = EXCLUDED.source_variant_id,
                         updated_at = now()
+                    WHERE (inventory_item_map.product_row_id, inventory_item_map.source_variant_id)
+                          IS DISTINCT FROM (EXCLUDED.product_row_id, EXCLUDED.source_variant_id)
                     RETURNING 1
                 )
-                SELECT (SELECT count(*) FROM up), (SELECT count(*) FROM queued), (SELECT count(*) FROM rejected)
-                  INTO v_rows, v_n, v_invalid;
-
-                IF v_rows > 0 THEN
-                    -- variants gone from a newer payload are removed from the labels too
-                    WITH gone AS (
-                        UPDATE products p SET status = 'deleted', deleted_at = now(), updated_at = now(),
-                                              source_updated_at = v_updated
-                        WHERE p.source_system = 'shopify' AND p.source_store_id = v_shop AND p.source_id = v_product
-                          AND p.status <> 'deleted'
-                          AND NOT (p.source_variant_id = ANY (
-                              SELECT v->>'variant_id' FROM jsonb_array_elements(p_doc->'variants') v))
-                          AND (p.source_updated_at IS NULL OR p.source_updated_at < v_updated)
-                        RETURNING p.id
-                    )
-                    INSERT INTO sync_queue (store_mapping_id, store_code, product_id, operation, inbox_id)
-                    SELECT v_map.id, v_map.hipoink_store_code, g.id, 'delete', v_inbox FROM gone g;
-                    GET DIAGNOSTICS v_removed = ROW_COUNT;
-                    v_n := v_n + v_removed;
-                END IF;
+                SELECT (SELECT count(*) FROM up), (SELECT count(*) FROM queued),
+                       (SELECT count(*) FROM queued q WHERE q.operation = 'delete'), (SELECT count(*) FROM rejected)
+                  INTO v_rows, v_n, v_removed, v_invalid;
 
                 IF v_rows = 0 THEN
                     v_outcome := 'stale';
