@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
 log = get_logger("web")
 
-WEBHOOKS = "SELECT topic, outcome, coalesce(reason, '') AS reason, count(*) AS n FROM webhook_inbox GROUP BY 1, 2, 3"
+# reason kinds, not raw reasons (those carry ids): one label value per kind of refusal
+WEBHOOKS = f"SELECT topic, outcome, {queries.REASON_KIND} AS reason, count(*) AS n FROM webhook_inbox GROUP BY 1, 2, 3"
 QUEUE = """
 SELECT state, count(*) AS n, extract(epoch FROM %s - min(enqueued_at)) AS age FROM sync_queue GROUP BY state
 """

@@ -451,12 +451,14 @@ WHERE q.state IN ('failed', 'dead') ORDER BY q.finished_at DESC NULLS LAST, q.id
 """
 ESL_WEBHOOKS = """
 SELECT id, shop_domain, topic, event_id, received_at, outcome, reason, items_enqueued FROM webhook_inbox
-ORDER BY received_at DESC, id DESC LIMIT 50
+ORDER BY received_at DESC, id DESC LIMIT 25
 """
 ESL_WEBHOOK_OUTCOMES = "SELECT outcome, count(*) AS n FROM webhook_inbox GROUP BY outcome ORDER BY outcome"
-ESL_WEBHOOK_REASONS = """
-SELECT outcome, coalesce(reason, '') AS reason, count(*) AS n, max(received_at) AS last_at FROM webhook_inbox
-WHERE outcome = ANY(%s) GROUP BY 1, 2 ORDER BY n DESC, last_at DESC LIMIT 20
+# reasons name ids and timestamps ("already received as inbox #79"): grouped with digits folded to "#"
+REASON_KIND = r"regexp_replace(coalesce(reason, ''), '#?[0-9][0-9:T.+-]*', '#', 'g')"
+ESL_WEBHOOK_REASONS = f"""
+SELECT outcome, {REASON_KIND} AS reason, count(*) AS n, max(received_at) AS last_at, max(reason) AS example
+FROM webhook_inbox WHERE outcome = ANY(%s) GROUP BY 1, 2 ORDER BY n DESC, last_at DESC LIMIT 20
 """
 ESL_BY_STORE = """
 SELECT store_code, state, count(*) AS n FROM sync_queue GROUP BY 1, 2 ORDER BY 1, 2
