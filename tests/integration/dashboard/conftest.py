@@ -227,7 +227,7 @@ def seed(conn: psycopg.Connection[Any], profiles: Path, session_file: Path) -> d
     dead = (m1, "S1", product(m1, "alpha.myshopify.com", "20"), "dead", 3, DEAD_ERROR, ago(hours=2), ago(hours=1))
     dead_id = _id(conn.execute(queue, dead).fetchone())
     conn.execute(queue, (m2, "S2", product(m2, "beta.myshopify.com", "30"), "pending", 0, None, ago(minutes=20), None))
-    for outcome, reason in [("enqueued", None), ("enqueued", None), ("duplicate", "same event id"),
+    for outcome, reason in [("enqueued", None), ("enqueued", None), ("duplicate", "already received as inbox #79"),
                             ("ignored", "no active mapping"), ("invalid", "malformed JSON")]:  # fmt: skip
         conn.execute(
             "INSERT INTO webhook_inbox (shop_domain, topic, event_id, received_at, outcome, reason, raw_body)"
