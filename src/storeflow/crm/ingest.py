@@ -16,7 +16,7 @@ import psycopg
 from psycopg import sql
 
 from storeflow.crm.files import file_md5
-from storeflow.crm.reports import ParsedReport, ReportError, ReportShape, parse_report
+from storeflow.crm.reports import ParsedReport, ReportError, ReportShape, gc_paused, parse_report
 from storeflow.logs import get_logger
 
 STAGING = {"td": "stg_td_order_report", "uc": "stg_uc_gst_report"}
@@ -175,7 +175,8 @@ def ingest_file(conn: psycopg.Connection[Any], path: Path, info: FileInfo) -> In
                 _store_rejects(conn, info, path.name, parsed)
                 result.error = f"all {result.rejected} data rows rejected (see crm_rejects): {parsed.rejects[0][1]}"
             elif parsed is not None:
-                _copy_staging(conn, info, ledger_id, parsed)
+                with gc_paused():
+                    _copy_staging(conn, info, ledger_id, parsed)
                 result.inserted, result.updated = _upsert(conn, info, ledger_id, parsed.shape)
                 distinct = _distinct_keys(parsed)
                 result.unchanged = distinct - result.inserted - result.updated

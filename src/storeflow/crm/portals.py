@@ -525,7 +525,3 @@ def client_for(
     check_mode(store)
     cls = TumbleDryClient if store.crm == "td" else UCleanClient
     return cls(settings, store, http, browser)
-
-
-def window_days(start: date, end: date) -> int:
-    return (end - start).days + 1

@@ -8,9 +8,11 @@ NULL with a remark on the row. Nothing becomes zero silently.
 
 from __future__ import annotations
 
+import gc
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from functools import lru_cache
@@ -73,8 +75,39 @@ def to_datetime(value: Any) -> datetime | None:
     return _parse_datetime_text(" ".join(str(value).split()))
 
 
+_MONTHS = {
+    m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)
+}
+# the portals' most common shapes, parsed without strptime (10x faster on 100k-row reports)
+_FAST_DMY = re.compile(
+    r"(\d{1,2})([ /-])([A-Za-z]{3}|\d{1,2})\2(\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?(?: ?([AaPp][Mm]))?)?"
+)
+
+
+def _fast_datetime(text: str) -> datetime | None:
+    found = _FAST_DMY.fullmatch(text)
+    if found is None:
+        return None
+    day, sep, month_text, year, hour, minute, second, half = found.groups()
+    month = _MONTHS.get(month_text.lower()) if month_text.isalpha() else int(month_text)
+    if month is None or (sep == " ") != month_text.isalpha():
+        return None
+    h = int(hour or 0)
+    if half:
+        if not 1 <= h <= 12:
+            return None
+        h = h % 12 + (12 if half.lower() == "pm" else 0)
+    try:
+        return datetime(int(year), month, int(day), h, int(minute or 0), int(second or 0))
+    except ValueError:
+        return None
+
+
 @lru_cache(maxsize=65536)
 def _parse_datetime_text(text: str) -> datetime:
+    fast = _fast_datetime(text)
+    if fast is not None:
+        return fast
     for fmt in _DATETIME_FORMATS:
         try:
             return datetime.strptime(text, fmt)
@@ -592,10 +625,24 @@ def shape_for(crm: str, suffix: str) -> ReportShape:
     return UC_GST_API if suffix == ".json" else UC_GST_XLSX
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    # Parsing allocates millions of acyclic containers (cells, rows); the cyclic collector would
+    # rescan them over and over (superlinear on 100k-row reports). Refcounting frees them anyway.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def parse_report(path: Path, crm: str) -> ParsedReport:
     """Parse a downloaded report by its CRM and extension (.xlsx from exports, .json from APIs)."""
     suffix = path.suffix.lower()
     shape = shape_for(crm, suffix)
-    if suffix == ".json":
-        return read_json_rows(path, shape, TD_API_FIELDS if crm == "td" else None)
-    return read_xlsx(path, shape)
+    with gc_paused():
+        if suffix == ".json":
+            return read_json_rows(path, shape, TD_API_FIELDS if crm == "td" else None)
+        return read_xlsx(path, shape)

@@ -13,7 +13,7 @@ import contextlib
 import json
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -473,6 +473,7 @@ async def _download_with_session(
 
         new_state = await client.login(no_otp)
         vault.save(store.key, new_state)
+        await asyncio.to_thread(_session_check, db, settings, store, True, f"re-authenticated ({reason})")
         return new_state
 
     if state is None:
@@ -542,11 +543,3 @@ def _retain(settings: Settings, path: Path, result: IngestResult, keep_files: bo
         files = [(p, datetime.fromtimestamp(p.stat().st_mtime)) for p in folder.glob("*_to_*.*") if p.is_file()]
         for old in expired_files(files, datetime.now(), days):
             old.unlink(missing_ok=True)
-
-
-def run_async(coro: Awaitable[Any]) -> Any:
-    return asyncio.run(coro)  # type: ignore[arg-type]
-
-
-OUTCOME_FIELDS = ("store", "status", "from", "to", "file", "inserted", "updated", "rejected", "error")
-_ = Callable  # re-exported type for callers

@@ -64,7 +64,7 @@ def test_expired_sessions_otp_store_needs_bootstrap_others_relogin(
     rows = conn.execute("SELECT store_code, count(*) AS n FROM fact_td_orders GROUP BY 1").fetchall()
     assert [(r["store_code"], r["n"] > 0) for r in rows] == [("a817", True)]
     checks = {r["session_key"]: r["valid"] for r in conn.execute("SELECT session_key, valid FROM session_checks")}
-    assert checks["td_a668"] is False
+    assert checks["td_a668"] is False and checks["td_a817"] is True
 
 
 def _cli(args: list[str], cwd: Path, env: dict[str, str], **kw: Any) -> subprocess.Popen[str]:

@@ -26,6 +26,11 @@ from storeflow.crm.reports import (
     ("raw", "expected"),
     [
         ("12 Nov 2025 10:32 AM", datetime(2025, 11, 12, 10, 32)),
+        ("12 Nov 2025 12:05 AM", datetime(2025, 11, 12, 0, 5)),
+        ("12 Nov 2025 12:05 PM", datetime(2025, 11, 12, 12, 5)),
+        ("2 nov 2025 1:05pm", datetime(2025, 11, 2, 13, 5)),
+        ("12/11/2025 10:32", datetime(2025, 11, 12, 10, 32)),
+        ("12-11-2025", datetime(2025, 11, 12)),
         ("12 Nov 2025 22:05", datetime(2025, 11, 12, 22, 5)),
         ("12 Nov 2025", datetime(2025, 11, 12)),
         ("12/11/2025", datetime(2025, 11, 12)),
@@ -78,7 +83,15 @@ def test_to_phone(raw: object, expected: str | None) -> None:
 
 @pytest.mark.parametrize(
     ("convert", "raw"),
-    [(to_amount, "12abc"), (to_amount, True), (to_phone, "12345"), (to_date, "32 Foo 2025"), (to_int, "2.5")],
+    [
+        (to_amount, "12abc"),
+        (to_amount, True),
+        (to_phone, "12345"),
+        (to_date, "32 Foo 2025"),
+        (to_date, "31/02/2025"),
+        (to_date, "12 Nov 2025 13:05 PM"),
+        (to_int, "2.5"),
+    ],
 )
 def test_bad_values_raise(convert: object, raw: object) -> None:
     with pytest.raises(BadValue):
