@@ -54,7 +54,7 @@ class WorkerConfig:
     rate_per_second: float = 10.0
     poll_interval: float = 5.0
     lease_seconds: float = 60.0
-    concurrency: int = 2
+    concurrency: int = 1
     mode: str = "batch"  # batch: create_multiple; single: one product/create per product
     request_timeout: float = 30.0
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:4]}")
@@ -287,8 +287,8 @@ class Worker:
         async with conn.transaction():
             await conn.execute(q.FINISH_QUEUE, queue_p)
             await conn.execute(q.FINISH_LOG, log_p)
-            if remember_p["product_ids"]:
-                await conn.execute(q.REMEMBER_SENT, remember_p)
+            if remember_p["count"]:
+                await conn.execute(q.REMEMBER_SENT, {"rows": remember_p["rows"]})
             if forget_p["product_ids"]:
                 await conn.execute(q.FORGET_SENT, forget_p)
         for result in results:
