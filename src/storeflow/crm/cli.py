@@ -1,7 +1,8 @@
 """`storeflow crm ...` / `crm_download ...` (spec 001).
 
 Exit codes (stable, for cron alerting): 0 every store fine; 1 some store failed;
-2 configuration error; 3 a store's session needs `crm_download bootstrap`.
+2 configuration error; 3 a store's session needs `crm_download bootstrap`;
+6 a store was skipped because another run holds its lock (already running).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ app = typer.Typer(
         "TumbleDry + UClean report downloads and ingestion (spec 001).\n\n"
         "First `bootstrap` each store (login + OTP, saves profiles/<crm>_<store>.json), then run "
         "`download` from cron. Exit codes: 0 ok, 1 some stores failed, 2 configuration error, "
-        "3 a session needs bootstrap."
+        "3 a session needs bootstrap, 6 a store skipped (already running, lock held)."
     ),
     no_args_is_help=True,
 )

@@ -9,6 +9,7 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,14 @@ import psycopg
 from psycopg import sql
 
 from storeflow.crm.files import file_md5
-from storeflow.crm.reports import ParsedReport, ReportError, ReportShape, gc_paused, parse_report
+from storeflow.crm.reports import (
+    ParsedReport,
+    ReportError,
+    ReportShape,
+    copy_text_column,
+    gc_paused,
+    parse_report,
+)
 from storeflow.logs import get_logger
 
 STAGING = {"td": "stg_td_order_report", "uc": "stg_uc_gst_report"}
@@ -49,6 +57,7 @@ LAST_SUCCESS_END = f"""
 SELECT max(to_date) FROM ingest_audit
 WHERE crm = %s AND store = %s AND status IN {SUCCESS!r}
 """
+COPY_CHUNK_ROWS = 5000
 PURGE_STAGING = "DELETE FROM {} WHERE loaded_at < now() - interval '14 days'"
 
 
@@ -170,15 +179,16 @@ def ingest_file(conn: psycopg.Connection[Any], path: Path, info: FileInfo) -> In
             elif parsed is not None and parsed.data_rows == 0:
                 result.status = "empty"
                 result.error = "the report has no data rows"
-            elif parsed is not None and not parsed.rows:
+            elif parsed is not None and not parsed.row_numbers:
                 result.rejected = len(parsed.rejects)
                 _store_rejects(conn, info, path.name, parsed)
                 result.error = f"all {result.rejected} data rows rejected (see crm_rejects): {parsed.rejects[0][1]}"
             elif parsed is not None:
                 with gc_paused():
                     _copy_staging(conn, info, ledger_id, parsed)
-                result.inserted, result.updated = _upsert(conn, info, ledger_id, parsed.shape)
                 distinct = _distinct_keys(parsed)
+                unique = distinct == len(parsed.row_numbers)
+                result.inserted, result.updated = _upsert(conn, info, ledger_id, parsed.shape, unique_keys=unique)
                 result.unchanged = distinct - result.inserted - result.updated
                 result.rejected = len(parsed.rejects)
                 _store_rejects(conn, info, path.name, parsed)
@@ -224,30 +234,48 @@ def _copy_staging(conn: psycopg.Connection[Any], info: FileInfo, ledger_id: int,
     stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(
         sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
     )
-    head = (info.run_id, ledger_id)
+    values = parsed.columns
+    head, store = f"{info.run_id}\t{ledger_id}\t", copy_text_column([info.store])[0]
+    numbers = parsed.row_numbers
     with conn.cursor() as cur, cur.copy(stmt) as copy:
-        for number, row in zip(parsed.row_numbers, parsed.rows, strict=True):
-            copy.write_row((*head, number, info.store, *row))
+        # COPY text built column by column (C-level str ops, not write_row per cell), a chunk at a time so
+        # the server loads one chunk while the next is formatted
+        for start in range(0, len(numbers), COPY_CHUNK_ROWS):
+            end = start + COPY_CHUNK_ROWS
+            texts = [copy_text_column(column[start:end]) for column in values]
+            texts.append(copy_text_column(parsed.raw_json(start, end)))
+            prefix = map(head.__add__, map(str, numbers[start:end]))
+            lines = map("\t".join, zip(prefix, repeat(store), *texts))
+            copy.write("\n".join(lines) + "\n")
     conn.execute(sql.SQL(PURGE_STAGING).format(sql.Identifier(table)))
 
 
-def _upsert(conn: psycopg.Connection[Any], info: FileInfo, ledger_id: int, shape: ReportShape) -> tuple[int, int]:
+def _upsert(
+    conn: psycopg.Connection[Any], info: FileInfo, ledger_id: int, shape: ReportShape, *, unique_keys: bool = False
+) -> tuple[int, int]:
+    """Staging -> facts. ``unique_keys``: the file has each key once, so no DISTINCT ON (a sort of wide rows)."""
     staging, fact = STAGING[info.crm], FACTS[info.crm]
     fields = [f for f in shape.fields if f not in shape.key]
     key = list(shape.key)
     ident = sql.Identifier
     cols = ["run_id", "ledger_id", *key, *fields, "raw_data"]
+    key_list = sql.SQL(", ").join(map(ident, key))
     query = sql.SQL(
         """
+        WITH written AS (
         INSERT INTO {fact} ({cols}, first_run_id)
-        SELECT DISTINCT ON ({key}) {cols}, run_id FROM {staging}
+        SELECT {distinct} {cols}, run_id FROM {staging}
         WHERE run_id = %s AND ledger_id = %s
-        ORDER BY {key}, row_number DESC
+        {order}
         ON CONFLICT ({key}) DO UPDATE SET {sets}, updated_at = now()
         WHERE ({old}) IS DISTINCT FROM ({new})
         RETURNING (xmax = 0) AS inserted
+        )
+        SELECT count(*) FILTER (WHERE inserted) AS inserted, count(*) AS written FROM written
         """
     ).format(
+        distinct=sql.SQL("") if unique_keys else sql.SQL("DISTINCT ON ({})").format(key_list),
+        order=sql.SQL("") if unique_keys else sql.SQL("ORDER BY {}, row_number DESC").format(key_list),
         fact=ident(fact),
         staging=ident(staging),
         cols=sql.SQL(", ").join(map(ident, cols)),
@@ -258,15 +286,16 @@ def _upsert(conn: psycopg.Connection[Any], info: FileInfo, ledger_id: int, shape
         old=sql.SQL(", ").join(sql.SQL("{}.{}").format(ident(fact), ident(c)) for c in fields),
         new=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(ident(c)) for c in fields),
     )
-    rows = conn.execute(query, (info.run_id, ledger_id)).fetchall()
-    inserted = sum(1 for r in rows if (r["inserted"] if isinstance(r, dict) else r[0]))
-    return inserted, len(rows) - inserted
+    row = conn.execute(query, (info.run_id, ledger_id)).fetchone()
+    assert row is not None
+    inserted, written = (row["inserted"], row["written"]) if isinstance(row, dict) else row
+    return int(inserted), int(written) - int(inserted)
 
 
 def _distinct_keys(parsed: ParsedReport) -> int:
     fields = parsed.shape.fields
     positions = [fields.index(k) for k in parsed.shape.key if k in fields]
-    return len({tuple(row[p] for p in positions) for row in parsed.rows})
+    return len(set(zip(*(parsed.columns[p] for p in positions), strict=True)))
 
 
 def _store_rejects(conn: psycopg.Connection[Any], info: FileInfo, name: str, parsed: ParsedReport) -> None:

@@ -371,6 +371,35 @@ class TumbleDryClient(PortalClient):
 
 # ---------------------------------------------------------------- UClean
 
+# In the logged-in page: the API call with the app's own token, the body kept as a Blob URL.
+_UC_FETCH_JS = """
+async ({url, method, body}) => {
+  const raw = localStorage.getItem("token") || localStorage.getItem("authToken") || "";
+  const init = {method, headers: {Authorization: "Bearer " + raw.replace(/^Bearer\\s+/i, "")}};
+  if (body !== null) { init.headers["Content-Type"] = "application/json"; init.body = JSON.stringify(body); }
+  let response;
+  try { response = await fetch(url, init); } catch (e) { return {status: 0, error: String(e)}; }
+  if (!response.ok) { return {status: response.status, error: (await response.text()).slice(0, 200)}; }
+  const blob = await response.blob();
+  const found = /filename\\*?=(?:UTF-8'')?"?([^";]+)"?/i.exec(response.headers.get("content-disposition") || "");
+  window.__storeflowDownload = {href: URL.createObjectURL(blob), name: found ? decodeURIComponent(found[1]) : ""};
+  return {status: response.status, type: response.headers.get("content-type") || "", size: blob.size};
+}
+"""
+# ... then saved the way the app saves it: an <a download> click (what page.expect_download() captures).
+_UC_CLICK_JS = """
+(fallback) => {
+  const saved = window.__storeflowDownload;
+  const a = document.createElement("a");
+  a.href = saved.href;
+  a.download = saved.name || fallback;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(saved.href), 60000);
+}
+"""
+
 
 class UCleanClient(PortalClient):
     @property
@@ -446,40 +475,67 @@ class UCleanClient(PortalClient):
 
     async def download(self, state: StorageState, window: Window, folder: Path) -> Downloaded:
         token = self._token(state)
-        auth = {"Authorization": f"Bearer {token}"}
-        retries = self.settings.MAX_RETRIES
+        if self.store.mode == "api":
+            return await self._download_api(state, {"Authorization": f"Bearer {token}"}, window, folder)
+        return await self._download_in_page(state, window, folder)
+
+    async def _download_in_page(self, state: StorageState, window: Window, folder: Path) -> Downloaded:
+        """The SRS's export (GET) / generateGST (POST), captured with ``page.expect_download()``.
+
+        A navigation cannot carry the ``Authorization`` header these APIs require, so the logged-in page
+        does what the app does: ``fetch`` with its localStorage token, then a Blob saved through an
+        ``<a download>`` click, which Playwright sees as the download.
+        """
         mode = self.store.mode
-        if mode == "api":
-            return await self._download_api(state, auth, window, folder)
+        start, end = window.start.isoformat(), window.end.isoformat()
+        request: dict[str, Any]
         if mode == "generate":
-            response = await request_with_retry(
-                self.http,
-                "POST",
-                f"{self.base}/api/v1/stores/generateGST",
-                retries,
-                params={"franchise": "UCLEAN"},
-                json={"from_date": window.start.isoformat(), "to_date": window.end.isoformat()},
-                headers=auth,
-            )
+            request = {
+                "url": f"{self.base}/api/v1/stores/generateGST?franchise=UCLEAN",
+                "method": "POST",
+                "body": {"from_date": start, "to_date": end},
+            }
         else:
-            response = await request_with_retry(
-                self.http,
-                "GET",
-                f"{self.base}/api/v1/sales/export-report",
-                retries,
-                params={
-                    "type": "GST",
-                    "format": "excel",
-                    "from_date": window.start.isoformat(),
-                    "to_date": window.end.isoformat(),
-                },
-                headers=auth,
+            query = f"type=GST&format=excel&from_date={start}&to_date={end}"
+            request = {"url": f"{self.base}/api/v1/sales/export-report?{query}", "method": "GET", "body": None}
+        path = urlparse(str(request["url"])).path
+        context = await self.new_context(state)
+        try:
+            page = await context.new_page()
+            await page.goto(f"{self.base}/dashboard")
+            if "/login" in page.url.lower():
+                raise SessionExpired(f"{self.store.key}: the portal sent the session to its login page")
+            attempts = self.settings.MAX_RETRIES
+            for attempt in range(1, attempts + 2):
+                answer: dict[str, Any] = await page.evaluate(_UC_FETCH_JS, request)
+                status = int(answer.get("status") or 0)
+                if status in (401, 403):
+                    raise SessionExpired(f"{request['method']} {path} answered {status}")
+                failure = Failure.TRANSIENT if status == 0 else classify_status(status)
+                if failure is None:
+                    break
+                if failure is not Failure.PERMANENT and attempt <= attempts:
+                    await asyncio.sleep(backoff_delay(attempt, initial=0.5, maximum=10))
+                    continue
+                raise DownloadError(f"{request['method']} {path} answered {status}: {answer.get('error', '')}")
+            self.log.info(
+                "%s %s answered %s, saving through the page", request["method"], path, status, event="download"
             )
-        body = response.content
-        ext = extension_for(response.headers.get("content-type"), filename_from(response.headers), body)
-        target = self.target(window, ext, folder)
-        target.write_bytes(body)
-        return Downloaded(target, REPORT_TYPES["uc"], mode, state)
+            async with page.expect_download(timeout=self.timeout * 1000) as info:
+                await page.evaluate(_UC_CLICK_JS, f"GST_{start}_{end}")
+            download = await info.value
+            failure_text = await download.failure()
+            if failure_text:
+                raise DownloadError(f"{self.store.key}: the download failed: {failure_text}")
+            served = Path(await download.path())
+            with served.open("rb") as fh:
+                head = fh.read(8)
+            ext = extension_for(answer.get("type") or None, download.suggested_filename, head)
+            target = self.target(window, ext, folder)
+            await download.save_as(target)
+            return Downloaded(target, REPORT_TYPES["uc"], mode, state)
+        finally:
+            await context.close()
 
     async def _download_api(
         self, state: StorageState, auth: dict[str, str], window: Window, folder: Path

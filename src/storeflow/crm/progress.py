@@ -11,7 +11,14 @@ from rich.table import Table
 
 from storeflow.logs import get_logger
 
-STYLES = {"ok": "green", "duplicate": "cyan", "empty": "yellow", "failed": "red", "needs_bootstrap": "magenta"}
+STYLES = {
+    "ok": "green",
+    "duplicate": "cyan",
+    "empty": "yellow",
+    "failed": "red",
+    "needs_bootstrap": "magenta",
+    "skipped": "yellow",
+}
 
 
 class Progress:

@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
-from functools import lru_cache
+from functools import cached_property, lru_cache
+from itertools import compress
 from pathlib import Path
 from typing import Any
 
@@ -447,14 +448,26 @@ UC_GST_API = ReportShape(
 @dataclass
 class ParsedReport:
     shape: ReportShape
-    rows: list[tuple[Any, ...]]  # values in shape.fields order, plus raw_data JSON text last
+    columns: list[Sequence[Any]]  # typed values of the kept rows, one list per field in shape.fields order
     row_numbers: list[int]
     rejects: list[tuple[int, str, str]]  # (row number, remark, raw JSON)
     skipped_footer: int = 0
+    cells: list[Sequence[Any]] = field(default_factory=list)  # the kept rows' cells as read (raw_data)
+    headers: list[str] = field(default_factory=list)
 
     @property
     def data_rows(self) -> int:
-        return len(self.rows) + len(self.rejects)
+        return len(self.row_numbers) + len(self.rejects)
+
+    def raw_json(self, start: int = 0, end: int | None = None) -> list[str]:
+        """``raw_data`` of kept rows ``start:end``: the cells keyed by header (built on demand, per COPY chunk)."""
+        headers, dumps = self.headers, json.dumps
+        return [dumps(dict(zip(headers, cells, strict=False)), default=_jsonable) for cells in self.cells[start:end]]
+
+    @cached_property
+    def rows(self) -> list[tuple[Any, ...]]:
+        """Row tuples: values in shape.fields order, plus the raw_data JSON text last."""
+        return list(zip(*self.columns, self.raw_json(), strict=True)) if self.row_numbers else []
 
 
 def _norm_header(text: Any) -> str:
@@ -497,68 +510,138 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def _convert_column(
+    values: Sequence[Any], convert: Callable[[Any], Any], kind: str
+) -> tuple[list[Any] | Sequence[Any], dict[int, str]]:
+    """One column converted; bad values as {row index: error}. Fast paths for the common cell types."""
+    types = set(map(type, values))
+    if kind == "amount" and types <= {float}:
+        return values, {}
+    if kind in ("text", "key") and types <= {str}:
+        stripped = list(map(str.strip, values))
+        joined = "\x00".join(stripped)
+        if "  " not in joined and "\n" not in joined:
+            return ([v or None for v in stripped] if "" in stripped else stripped), {}
+    try:
+        return list(map(convert, values)), {}
+    except BadValue:
+        pass
+    out: list[Any] = []
+    errors: dict[int, str] = {}
+    for i, value in enumerate(values):
+        try:
+            out.append(convert(value))
+        except BadValue as exc:
+            out.append(None)
+            errors[i] = str(exc)
+    return out, errors
+
+
 def convert_rows(
     shape: ReportShape, header: Sequence[Any], records: Iterable[Sequence[Any]], source: str, first_row: int = 2
 ) -> ParsedReport:
-    """Convert raw cells to typed tuples in ``shape.fields`` order (+ raw_data JSON)."""
+    """Convert raw cells to typed tuples in ``shape.fields`` order (+ raw_data JSON).
+
+    Column by column (one ``map`` per column, C-speed fast paths for all-float / plain-text columns)
+    rather than cell by cell: a 100k-row report has 4.2M cells.
+    """
     index = header_index(shape, header, source)
     fields = shape.fields
     slot = {f: i for i, f in enumerate(fields)}
-    # (cell position, converter, output slot or -1, rejects the row when bad, header)
-    plan = [
-        (pos, CONVERTERS[c.kind], slot.get(c.field, -1), c.critical, c.header)
-        for pos, c in zip(index, shape.columns, strict=True)
-    ]
     key_col = next(i for i, c in enumerate(shape.columns) if c.kind == "key")
-    key_pos, key_slot, key_header = index[key_col], slot[shape.columns[key_col].field], shape.columns[key_col].header
-    derived = [(slot[target], slot[src]) for target, (src, _kind) in shape.derived.items()]
-    date_slot, remarks_slot = slot[shape.date_field], slot["remarks"]
+    key_pos, key_header = index[key_col], shape.columns[key_col].header
     headers = [str(h) if not _blank(h) else f"col{i + 1}" for i, h in enumerate(header)]
-    rows: list[tuple[Any, ...]] = []
-    numbers: list[int] = []
-    rejects: list[tuple[int, str, str]] = []
-    skipped = 0
-    dumps = json.dumps
     width = len(header)
-    nfields = len(fields)
+    kept: list[Sequence[Any]] = []
+    numbers: list[int] = []
+    skipped = 0
     for offset, cells in enumerate(records):
-        number = first_row + offset
         if len(cells) < width:
             cells = list(cells) + [None] * (width - len(cells))
+        elif len(cells) > width:
+            cells = cells[:width]
         if is_footer(cells, cells[key_pos]):
             skipped += 1
             continue
-        out: list[Any] = [None] * nfields
-        remarks: list[str] = []
-        bad = False
-        for pos, convert, target, crit, head in plan:
-            try:
-                value = convert(cells[pos])
-            except BadValue as exc:
-                remarks.append(f"{head}: {exc}")
-                bad = bad or crit
-                continue
-            if target >= 0:
-                out[target] = value
-        for target, src in derived:
-            src_value = out[src]
-            out[target] = src_value.date() if isinstance(src_value, datetime) else None
-        if out[key_slot] is None:
-            remarks.append(f"{key_header}: empty")
-            bad = True
-        if out[date_slot] is None and not bad:
-            remarks.append(f"{shape.date_field}: empty")
-            bad = True
-        raw = dumps(dict(zip(headers, cells, strict=False)), default=_jsonable)
-        if bad:
-            rejects.append((number, "; ".join(remarks), raw))
-            continue
-        if remarks:
-            out[remarks_slot] = "; ".join(remarks)
-        out.append(raw)
-        rows.append(tuple(out))
-        numbers.append(number)
-    return ParsedReport(shape, rows, numbers, rejects, skipped)
+        kept.append(cells)
+        numbers.append(first_row + offset)
+    count = len(kept)
+    columns: list[Sequence[Any]] = list(zip(*kept, strict=True)) if kept else [() for _ in range(width)]
+    out: list[Sequence[Any]] = [[None] * count for _ in fields]
+    remarks: dict[int, list[str]] = {}
+    bad: set[int] = set()
+    for pos, column in zip(index, shape.columns, strict=True):
+        values, errors = _convert_column(columns[pos], CONVERTERS[column.kind], column.kind)
+        target = slot.get(column.field, -1)
+        if target >= 0:
+            out[target] = values
+        for i, error in errors.items():
+            remarks.setdefault(i, []).append(f"{column.header}: {error}")
+            if column.critical:
+                bad.add(i)
+    for derived, (src, _kind) in shape.derived.items():
+        out[slot[derived]] = [v.date() if isinstance(v, datetime) else None for v in out[slot[src]]]
+    key_values, date_values = out[slot[shape.columns[key_col].field]], out[slot[shape.date_field]]
+    for i in [i for i, v in enumerate(key_values) if v is None]:
+        remarks.setdefault(i, []).append(f"{key_header}: empty")
+        bad.add(i)
+    for i in [i for i, v in enumerate(date_values) if v is None]:
+        if i not in bad:
+            remarks.setdefault(i, []).append(f"{shape.date_field}: empty")
+            bad.add(i)
+    remarks_slot = slot["remarks"]
+    notes: list[Any] = [None] * count
+    for i, found in remarks.items():
+        if i not in bad:
+            notes[i] = "; ".join(found)
+    out[remarks_slot] = notes
+    parsed = ParsedReport(shape, out, numbers, [], skipped, kept, headers)
+    if bad:
+        parsed.rejects = [(numbers[i], "; ".join(remarks[i]), raw) for i, raw in _raw_of(parsed, sorted(bad))]
+        good = [i not in bad for i in range(count)]
+        parsed.columns = [list(compress(column, good)) for column in out]
+        parsed.row_numbers = list(compress(numbers, good))
+        parsed.cells = list(compress(kept, good))
+    return parsed
+
+
+def _raw_of(parsed: ParsedReport, indexes: list[int]) -> list[tuple[int, str]]:
+    return [(i, parsed.raw_json(i, i + 1)[0]) for i in indexes]
+
+
+# ---------------------------------------------------------------- COPY text format
+
+COPY_NULL = "\\N"
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_NONE = type(None)
+
+
+def _copy_cell(value: Any) -> str:
+    if value is None:
+        return COPY_NULL
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value).translate(_COPY_ESCAPES)
+
+
+def copy_text_column(values: Sequence[Any]) -> list[str]:
+    """One column as PostgreSQL COPY text fields (NULL as ``\\N``, backslash/tab/newline escaped).
+
+    Whole columns at a time, with fast paths for the common all-text / all-number columns.
+    """
+    kinds = set(map(type, values))
+    nulls = _NONE in kinds
+    kinds.discard(_NONE)
+    if kinds <= {str}:
+        texts = [COPY_NULL if v is None else v for v in values] if nulls else list(values)
+        joined = "".join(filter(None, values))
+        if "\\" not in joined and "\t" not in joined and "\n" not in joined and "\r" not in joined:
+            return texts
+        if "\t" not in joined and "\n" not in joined and "\r" not in joined:
+            return [COPY_NULL if v is None else v.replace("\\", "\\\\") for v in values]
+    elif kinds <= {float, int}:
+        return [COPY_NULL if v is None else str(v) for v in values] if nulls else list(map(str, values))
+    return list(map(_copy_cell, values))
 
 
 # ---------------------------------------------------------------- readers

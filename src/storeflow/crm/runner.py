@@ -62,6 +62,9 @@ if TYPE_CHECKING:
 
 log = get_logger("crm")
 
+# A store skipped because another run holds its lock (nothing failed). Not in storeflow.errors: 5 is taken there.
+EXIT_SKIPPED = 6
+
 UPSERT_SESSION_CHECK = """
 INSERT INTO session_checks (session_key, pipeline, store, path, saved_at, checked_at, valid, detail)
 VALUES (%s, 'crm', %s, %s, %s, now(), %s, %s)
@@ -110,7 +113,7 @@ def check_stores(settings: Settings, stores: list[CrmStore]) -> None:
 @dataclass
 class StoreOutcome:
     key: str
-    status: str  # ok | duplicate | empty | failed | needs_bootstrap
+    status: str  # ok | duplicate | empty | failed | needs_bootstrap | skipped
     window: Window | None = None
     file: str | None = None
     inserted: int = 0
@@ -141,12 +144,15 @@ class RunSummary:
 
     @property
     def exit_code(self) -> int:
-        """3 when a store needs bootstrap (a human must act), 1 when another store failed, else 0."""
+        """3 when a store needs bootstrap (a human must act), 1 when a store failed,
+        6 when a store was skipped because another run holds its lock, else 0."""
         statuses = {o.status for o in self.outcomes}
         if "needs_bootstrap" in statuses:
             return EXIT_NEEDS_BOOTSTRAP
         if "failed" in statuses:
             return EXIT_FAILED
+        if "skipped" in statuses:
+            return EXIT_SKIPPED
         return EXIT_OK
 
 
@@ -331,7 +337,9 @@ async def run_download(
                 )
 
         summary.outcomes = list(await asyncio.gather(*(one(s) for s in stores)))
-    status = {EXIT_OK: "ok", EXIT_FAILED: "partial", EXIT_NEEDS_BOOTSTRAP: "partial"}[summary.exit_code]
+    status = {EXIT_OK: "ok", EXIT_FAILED: "partial", EXIT_NEEDS_BOOTSTRAP: "partial", EXIT_SKIPPED: "ok"}[
+        summary.exit_code
+    ]
     if all(o.status in ("failed", "needs_bootstrap") for o in summary.outcomes):
         status = "failed"
     failures = [o for o in summary.outcomes if o.status in ("failed", "needs_bootstrap")]
@@ -381,11 +389,12 @@ async def _run_store(
     lock_conn = await asyncio.to_thread(db.connect, autocommit=True)
     try:
         if not await asyncio.to_thread(try_lock_store, lock_conn, store.key):
-            outcome.error = f"another run of {store.key} holds its lock (started elsewhere); skipped"
-            slog.warning(outcome.error, event="lock")
-            progress.update(store.key, "locked", outcome.error)
+            outcome.status = "skipped"
+            outcome.error = f"skipped: already running (lock held): another run of store {store.key} holds its lock"
+            slog.warning("%s: %s", store.key, outcome.error, event="lock")
+            progress.update(store.key, "skipped", outcome.error)
             window = requested or Window(today, today)
-            await asyncio.to_thread(_audit, db, store, run_id, window, "failed", started, outcome.error, None)
+            await asyncio.to_thread(_audit, db, store, run_id, window, "skipped", started, outcome.error, None)
             outcome.window = window
             return outcome
         try:

@@ -55,3 +55,33 @@ def test_all_rows_rejected_fails_the_file_and_keeps_facts_empty(conn: psycopg.Co
     assert conn.execute("SELECT count(*) AS n FROM fact_uc_gst").fetchone()["n"] == 0
     assert conn.execute("SELECT status FROM download_ledger").fetchone()["status"] == "failed"
     assert conn.execute("SELECT count(*) AS n FROM crm_rejects").fetchone()["n"] == 1
+
+
+def test_text_with_backslash_tab_newline_and_blanks_reaches_facts_intact(
+    conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    path = tmp_path / "UC_GST_Sector56Gurugram_2025-11-10_to_2025-11-11.xlsx"
+    rows = [gst_row(1, "UC1", "10/11/2025", 118), gst_row(2, "UC2", "10/11/2025", 236)]
+    rows[0][4] = "C:\\shop\\till"  # customer name with backslashes
+    rows[0][8] = "Har\tyana\nNCR"  # tab + newline: normalised to spaces, then escaped for COPY
+    rows[1][4] = ""  # blank -> NULL
+    rows[1][7] = "\\N"  # the literal text \N, not a NULL
+    path.write_bytes(xlsx_bytes(XLSX_HEADERS, rows, []))
+    assert ingest_file(conn, path, info()).inserted == 2
+    facts = conn.execute(
+        "SELECT customer_name, place_of_supply, customer_gst, raw_data FROM fact_uc_gst ORDER BY order_number"
+    ).fetchall()
+    assert (facts[0]["customer_name"], facts[0]["place_of_supply"]) == ("C:\\shop\\till", "Har yana NCR")
+    assert facts[0]["raw_data"]["Customer Name"] == "C:\\shop\\till"
+    assert (facts[1]["customer_name"], facts[1]["customer_gst"]) == (None, "\\N")
+
+
+def test_a_key_twice_in_one_file_keeps_the_last_row(conn: psycopg.Connection[Any], tmp_path: Path) -> None:
+    path = tmp_path / "UC_GST_Sector56Gurugram_2025-11-10_to_2025-11-11.xlsx"
+    rows = [gst_row(1, "UC1", "10/11/2025", 100), gst_row(2, "UC2", "10/11/2025", 200)]
+    rows.append(gst_row(3, "UC1", "10/11/2025", 150))  # same key as the first row: the later line wins
+    path.write_bytes(xlsx_bytes(XLSX_HEADERS, rows, []))
+    result = ingest_file(conn, path, info())
+    assert (result.status, result.inserted, result.updated, result.unchanged) == ("ok", 2, 0, 0)
+    facts = conn.execute("SELECT order_number, final_amount::float AS f FROM fact_uc_gst ORDER BY 1").fetchall()
+    assert [(r["order_number"], r["f"]) for r in facts] == [("UC1", 150.0), ("UC2", 200.0)]

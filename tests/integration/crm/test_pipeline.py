@@ -131,15 +131,24 @@ def test_td_api_missing_column_and_5xx_retry(
 
 
 def test_second_run_of_a_store_is_locked_out(
-    crm_settings: Settings, run: Callable[..., RunSummary], db_url: str, conn: psycopg.Connection[Any]
+    crm_settings: Settings,
+    run: Callable[..., RunSummary],
+    db_url: str,
+    conn: psycopg.Connection[Any],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     from storeflow.crm.ingest import try_lock_store, unlock_store
 
     with psycopg.connect(db_url, autocommit=True) as other:  # another machine's run holding td_a817
         assert try_lock_store(other, "td_a817")
         summary = run(crm_settings, store="a817")
-        assert summary.exit_code == 1 and "holds its lock" in (summary.outcomes[0].error or "")
+        assert summary.exit_code == 6 and summary.outcomes[0].status == "skipped"
+        assert "skipped: already running (lock held)" in (summary.outcomes[0].error or "")
+        assert any("td_a817: skipped: already running (lock held)" in r.getMessage() for r in caplog.records)
         assert conn.execute("SELECT count(*) AS n FROM fact_td_orders").fetchone()["n"] == 0
+        audit = conn.execute("SELECT status, error FROM ingest_audit WHERE store = 'a817'").fetchall()
+        assert [a["status"] for a in audit] == ["skipped"] and "lock held" in audit[0]["error"]
+        assert conn.execute("SELECT count(*) AS n FROM download_ledger").fetchone()["n"] == 0
         unlock_store(other, "td_a817")
     assert run(crm_settings, store="a817").exit_code == 0
 
@@ -166,8 +175,11 @@ def test_uc_generate_mode_and_td_slow_report_generation(
 ) -> None:
     by_key = {s.key: s for s in crm_settings.config.crm.stores}
     by_key["uc_sushantlok1"].mode = "generate"  # the spec's POST generateGST
+    clients = crm_sandbox.sim("uclean").file_clients  # type: ignore[attr-defined]
+    clients.clear()
     gen = run(crm_settings, crm="uc", store="sushantlok1")
     assert gen.exit_code == 0 and gen.outcomes[0].file == "UC_GST_SushantLok1Gurugram_2025-11-10_to_2025-11-11.xlsx"
+    assert len(clients) == 1 and "Chrome" in clients[0]  # sent by the logged-in page, saved via expect_download
     t = truth(crm_sandbox, "uclean", "sushantlok1")
     row = conn.execute("SELECT count(*) AS n, sum(final_amount)::float AS s FROM fact_uc_gst").fetchone()
     assert (row["n"], round(row["s"], 2)) == (t["rows"], t["net_amount"])
@@ -180,3 +192,24 @@ def test_uc_generate_mode_and_td_slow_report_generation(
     assert slow.exit_code == 1 and "not ready within 4s" in (slow.outcomes[0].error or "")
     audit = conn.execute("SELECT status, error FROM ingest_audit WHERE store = 'a668'").fetchone()
     assert audit["status"] == "failed" and "download_timeout_seconds" in audit["error"]
+
+
+def test_uc_export_in_page_retries_a_503_and_rejects_calls_without_bearer(
+    crm_sandbox: SandboxHost, crm_settings: Settings, run: Callable[..., RunSummary], conn: psycopg.Connection[Any]
+) -> None:
+    base = crm_sandbox.urls["uclean"]
+    query = "type=GST&format=excel&from_date=2025-11-10&to_date=2025-11-10"
+    assert httpx.get(f"{base}/api/v1/sales/export-report?{query}").status_code == 401  # a plain navigation
+    bad = httpx.get(f"{base}/api/v1/sales/export-report?{query}", headers={"Authorization": "Bearer x.y.z"})
+    assert bad.status_code == 403
+    clients = crm_sandbox.sim("uclean").file_clients  # type: ignore[attr-defined]
+    clients.clear()
+    httpx.post(f"{base}/_sandbox/faults", json={"status": 503, "count": 1, "path": "/api/v1/sales/export-report"})
+    summary = run(crm_settings, crm="uc", store="sector56")
+    assert (
+        summary.exit_code == 0 and summary.outcomes[0].file == "UC_GST_Sector56Gurugram_2025-11-10_to_2025-11-11.xlsx"
+    )
+    assert len(clients) == 1 and "Chrome" in clients[0]  # the 503 answered before the handler; one retry
+    t = truth(crm_sandbox, "uclean", "sector56")
+    row = conn.execute("SELECT count(*) AS n, sum(final_amount)::float AS s FROM fact_uc_gst").fetchone()
+    assert (row["n"], round(row["s"], 2)) == (t["rows"], t["net_amount"])

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from datetime import date, datetime
 from pathlib import Path
 
@@ -7,11 +8,13 @@ import pytest
 
 from storeflow.crm.files import canonical_name, expired_files, extension_for, keep_until, safe_store_name
 from storeflow.crm.reports import (
+    CONVERTERS,
     TD_ORDER_REPORT,
     UC_GST_XLSX,
     BadValue,
     ReportError,
     convert_rows,
+    copy_text_column,
     is_footer,
     read_xlsx,
     to_amount,
@@ -156,6 +159,45 @@ def test_convert_rows_types_rejects_and_remarks() -> None:
     third = dict(zip(fields, parsed.rows[1], strict=False))
     assert third["phone"] is None and "Phone: not a phone number" in third["remarks"]
     assert parsed.skipped_footer == 1
+
+
+def test_convert_rows_column_fast_paths_match_cell_converters() -> None:
+    """Whole-column fast paths (all text, all floats) give what each cell's converter gives."""
+    header = TD_ORDER_REPORT.headers
+    records = [
+        _td_row(**{"Name": "  Asha   Rao ", "Customer Code": 1234.0, "Address": "", "Net Amount": 10.5}),
+        _td_row(**{"Order No.": "A66802", "Name": "Ravi", "Address": "Line 1\nLine 2", "Net Amount": "2,000"}),
+        _td_row(**{"Order No.": "A66803", "Name": None, "Tags": "a\tb", "Phone": "98O-111-2222"}),
+    ]
+    parsed = convert_rows(TD_ORDER_REPORT, header, records, "f.xlsx")
+    assert parsed.rejects == []
+    assert list(zip(*parsed.columns, strict=True)) == [row[:-1] for row in parsed.rows]
+    assert [json.loads(row[-1])["Name"] for row in parsed.rows] == ["  Asha   Rao ", "Ravi", None]
+    fields = TD_ORDER_REPORT.fields
+    for record, row in zip(records, parsed.rows, strict=True):
+        got = dict(zip(fields, row, strict=False))
+        for column, cell in zip(TD_ORDER_REPORT.columns, record, strict=True):
+            assert got[column.field] == CONVERTERS[column.kind](cell), column.header
+    names = [dict(zip(fields, r, strict=False))["customer_name"] for r in parsed.rows]
+    assert names == ["Asha Rao", "Ravi", None]
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (["a", "b c"], ["a", "b c"]),
+        (["a", None], ["a", "\\N"]),
+        (["back\\slash", None], ["back\\\\slash", "\\N"]),
+        (["tab\there", "new\nline\r"], ["tab\\there", "new\\nline\\r"]),
+        ([1.5, 2.0, None], ["1.5", "2.0", "\\N"]),
+        ([3, 1234567.25], ["3", "1234567.25"]),
+        ([date(2025, 11, 12), None], ["2025-11-12", "\\N"]),
+        ([datetime(2025, 11, 12, 10, 32), "x\ty"], ["2025-11-12T10:32:00", "x\\ty"]),
+        ([], []),
+    ],
+)
+def test_copy_text_column(values: list[object], expected: list[str]) -> None:
+    assert copy_text_column(values) == expected
 
 
 def test_missing_column_is_named() -> None:

@@ -17,6 +17,9 @@ from storeflow.sandbox.tumbledry.common import make_jwt
         (["ok", "failed"], 1),
         (["ok", "needs_bootstrap"], 3),
         (["failed", "needs_bootstrap"], 3),
+        (["ok", "skipped"], 6),
+        (["skipped", "failed"], 1),
+        (["skipped", "needs_bootstrap"], 3),
     ],
 )
 def test_exit_code(statuses: list[str], code: int) -> None:

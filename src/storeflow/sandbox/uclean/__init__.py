@@ -157,6 +157,7 @@ class UCleanSimulator(Simulator):
         self.revision = 0
         self.logins = 0
         self.downloads = 0
+        self.file_clients: list[str] = []  # User-Agent of each export/generate call (browser or not)
         self._secret = f"uc-sandbox-{seed}".encode()
         self._lock = threading.Lock()
 
@@ -165,6 +166,7 @@ class UCleanSimulator(Simulator):
             "tokens": len(self.tokens),
             "logins": self.logins,
             "downloads": self.downloads,
+            "file_clients": self.file_clients[-10:],
             "revision": self.revision,
             "report_delay": self.report_delay,
             "report_faults": self.report_faults.describe(),
@@ -306,6 +308,7 @@ class UCleanSimulator(Simulator):
         @app.get("/api/v1/sales/export-report")
         async def export_report(request: Request, type: str = "", format: str = "") -> Response:
             store = sim._store(request)
+            sim.file_clients.append(request.headers.get("user-agent", ""))
             if type.upper() != "GST" or format.lower() != "excel":
                 raise HTTPException(400, "type=GST&format=excel expected")
             q = request.query_params
@@ -317,6 +320,7 @@ class UCleanSimulator(Simulator):
         @app.post("/api/v1/stores/generateGST")
         async def generate_gst(request: Request, franchise: str = "") -> Response:
             store = sim._store(request)
+            sim.file_clients.append(request.headers.get("user-agent", ""))
             if franchise.upper() != "UCLEAN":
                 raise HTTPException(400, "franchise=UCLEAN expected")
             body = await request.json()
