@@ -8,8 +8,11 @@ is it acknowledged. The router uses an async psycopg pool opened by its lifespan
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hmac
+import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,7 +23,6 @@ import psycopg
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from storeflow import __version__
@@ -40,7 +42,14 @@ from storeflow.logs import get_logger
 log = get_logger("esl")
 MAX_BODY_BYTES = 1024 * 1024
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-INGEST = "SELECT inbox_id, outcome, reason, enqueued FROM esl_ingest_webhook(%s, %s, %s, %s)"
+# Deliveries that arrive together go to the database as one jsonb array and one statement (one
+# transaction, one commit, one round trip); each still gets its own inbox row and queue items.
+INGEST = """
+SELECT r.inbox_id, r.outcome, r.reason, r.enqueued
+  FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS e(x, n)
+ CROSS JOIN LATERAL esl_ingest_webhook(e.x->'meta', decode(e.x->>'raw', 'base64'), e.x->>'kind', e.x->'doc') AS r
+ ORDER BY e.n
+"""
 # headers kept in the inbox (everything Shopify sends that helps an operator; never cookies or auth)
 _DROP_HEADERS = {"authorization", "cookie", "proxy-authorization"}
 
@@ -49,23 +58,24 @@ class Ingester:
     """Runs `esl_ingest_webhook` for concurrent deliveries in shared transactions (group commit).
 
     Each delivery still gets its own inbox row and queue items and is acknowledged only after the
-    transaction holding them commits; deliveries that arrive together share one commit and one
-    round trip (pipeline mode), which is what lets the receiver keep up with bursts. A batch that
-    fails (a deadlock between two batches, say) is retried one delivery per transaction.
+    transaction holding them commits; deliveries that arrive together share one statement, one
+    commit and one round trip, which is what lets the receiver keep up with bursts. A batch that
+    fails (two batches racing on the same delivery, say) is retried one delivery per transaction.
     """
 
     def __init__(self, pool: AsyncConnectionPool, max_batch: int = 64, lanes: int = 3) -> None:
         self.pool = pool
         self.max_batch = max_batch
         self.lanes = lanes
-        self.queue: asyncio.Queue[tuple[tuple[Any, ...], asyncio.Future[dict[str, Any]]]] = asyncio.Queue()
+        self.queue: asyncio.Queue[tuple[dict[str, Any], asyncio.Future[dict[str, Any]]]] = asyncio.Queue()
         self.tasks: list[asyncio.Task[None]] = []
 
-    async def ingest(self, params: tuple[Any, ...]) -> dict[str, Any]:
+    async def ingest(self, delivery: dict[str, Any]) -> dict[str, Any]:
+        """``delivery``: {meta, raw (base64), kind, doc}; returns {inbox_id, outcome, reason, enqueued}."""
         if not self.tasks:
             self.tasks = [asyncio.ensure_future(self._lane()) for _ in range(self.lanes)]
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self.queue.put_nowait((params, future))
+        self.queue.put_nowait((delivery, future))
         return await future
 
     async def _lane(self) -> None:
@@ -74,28 +84,33 @@ class Ingester:
             while len(batch) < self.max_batch and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
             try:
-                rows = await self._run(batch)
-            except Exception:
-                for item in batch:
-                    await self._run_one(item)
+                rows = await self._run([d for d, _ in batch])
+            except Exception as exc:
+                if len(batch) == 1:
+                    if not batch[0][1].done():
+                        batch[0][1].set_exception(exc)
+                else:
+                    for item in batch:
+                        await self._run_one(item)
+                continue
+            if len(rows) != len(batch):
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(RuntimeError("ingest returned no row"))
                 continue
             for (_, future), row in zip(batch, rows, strict=True):
                 if not future.done():
                     future.set_result(row)
 
-    async def _run(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[dict[str, Any]]]]) -> list[dict[str, Any]]:
-        async with self.pool.connection() as conn, conn.transaction():
-            if len(batch) == 1:
-                cur = await conn.execute(INGEST, batch[0][0])
-                return [cast("dict[str, Any]", await cur.fetchone())]
-            async with conn.pipeline():
-                cursors = [await conn.execute(INGEST, params) for params, _ in batch]
-                return [cast("dict[str, Any]", await c.fetchone()) for c in cursors]
+    async def _run(self, deliveries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(INGEST, (json.dumps(deliveries),))
+            return cast("list[dict[str, Any]]", await cur.fetchall())
 
-    async def _run_one(self, item: tuple[tuple[Any, ...], asyncio.Future[dict[str, Any]]]) -> None:
-        future = item[1]
+    async def _run_one(self, item: tuple[dict[str, Any], asyncio.Future[dict[str, Any]]]) -> None:
+        delivery, future = item
         try:
-            rows = await self._run([item])
+            rows = await self._run([delivery])
         except Exception as exc:
             if not future.done():
                 future.set_exception(exc)
@@ -351,7 +366,9 @@ async def receive_webhook(request: Request, path_topic: str | None) -> JSONRespo
     started = time.perf_counter()
     try:
         await get_pool(request)
-        row = await request.app.state.esl_ingester.ingest((Jsonb(meta), body, parsed.kind, Jsonb(parsed.doc)))
+        row = await request.app.state.esl_ingester.ingest(
+            {"meta": meta, "raw": base64.b64encode(body).decode(), "kind": parsed.kind, "doc": parsed.doc}
+        )
     except Exception as exc:
         # not committed: answer 503 so Shopify delivers it again
         log.error("webhook %s from %s not stored: %s", topic, shop, exc, event="webhook")
@@ -359,15 +376,16 @@ async def receive_webhook(request: Request, path_topic: str | None) -> JSONRespo
     assert row is not None
     if row["enqueued"]:
         request.app.state.esl_notifier.poke()
-    log.debug(
-        "webhook %s %s: %s (%s) in %.1fms",
-        topic,
-        shop,
-        row["outcome"],
-        row["reason"] or "",
-        (time.perf_counter() - started) * 1000,
-        event="webhook",
-    )
+    if log.logger.isEnabledFor(logging.DEBUG):
+        log.debug(
+            "webhook %s %s: %s (%s) in %.1fms",
+            topic,
+            shop,
+            row["outcome"],
+            row["reason"] or "",
+            (time.perf_counter() - started) * 1000,
+            event="webhook",
+        )
     return JSONResponse(
         {
             "ok": True,

@@ -310,3 +310,37 @@ def test_one_url_for_every_topic_uses_the_topic_header(esl: Esl) -> None:
     response = httpx.post(f"{esl.app_url}/webhooks/shopify/products/create", content=body, headers=headers)
     assert response.json()["outcome"] == "stored"
     assert rows(esl, "SELECT topic FROM webhook_inbox")[0]["topic"] == "products/delete"
+
+
+def test_concurrent_duplicates_and_a_burst_share_commits_but_not_outcomes(esl: Esl) -> None:
+    import asyncio
+
+    from storeflow.sandbox.shopify import Delivery, build_deliveries, send_deliveries
+
+    esl.add_mapping()
+    plan = build_deliveries("products/create", 40, esl.secret, SHOP, seed=11)
+    same = plan.deliveries[0]
+    burst = [Delivery(same.topic, same.body, dict(same.headers), 0) for _ in range(15)] + plan.deliveries[1:]
+    result = asyncio.run(send_deliveries(burst, esl.app_url, concurrency=32))
+    assert result.statuses == {200: len(burst)}
+    outcomes = {r["outcome"]: r["n"] for r in rows(esl, "SELECT outcome, count(*) AS n FROM webhook_inbox GROUP BY 1")}
+    assert outcomes == {"enqueued": 40, "duplicate": 14}
+    first = rows(
+        esl,
+        "SELECT count(*) AS n FROM sync_queue q JOIN webhook_inbox w ON w.id = q.inbox_id WHERE w.event_id = %s",
+        same.headers["X-Shopify-Event-Id"],
+    )
+    assert first[0]["n"] == len(json.loads(same.body)["variants"])
+
+
+def test_a_webhook_the_database_cannot_store_gets_503_so_shopify_retries(esl: Esl) -> None:
+    esl.add_mapping()
+    with esl.connect() as conn:
+        conn.execute("ALTER FUNCTION esl_ingest_webhook(jsonb, bytea, text, jsonb) RENAME TO esl_ingest_broken")
+    response = esl.post("products/create", shopify_dumps(product()), event_id="ev-retry")
+    assert response.status_code == 503
+    assert count(esl, "webhook_inbox") == 0 and count(esl, "products") == 0
+    with esl.connect() as conn:
+        conn.execute("ALTER FUNCTION esl_ingest_broken(jsonb, bytea, text, jsonb) RENAME TO esl_ingest_webhook")
+    again = esl.post("products/create", shopify_dumps(product()), event_id="ev-retry")
+    assert again.status_code == 200 and again.json()["outcome"] == "enqueued"
