@@ -144,6 +144,10 @@ app.add_typer(hallmark_app, name="hallmark")
 app.add_typer(crm_app, name="crm")
 app.add_typer(esl_app, name="esl")
 
+from storeflow.dashboard.cli import alerts_app  # noqa: E402
+
+app.add_typer(alerts_app, name="alerts")
+
 
 # ---------------------------------------------------------------- doctor, demo, serve
 

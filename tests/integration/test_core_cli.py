@@ -53,5 +53,5 @@ def test_bad_environment_value_names_variable(tmp_path: Path) -> None:
 def test_help_explains_commands(tmp_path: Path) -> None:
     result = _run(tmp_path, "--help")
     assert result.returncode == 0
-    for word in ("hallmark", "crm", "esl", "sandbox", "db", "config", "doctor", "demo", "serve"):
+    for word in ("hallmark", "crm", "esl", "sandbox", "db", "config", "doctor", "demo", "serve", "alerts"):
         assert word in result.stdout

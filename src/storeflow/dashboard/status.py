@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from storeflow.fmt import format_age
+
 PIPELINES: dict[str, str] = {
     "hallmark": "Hallmark extraction",
     "crm_download": "CRM download",
@@ -157,16 +159,3 @@ def _decide_esl(
 def worst(cells: list[Cell]) -> list[Cell]:
     """Cells in the order the operator should look at them."""
     return sorted(cells, key=lambda c: (c.severity, c.store_label, c.pipeline))
-
-
-def format_age(seconds: float | None) -> str:
-    """A short human age: 45 s, 12 min, 5.2 h, 3.0 d."""
-    if seconds is None:
-        return "—"
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 48 * 3600:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} d"
