@@ -132,6 +132,7 @@ class Extractor:
         self.output = output or settings.OUTPUT_DIRECTORY
         self.progress = progress or (lambda phase, done, total: None)
         self.throttle = throttle or Throttle(policy_from_settings(settings))
+        self._client: AuraClient | None = None
 
     async def run(self, request: ExtractRequest) -> RunSummary:
         started = time.monotonic()
@@ -139,6 +140,7 @@ class Extractor:
         summary = RunSummary(run_id, kind, resumed=request.resume)
         async with httpx.AsyncClient(headers={"User-Agent": "Mozilla/5.0 storeflow"}) as http:
             client = AuraClient(self.settings, http, self.auth, self.throttle)
+            self._client = client
             try:
                 if kind in BULK_KINDS and not searched:
                     await self._search(client, run_id, kind, params, summary)
@@ -189,11 +191,22 @@ class Extractor:
     def _finish(self, summary: RunSummary, status: str, error: str | None) -> None:
         with self.db.transaction() as conn:
             tally = runs.counts(conn, summary.run_id)
-            runs.finish(conn, summary.run_id, status, tally, error)
+            runs.finish(conn, summary.run_id, status, tally, error, self._portal_figures())
         summary.status = status
         summary.downloaded, summary.skipped, summary.failed = tally["downloaded"], tally["skipped"], tally["failed"]
         summary.pending, summary.found = tally["pending"], tally["total"]
         log.info("run %s %s: %s", summary.run_id, status, tally, event="summary")
+
+    def _portal_figures(self) -> dict[str, int]:
+        """Portal traffic of this run, kept in the pipeline_runs summary for the dashboard's /metrics."""
+        client = self._client
+        if client is None:
+            return {}
+        return {
+            "portal_requests": client.stats.calls,
+            "rate_limited": client.stats.rate_limited,
+            "relogins": client.stats.reauthenticated,
+        }
 
     # ---------------------------------------------------------------- search
 

@@ -128,9 +128,16 @@ def counts(conn: Connection[Any], run_id: uuid.UUID) -> dict[str, int]:
     return {k: int(v or 0) for k, v in zip(keys, values, strict=True)}
 
 
-def finish(conn: Connection[Any], run_id: uuid.UUID, status: str, tally: dict[str, int], error: str | None) -> None:
+def finish(
+    conn: Connection[Any],
+    run_id: uuid.UUID,
+    status: str,
+    tally: dict[str, int],
+    error: str | None,
+    portal: dict[str, int] | None = None,
+) -> None:
     conn.execute(FINISH_RUN, (status, tally["downloaded"], tally["skipped"], tally["failed"], error, run_id))
-    conn.execute(FINISH_PIPELINE_RUN, (status, Jsonb(tally), error, run_id))
+    conn.execute(FINISH_PIPELINE_RUN, (status, Jsonb({**tally, **(portal or {})}), error, run_id))
 
 
 def recent(conn: Connection[Any], limit: int = 10) -> list[dict[str, Any]]:
