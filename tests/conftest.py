@@ -29,6 +29,24 @@ ROOT = Path(__file__).resolve().parent.parent
 TEST_OUTPUT = ROOT / "test-output"
 
 
+@pytest.fixture(autouse=True)
+def _restore_storeflow_logging() -> Iterator[None]:
+    """`setup_logging` replaces handlers and stops propagation; undo it so caplog works in any test order."""
+    import logging
+
+    logger = logging.getLogger("storeflow")
+    handlers, propagate, level = list(logger.handlers), logger.propagate, logger.level
+    yield
+    for handler in list(logger.handlers):
+        if handler not in handlers:
+            logger.removeHandler(handler)
+            handler.close()
+    for handler in handlers:
+        if handler not in logger.handlers:
+            logger.addHandler(handler)
+    logger.propagate, logger.level = propagate, level
+
+
 def with_dbname(url: str, dbname: str) -> str:
     return make_conninfo(url, dbname=dbname)
 

@@ -10,10 +10,12 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from storeflow import __version__
 from storeflow.context import AppContext, get_context
 from storeflow.errors import EXIT_FAILED, StoreflowError
+from storeflow.logs import redact
 
 console = Console()
 err_console = Console(stderr=True)
@@ -208,7 +210,7 @@ def _run(typer_app: typer.Typer, args: list[str] | None = None) -> None:
     try:
         typer_app(args=args, prog_name=None)
     except StoreflowError as exc:
-        err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(Text.assemble(("error: ", "red"), redact(str(exc))), highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted")

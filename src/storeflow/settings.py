@@ -215,6 +215,7 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if isinstance(value, SecretStr):
                 found.append(value.get_secret_value())
+        found += [getattr(self, name) or "" for name in SECRET_URLS]
         for store in self.config.crm.stores:
             pw = self.env_value(store.password_env)
             if pw:
@@ -257,6 +258,14 @@ class Settings(BaseSettings):
 
 
 SECRET_MARK = "********"
+# Webhook URLs carry their credential in the path (n8n, Slack): treated as secrets in logs and `config show`.
+SECRET_URLS = ("ALERT_WEBHOOK_URL", "N8N_WEBHOOK_URL")
+
+
+def _mask_url_path(url: str) -> str:
+    """Scheme and host only: ``https://n8n.example.com/********``."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}{sep}{rest.split('/', 1)[0]}/{SECRET_MARK}" if sep else SECRET_MARK
 
 
 def _empty(value: object) -> bool:
@@ -367,6 +376,8 @@ def describe(settings: Settings) -> list[tuple[str, str, str]]:
             source = "default"
         if isinstance(value, SecretStr):
             shown = SECRET_MARK if value.get_secret_value() else "(empty)"
+        elif name in SECRET_URLS and value:
+            shown = _mask_url_path(str(value))
         elif value is None:
             shown = "(unset)"
         else:

@@ -49,6 +49,12 @@ SPEC_NAMES = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _no_local_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's ./.env or ./storeflow.toml must not leak into these tests."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.mark.parametrize("name", SPEC_NAMES)
 def test_every_specification_variable_is_a_setting(name: str) -> None:
     assert name in Settings.model_fields
@@ -197,3 +203,14 @@ def test_dotenv_beside_config_file_is_read(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.delenv("HALLMARK_USERNAME", raising=False)
     settings = load_settings(tmp_path / "sb" / "storeflow.toml")
     assert settings.HALLMARK_USERNAME == "sandbox-user"
+
+
+def test_webhook_urls_are_masked_and_redacted() -> None:
+    url = "https://n8n.example.com/webhook/9f8e7d6c-secret-path"
+    settings = load_settings(
+        env={"N8N_WEBHOOK_URL": url, "ALERT_WEBHOOK_URL": "https://hooks.slack.com/services/T0/B0/xyz"}
+    )
+    shown = {name: value for name, value, _ in describe(settings)}
+    assert shown["N8N_WEBHOOK_URL"] == f"https://n8n.example.com/{SECRET_MARK}"
+    assert "xyz" not in shown["ALERT_WEBHOOK_URL"]
+    assert url in settings.secret_values()

@@ -14,10 +14,12 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from storeflow.context import get_context
 from storeflow.errors import EXIT_FAILED
+from storeflow.logs import redact
 
 app = typer.Typer(
     help=(
@@ -64,7 +66,7 @@ def bootstrap(
         if o.status == "ok":
             console.print(f"[green]ok[/] {o.key}: session saved to {o.file}", highlight=False)
         else:
-            console.print(f"[red]failed[/] {o.key}: {o.error}", highlight=False)
+            console.print(f"[red]failed[/] {o.key}: {escape(redact(o.error or ''))}", highlight=False)
     if any(o.status != "ok" for o in outcomes):
         raise typer.Exit(EXIT_FAILED)
 

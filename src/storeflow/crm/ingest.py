@@ -53,9 +53,9 @@ INSERT_REJECT = """
 INSERT INTO crm_rejects (run_id, crm, store, file_name, row_number, remark, raw_data)
 VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb)
 """
-LAST_SUCCESS_END = f"""
+LAST_SUCCESS_END = """
 SELECT max(to_date) FROM ingest_audit
-WHERE crm = %s AND store = %s AND status IN {SUCCESS!r}
+WHERE crm = %s AND store = %s AND status = ANY(%s)
 """
 COPY_CHUNK_ROWS = 5000
 PURGE_STAGING = "DELETE FROM {} WHERE loaded_at < now() - interval '14 days'"
@@ -104,7 +104,7 @@ def unlock_store(conn: psycopg.Connection[Any], store_key: str) -> None:
 
 
 def last_success_end(conn: psycopg.Connection[Any], crm: str, store: str) -> date | None:
-    value = _scalar(conn.execute(LAST_SUCCESS_END, (crm, store)).fetchone())
+    value = _scalar(conn.execute(LAST_SUCCESS_END, (crm, store, list(SUCCESS))).fetchone())
     return value if isinstance(value, date) else None
 
 

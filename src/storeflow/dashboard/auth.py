@@ -13,19 +13,21 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
+
+from storeflow.web.access import open_without_credentials
 
 if TYPE_CHECKING:
     from storeflow.settings import Settings
 
 COOKIE = "storeflow_dashboard"
 MAX_AGE_SECONDS = 12 * 3600
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 _PROCESS_KEY = secrets.token_bytes(32)
 
 
-def login_required(bound_host: str | None) -> bool:
-    return (bound_host or "") not in LOOPBACK
+def login_required(bound_host: str | None, headers: Mapping[str, str]) -> bool:
+    return not open_without_credentials(bound_host, headers)
 
 
 def _key(settings: Settings) -> bytes:

@@ -107,7 +107,7 @@ def _render(request: Request, name: str, page: str, **context: Any) -> HTMLRespo
         nav=NAV,
         page=page,
         user=user,
-        show_logout=auth.login_required(request.app.state.bound_host),
+        show_logout=auth.login_required(request.app.state.bound_host, request.headers),
         csrf=auth.csrf_token(settings, request.cookies.get(auth.COOKIE)),
         now=datetime.now(UTC),
         version=__version__,
@@ -137,7 +137,7 @@ def _conn(request: Request) -> Iterator[psycopg.Connection[Any]]:
 def require_user(request: Request) -> str:
     """The logged-in user, or a redirect to the login page (401 for non-HTML clients)."""
     settings: Settings = request.app.state.settings
-    if not auth.login_required(request.app.state.bound_host):
+    if not auth.login_required(request.app.state.bound_host, request.headers):
         request.state.dashboard_user = None
         return "local"
     user = auth.read_cookie(settings, request.cookies.get(auth.COOKIE)) or auth.read_basic(
@@ -350,7 +350,7 @@ def metrics(request: Request) -> Response:
     from storeflow.dashboard.metrics import DatabaseCollector
 
     settings: Settings = request.app.state.settings
-    if auth.login_required(request.app.state.bound_host):
+    if auth.login_required(request.app.state.bound_host, request.headers):
         header = request.headers.get("authorization")
         ok = (
             auth.read_bearer(settings, header)

@@ -38,10 +38,10 @@ from storeflow.esl.models import (
 from storeflow.esl.queue import CHANNEL
 from storeflow.esl.transform import TOPICS, parse_timestamp, parse_webhook, verify_hmac
 from storeflow.logs import get_logger
+from storeflow.web.access import open_without_credentials
 
 log = get_logger("esl")
 MAX_BODY_BYTES = 1024 * 1024
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 # Deliveries that arrive together go to the database as one jsonb array and one statement (one
 # transaction, one commit, one round trip); each still gets its own inbox row and queue items.
 INGEST = """
@@ -205,9 +205,11 @@ def require_admin(request: Request) -> None:
     token = request.app.state.settings.STOREFLOW_ADMIN_TOKEN
     secret = token.get_secret_value() if token is not None else ""
     if not secret:
-        if getattr(request.app.state, "bound_host", "127.0.0.1") in LOOPBACK:
+        if open_without_credentials(getattr(request.app.state, "bound_host", None), request.headers):
             return
-        raise HTTPException(403, "STOREFLOW_ADMIN_TOKEN is not set: /api is served only on 127.0.0.1")
+        raise HTTPException(
+            403, "STOREFLOW_ADMIN_TOKEN is not set: /api answers only direct callers of an app bound to 127.0.0.1"
+        )
     given = request.headers.get("authorization", "")
     if not hmac.compare_digest(given.encode(), f"Bearer {secret}".encode()):
         raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})

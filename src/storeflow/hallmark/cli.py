@@ -18,7 +18,7 @@ from rich.table import Table
 
 from storeflow.context import AppContext, get_context
 from storeflow.errors import EXIT_FAILED, ConfigError, NeedsBootstrapError
-from storeflow.logs import get_logger
+from storeflow.logs import get_logger, redact
 
 log = get_logger("main")
 console = Console()
@@ -279,7 +279,7 @@ def _print_summary(summary: Any, search_only: bool) -> None:
     table.add_row("time", f"{summary.elapsed:.1f}s")
     console.print(table)
     for record_id, error in summary.failures[:10]:
-        err_console.print(f"  failed {record_id}: {error}", highlight=False)
+        err_console.print(f"  failed {record_id}: {redact(str(error))}", highlight=False, markup=False)
 
 
 @app.command("auth-test")
@@ -355,7 +355,7 @@ def import_cmd(
         f"{len(summary.failed)} failed"
     )
     for path, error in summary.failed:
-        err_console.print(f"  skipped {path}: {error}", highlight=False)
+        err_console.print(f"  skipped {path}: {redact(str(error))}", highlight=False, markup=False)
     if summary.failed:
         raise typer.Exit(EXIT_FAILED)
 

