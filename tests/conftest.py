@@ -8,10 +8,13 @@ each other's rows. Sandbox servers bind 127.0.0.1 on free ports.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+import threading
 import uuid
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -185,3 +188,26 @@ def test_output(request: pytest.FixtureRequest) -> Path:
 
 def server_dsn_parts(url: str) -> dict[str, Any]:
     return conninfo_to_dict(url)
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A webhook receiver on a free loopback port; yields (url, received bodies)."""
+    received: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/hook", received
+    server.shutdown()
+    server.server_close()
+    thread.join(5)

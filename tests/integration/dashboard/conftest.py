@@ -107,8 +107,17 @@ def drop_pipeline_tables(conn: psycopg.Connection[Any]) -> None:
     conn.commit()
 
 
+def one(conn: psycopg.Connection[Any], query: str, params: Any = None) -> Any:
+    """The single row of ``query``; a missing row fails the test naming the query."""
+    row = conn.execute(query, params).fetchone()
+    if row is None:
+        pytest.fail(f"no row for: {query}")
+    return row
+
+
 def _id(row: Any) -> Any:
-    assert row is not None
+    if row is None:
+        pytest.fail("INSERT ... RETURNING id returned no row")
     return row["id"] if isinstance(row, dict) else row[0]
 
 

@@ -30,7 +30,7 @@ from storeflow.sandbox.host import SandboxHost
 from storeflow.sandbox.shopify import make_product, shopify_dumps
 from storeflow.sandbox.tumbledry import order_report_xlsx, report_rows
 from storeflow.settings import Settings
-from tests.integration.dashboard.conftest import serve
+from tests.integration.dashboard.conftest import one, serve
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -155,8 +155,7 @@ async def test_crm_pages_after_the_crm_pipelines_own_ingestion(
         assert (await page.inner_text("[data-testid=fact_td_orders]")).replace(",", "") == str(facts["n"])
         assert failed.error and failed.error[:30] in await page.inner_text("[data-testid=failures]")
         await page.goto(base + "/dashboard/charts")
-        total = conn.execute("SELECT sum(net_amount) AS s FROM fact_td_orders WHERE store_code = 'a668'").fetchone()
-        assert total is not None
+        total = one(conn, "SELECT sum(net_amount) AS s FROM fact_td_orders WHERE store_code = 'a668'")
         shown = await page.inner_text("[data-store='td_a668']")
         assert Decimal(shown.replace(",", "")) == total["s"]
     assert problems == []

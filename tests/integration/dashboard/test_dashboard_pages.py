@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from storeflow.browser import launch
 from storeflow.settings import Settings
-from tests.integration.dashboard.conftest import drop_pipeline_tables, seed, serve
+from tests.integration.dashboard.conftest import drop_pipeline_tables, one, seed, serve
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -93,10 +93,9 @@ async def test_every_page_shows_the_databases_figures(
 
         # CRM: totals equal the audit table, filters narrow them
         await watched.visit(base + "/dashboard/crm", test_output / "crm.png")
-        totals = conn.execute(
-            "SELECT count(*) AS runs, sum(inserted_rows) AS ins, sum(updated_rows) AS upd FROM ingest_audit"
-        ).fetchone()
-        assert totals is not None
+        totals = one(
+            conn, "SELECT count(*) AS runs, sum(inserted_rows) AS ins, sum(updated_rows) AS upd FROM ingest_audit"
+        )
         assert number(await watched.text("[data-testid=ingest-runs]")) == totals["runs"]
         assert number(await watched.text("[data-testid=rows-inserted]")) == totals["ins"]
         assert number(await watched.text("[data-testid=rows-updated]")) == totals["upd"]
@@ -114,14 +113,12 @@ async def test_every_page_shows_the_databases_figures(
 
         # Hallmark: runs and imported totals
         await watched.visit(base + "/dashboard/hallmark", test_output / "hallmark.png")
-        grand = conn.execute("SELECT count(*) AS n, sum(order_total) AS total FROM orders").fetchone()
-        assert grand is not None
+        grand = one(conn, "SELECT count(*) AS n, sum(order_total) AS total FROM orders")
         assert number(await watched.text("[data-testid=orders]")) == grand["n"]
         assert number(await watched.text("[data-testid=order-total]")) == grand["total"]
         runs = conn.execute("SELECT count(*) AS n FROM hallmark_runs").fetchone()
         assert runs is not None and await watched.page.locator("[data-testid=runs-table] tbody tr").count() == runs["n"]
-        stores = conn.execute("SELECT count(DISTINCT store_number) AS n FROM orders").fetchone()
-        assert stores is not None
+        stores = one(conn, "SELECT count(DISTINCT store_number) AS n FROM orders")
         assert await watched.page.locator("[data-testid=totals] tbody tr").count() == stores["n"]
         for r in conn.execute(
             "SELECT to_char(order_creation_date, 'YYYY-MM') AS m, sum(order_total) AS t FROM orders GROUP BY 1"
@@ -154,8 +151,7 @@ async def test_every_page_shows_the_databases_figures(
 
         # Charts: per-store totals equal the fact tables
         await watched.visit(base + "/dashboard/charts", test_output / "charts.png")
-        td = conn.execute("SELECT sum(net_amount) AS s FROM fact_td_orders WHERE store_code = 'a668'").fetchone()
-        assert td is not None
+        td = one(conn, "SELECT sum(net_amount) AS s FROM fact_td_orders WHERE store_code = 'a668'")
         assert number(await watched.text("[data-store='td_a668']")) == td["s"]
         assert await watched.page.locator("svg.chart").count() == 3
         synced = conn.execute("SELECT count(*) AS n FROM sync_log WHERE status = 'succeeded'").fetchone()
@@ -277,8 +273,7 @@ async def test_metrics_equal_the_database(
                           " GROUP BY 1, 2, 3").fetchall():  # fmt: skip
         key = f"{r['crm']}_{r['store']}"
         assert value("storeflow_crm_ingests_total", crm=r["crm"], store=key, status=r["status"]) == r["n"]
-    ins = conn.execute("SELECT sum(inserted_rows) AS n FROM ingest_audit WHERE store = 'a668'").fetchone()
-    assert ins is not None
+    ins = one(conn, "SELECT sum(inserted_rows) AS n FROM ingest_audit WHERE store = 'a668'")
     assert value("storeflow_crm_rows_ingested_total", crm="td", store="td_a668", kind="inserted") == ins["n"]
     synced = conn.execute("SELECT count(*) AS n FROM sync_log WHERE status = 'succeeded'").fetchone()
     assert synced is not None and value("storeflow_sync_latency_seconds_count") == synced["n"]

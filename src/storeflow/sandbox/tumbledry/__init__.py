@@ -39,7 +39,8 @@ from storeflow.sandbox.tumbledry.common import (
     messy_phone,
     money,
     parse_iso,
-    truth_range,
+    sandbox_stores,
+    store_truth,
     xlsx_bytes,
 )
 
@@ -216,42 +217,16 @@ class TumbleDrySimulator(Simulator):
             self.tokens.clear()
 
     def truth(self, params: dict[str, str]) -> dict[str, Any]:
-        store, start, end = truth_range(params)
-        codes = list(STORES) if store == "all" else [store]
-        if any(c not in STORES for c in codes):
-            raise HTTPException(404, f"unknown store {store!r}")
-        out: dict[str, Any] = {}
-        for code in codes:
+        def totals(code: str, start: date, end: date) -> tuple[int, float]:
             rows = report_rows(self.seed, code, start, end, self.revision)
-            out[code] = {"rows": len(rows), "net_amount": round(sum(r["Net Amount"] for r in rows), 2)}
-        if store != "all":
-            return {"store": store, **out[store]}
-        return {
-            "stores": out,
-            "rows": sum(v["rows"] for v in out.values()),
-            "net_amount": round(sum(v["net_amount"] for v in out.values()), 2),
-        }
+            return len(rows), sum(r["Net Amount"] for r in rows)
+
+        return store_truth(params, STORES, totals)
 
     def client_config(self, base_url: str) -> ClientConfig:
-        stores = []
-        env = {}
-        for code, info in STORES.items():
-            prefix = f"TD_{code.upper()}"
-            entry: dict[str, Any] = {
-                "crm": "td",
-                "code": code,
-                "name": info["name"],
-                "username_env": f"{prefix}_USERNAME",
-                "password_env": f"{prefix}_PASSWORD",
-                "login_url": f"{base_url}/Login",
-                "mode": "browser" if code == "a668" else "api",
-                "otp_required": bool(info["otp"]),
-            }
-            if info["otp"]:
-                entry["otp_webhook_url"] = f"{base_url}/_sandbox/otp?user={info['user']}"
-            stores.append(entry)
-            env[f"{prefix}_USERNAME"] = str(info["user"])
-            env[f"{prefix}_PASSWORD"] = str(info["password"])
+        stores, env = sandbox_stores(
+            "td", STORES, f"{base_url}/Login", "user", lambda code: "browser" if code == "a668" else "api"
+        )
         return ClientConfig(
             toml={"crm": {"td_base_url": base_url, "td_reports_url": base_url, "stores": stores}},
             env=env,

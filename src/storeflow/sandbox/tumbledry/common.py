@@ -9,7 +9,7 @@ import io
 import json
 import random
 import threading
-import time
+from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -146,10 +146,6 @@ def bearer(request: Request) -> str | None:
     return request.query_params.get("token")
 
 
-def now_ts() -> int:
-    return int(time.time())
-
-
 def parse_iso(value: str | None, what: str) -> date:
     from fastapi import HTTPException
 
@@ -168,3 +164,54 @@ def truth_range(params: dict[str, str]) -> tuple[str, date, date]:
     start = parse_iso(params.get("from"), "from")
     end = parse_iso(params.get("to") or params.get("from"), "to")
     return store, start, end
+
+
+def store_truth(
+    params: dict[str, str], known: Iterable[str], totals: Callable[[str, date, date], tuple[int, float]]
+) -> dict[str, Any]:
+    """``/_sandbox/truth?store=CODE|all&from=D&to=D``: rows and net amount per store (and in all)."""
+    from fastapi import HTTPException
+
+    store, start, end = truth_range(params)
+    known = list(known)
+    codes = known if store == "all" else [store]
+    if any(c not in known for c in codes):
+        raise HTTPException(404, f"unknown store {store!r}")
+    out: dict[str, Any] = {}
+    for code in codes:
+        rows, amount = totals(code, start, end)
+        out[code] = {"rows": rows, "net_amount": round(amount, 2)}
+    if store != "all":
+        return {"store": store, **out[store]}
+    return {
+        "stores": out,
+        "rows": sum(v["rows"] for v in out.values()),
+        "net_amount": round(sum(v["net_amount"] for v in out.values()), 2),
+    }
+
+
+def sandbox_stores(
+    crm: str, stores: dict[str, dict[str, Any]], login_url: str, user_key: str, mode_of: Callable[[str], str]
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The `[[crm.stores]]` entries and credential variables `sandbox up --write-config` writes."""
+    entries: list[dict[str, Any]] = []
+    env: dict[str, str] = {}
+    base_url = login_url.rsplit("/", 1)[0]
+    for code, info in stores.items():
+        prefix = f"{crm.upper()}_{code.upper()}"
+        entry: dict[str, Any] = {
+            "crm": crm,
+            "code": code,
+            "name": info["name"],
+            "username_env": f"{prefix}_USERNAME",
+            "password_env": f"{prefix}_PASSWORD",
+            "login_url": login_url,
+            "mode": mode_of(code),
+            "otp_required": bool(info["otp"]),
+        }
+        if info["otp"]:
+            entry["otp_webhook_url"] = f"{base_url}/_sandbox/otp?user={info[user_key]}"
+        entries.append(entry)
+        env[f"{prefix}_USERNAME"] = str(info[user_key])
+        env[f"{prefix}_PASSWORD"] = str(info["password"])
+    return entries, env

@@ -37,7 +37,8 @@ from storeflow.sandbox.tumbledry.common import (
     messy_phone,
     money,
     parse_iso,
-    truth_range,
+    sandbox_stores,
+    store_truth,
     xlsx_bytes,
 )
 
@@ -176,43 +177,17 @@ class UCleanSimulator(Simulator):
             self.tokens.clear()
 
     def truth(self, params: dict[str, str]) -> dict[str, Any]:
-        store, start, end = truth_range(params)
-        codes = list(STORES) if store == "all" else [store]
-        if any(c not in STORES for c in codes):
-            raise HTTPException(404, f"unknown store {store!r}")
-        out: dict[str, Any] = {}
-        for code in codes:
+        def totals(code: str, start: date, end: date) -> tuple[int, float]:
             rows = report_rows(self.seed, code, start, end, self.revision)
-            out[code] = {"rows": len(rows), "net_amount": round(sum(r["final_amount"] for r in rows), 2)}
-        if store != "all":
-            return {"store": store, **out[store]}
-        return {
-            "stores": out,
-            "rows": sum(v["rows"] for v in out.values()),
-            "net_amount": round(sum(v["net_amount"] for v in out.values()), 2),
-        }
+            return len(rows), sum(r["final_amount"] for r in rows)
+
+        return store_truth(params, STORES, totals)
 
     def client_config(self, base_url: str) -> ClientConfig:
-        stores = []
-        env = {}
-        for code, info in STORES.items():
-            prefix = f"UC_{code.upper()}"
-            entry: dict[str, Any] = {
-                "crm": "uc",
-                "code": code,
-                "name": info["name"],
-                "username_env": f"{prefix}_USERNAME",
-                "password_env": f"{prefix}_PASSWORD",
-                "login_url": f"{base_url}/login",
-                # the spec's export call for one store, the paged API observed in practice for the other
-                "mode": "export" if code == "sector56" else "api",
-                "otp_required": bool(info["otp"]),
-            }
-            if info["otp"]:
-                entry["otp_webhook_url"] = f"{base_url}/_sandbox/otp?user={info['email']}"
-            stores.append(entry)
-            env[f"{prefix}_USERNAME"] = str(info["email"])
-            env[f"{prefix}_PASSWORD"] = str(info["password"])
+        # the spec's export call for one store, the paged API observed in practice for the other
+        stores, env = sandbox_stores(
+            "uc", STORES, f"{base_url}/login", "email", lambda code: "export" if code == "sector56" else "api"
+        )
         return ClientConfig(toml={"crm": {"uc_base_url": base_url, "stores": stores}}, env=env)
 
     # ------------------------------------------------------------ helpers
