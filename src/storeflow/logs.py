@@ -139,7 +139,6 @@ def setup_logging(
     for handler in list(root.handlers):
         root.removeHandler(handler)
         handler.close()
-    root.setLevel(logging.DEBUG)
     root.propagate = False
     redactor = RedactingFilter()
     text = logging.Formatter(TEXT_FORMAT, "%Y-%m-%d %H:%M:%S")
@@ -166,6 +165,8 @@ def setup_logging(
             handler.addFilter(_ComponentFilter(component))
             handler.setFormatter(formatter)
             root.addHandler(handler)
+    # the logger passes only what some handler keeps: isEnabledFor() is then an honest, cheap guard
+    root.setLevel(min(h.level for h in root.handlers))
     _configured.update(log_dir=log_dir, level=level)
 
 

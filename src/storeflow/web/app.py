@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 
 from storeflow import __version__
 
@@ -21,9 +21,13 @@ ROUTERS: list[str] = [
     "storeflow.esl.api:router",
     "storeflow.dashboard.routes:router",
 ]
+# pure-ASGI middleware ("module:attribute") in front of the routers: hot paths that skip routing
+MIDDLEWARE: list[str] = [
+    "storeflow.esl.api:WebhookFastPath",
+]
 
 
-def _load(spec: str) -> APIRouter | None:
+def _load(spec: str) -> Any:
     module_name, _, attr = spec.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -31,8 +35,7 @@ def _load(spec: str) -> APIRouter | None:
         if exc.name == module_name:
             return None
         raise
-    router: APIRouter | None = getattr(module, attr, None)
-    return router
+    return getattr(module, attr, None)
 
 
 def create_app(settings: Settings, db: Database, bound_host: str = "127.0.0.1") -> FastAPI:
@@ -44,6 +47,10 @@ def create_app(settings: Settings, db: Database, bound_host: str = "127.0.0.1") 
         router = _load(spec)
         if router is not None:
             app.include_router(router)
+    for spec in MIDDLEWARE:
+        middleware = _load(spec)
+        if middleware is not None:
+            app.add_middleware(middleware)
 
     # routes of included routers are listed on the app with their full paths
     if "/health" not in {getattr(route, "path", None) for route in app.router.routes}:

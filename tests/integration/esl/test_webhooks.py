@@ -244,6 +244,46 @@ def test_oversized_body_is_refused_with_413(esl: Esl) -> None:
     assert count(esl, "webhook_inbox") == 0
 
 
+def test_oversized_chunked_body_without_a_length_is_refused_with_413(esl: Esl) -> None:
+    esl.add_mapping()
+    body = shopify_dumps(product(body_html="x" * (1024 * 1024)))
+    headers = {
+        "X-Shopify-Topic": "products/create",
+        "X-Shopify-Shop-Domain": SHOP,
+        "X-Shopify-Hmac-Sha256": sign_body(esl.secret, body),
+    }
+    chunks = (body[i : i + 65536] for i in range(0, len(body), 65536))  # no Content-Length: chunked
+    response = httpx.post(f"{esl.app_url}/webhooks/shopify/products/create", content=chunks, headers=headers)
+    assert response.status_code == 413
+    assert count(esl, "webhook_inbox") == 0
+
+
+def test_the_router_alone_answers_like_the_fast_path(esl: Esl, db_url: str) -> None:
+    """An app that includes only the router (no WebhookFastPath) takes webhooks through FastAPI alike."""
+    from fastapi import FastAPI
+
+    from storeflow.db.connect import Database
+    from storeflow.esl.api import router
+
+    from .conftest import ServerThread
+
+    esl.add_mapping()
+    app = FastAPI()
+    app.state.settings, app.state.db = esl.settings, Database(db_url, kind="test")
+    app.include_router(router)
+    body = shopify_dumps(product())
+    with ServerThread(app) as server:
+        plain = Esl(esl.settings, db_url, server.url, esl.hipoink_url, esl.sim, esl.secret)
+        first = plain.post("products/create", body, event_id="ev-plain")
+        again = esl.post("products/create", body, event_id="ev-plain")
+        too_big = plain.post("products/create", shopify_dumps(product(body_html="x" * (1024 * 1024))))
+        refused = plain.post("products/create", body, hmac="bm90IGl0")
+    app.state.db.close()
+    assert first.status_code == 200 and first.json()["outcome"] == "enqueued"
+    assert again.status_code == 200 and again.json()["outcome"] == "duplicate"
+    assert (too_big.status_code, refused.status_code) == (413, 401)
+
+
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
