@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ from storeflow.errors import (
     StoreflowError,
 )
 from storeflow.logs import get_logger, register_secrets
+from storeflow.otp import fresh_code
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Playwright
@@ -207,10 +209,23 @@ def resolve_headless(settings: Settings, headless: bool | None, bootstrap: bool 
     return settings.HEADLESS_MODE
 
 
-def otp_source(
-    settings: Settings, store: CrmStore, http: httpx.AsyncClient, given: str | None, interactive: bool
+async def otp_source(
+    settings: Settings,
+    store: CrmStore,
+    http: httpx.AsyncClient,
+    given: str | None,
+    interactive: bool,
+    poll_seconds: float = 2.0,
 ) -> OtpSource:
-    """Where a one-time code comes from: ``--otp``, else the store's OTP webhook, else stdin."""
+    """Where a one-time code comes from: ``--otp``, else the store's OTP webhook, else stdin.
+
+    Called before the login form is submitted: the webhook's current answer is remembered then, so the
+    previous login's code it still serves is never typed into the new prompt.
+    """
+    asked_at = time.time()
+    stale: str | None = None
+    if not given and store.otp_webhook_url:
+        stale = fresh_code(await _webhook_answer(http, store.otp_webhook_url), None, 0.0)
 
     async def fetch() -> str:
         if given:
@@ -218,18 +233,13 @@ def otp_source(
         if store.otp_webhook_url:
             deadline = asyncio.get_running_loop().time() + settings.MFA_WEBHOOK_TIMEOUT_SECONDS
             while True:
-                try:
-                    response = await http.get(store.otp_webhook_url)
-                    if response.status_code == 200:
-                        code = str(response.json().get("code") or "").strip()
-                        if code:
-                            register_secrets([code])
-                            return code
-                except (httpx.HTTPError, ValueError):
-                    pass
+                code = fresh_code(await _webhook_answer(http, store.otp_webhook_url), stale, asked_at)
+                if code:
+                    register_secrets([code])
+                    return code
                 if asyncio.get_running_loop().time() > deadline:
-                    raise StoreflowError(f"{store.key}: no OTP from {store.otp_webhook_url} in time")
-                await asyncio.sleep(2)
+                    raise StoreflowError(f"{store.key}: no new OTP from {store.otp_webhook_url} in time")
+                await asyncio.sleep(poll_seconds)
         if not interactive:
             raise NeedsOtp(f"{store.key}: an OTP is required; run `crm_download bootstrap` on a terminal or pass --otp")
         code = (await asyncio.to_thread(_prompt, f"OTP for {store.key} ({store.name}): ")).strip()
@@ -239,6 +249,15 @@ def otp_source(
         return code
 
     return fetch
+
+
+async def _webhook_answer(http: httpx.AsyncClient, url: str) -> Any:
+    """The OTP webhook's JSON answer, or None when it is unreachable or has nothing."""
+    try:
+        response = await http.get(url)
+        return response.json() if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
 
 
 class NeedsOtp(StoreflowError):
@@ -275,7 +294,7 @@ async def run_bootstrap(
             client = client_for(settings, store, http, holder.get)
             try:
                 slog.info("logging in", event="bootstrap")
-                state = await client.login(otp_source(settings, store, http, otp, interactive))
+                state = await client.login(await otp_source(settings, store, http, otp, interactive))
                 path = vault.save(store.key, state)
                 slog.info("session saved to %s", path, event="bootstrap")
                 outcomes.append(StoreOutcome(store.key, "ok", file=str(path)))

@@ -22,6 +22,7 @@ from storeflow.browser import launch, vault_for_file
 from storeflow.errors import ConfigError, StoreflowError, UnavailableError
 from storeflow.hallmark.aura import TOKEN_KEY, find_fwuid, find_token_in_page
 from storeflow.logs import get_logger, register_secrets
+from storeflow.otp import fresh_code
 from storeflow.settings import Settings
 
 log = get_logger("auth")
@@ -71,29 +72,6 @@ def cookie_jar(cookies: list[dict[str, Any]]) -> httpx.Cookies:
 
 
 # ---------------------------------------------------------------- MFA codes
-
-
-def fresh_code(payload: Any, stale_code: str | None, prompted_at: float) -> str | None:
-    """The code in a webhook answer if it was issued after the prompt, else None.
-
-    The answer is ``{"code": "123456"}``, optionally with a timestamp
-    (``issued_at``/``timestamp``/``received_at``, epoch seconds). A code equal
-    to the one the webhook served before the prompt is stale.
-    """
-    if not isinstance(payload, dict):
-        return None
-    code = str(payload.get("code") or "").strip()
-    if not code.isdigit():
-        return None
-    for key in ("issued_at", "timestamp", "received_at"):
-        stamp = payload.get(key)
-        if isinstance(stamp, int | float) and not isinstance(stamp, bool):
-            seconds = stamp / 1000 if stamp > 1e11 else float(stamp)
-            if seconds < prompted_at:
-                return None
-    if stale_code is not None and code == stale_code:
-        return None
-    return code
 
 
 class MfaSource:

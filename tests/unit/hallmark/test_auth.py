@@ -5,7 +5,8 @@ from typing import Any
 import pytest
 
 from storeflow.hallmark.aura import TOKEN_KEY
-from storeflow.hallmark.auth import cookie_jar, fresh_code, token_from_state
+from storeflow.hallmark.auth import cookie_jar, token_from_state
+from storeflow.otp import fresh_code
 
 PROMPT = 1_700_000_000.0
 

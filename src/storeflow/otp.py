@@ -1,0 +1,32 @@
+"""One-time codes that arrive through a webhook (Hallmark's MFA, the CRM portals' OTP): which are new.
+
+A webhook that relays SMS or e-mail codes keeps answering with the last code it received, so a
+poll right after a login prompt usually sees the previous login's code first. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def fresh_code(payload: Any, stale_code: str | None, prompted_at: float) -> str | None:
+    """The code in a webhook answer if it was issued after the prompt, else None.
+
+    The answer is ``{"code": "123456"}``, optionally with a timestamp
+    (``issued_at``/``timestamp``/``received_at``, epoch seconds). A code equal
+    to the one the webhook served before the prompt is stale.
+    """
+    if not isinstance(payload, dict):
+        return None
+    code = str(payload.get("code") or "").strip()
+    if not code.isdigit():
+        return None
+    for key in ("issued_at", "timestamp", "received_at"):
+        stamp = payload.get(key)
+        if isinstance(stamp, int | float) and not isinstance(stamp, bool):
+            seconds = stamp / 1000 if stamp > 1e11 else float(stamp)
+            if seconds < prompted_at:
+                return None
+    if stale_code is not None and code == stale_code:
+        return None
+    return code
