@@ -16,7 +16,6 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import date
 from email.message import Message
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +26,14 @@ import httpx
 from storeflow.crm.files import canonical_name, extension_for
 from storeflow.crm.windows import Window
 from storeflow.errors import ConfigError, StoreflowError
-from storeflow.http.policy import Failure, backoff_delay, classify_exception, classify_status
+from storeflow.http.policy import (
+    Failure,
+    backoff_delay,
+    classify_exception,
+    classify_status,
+    decide_retry_after,
+    parse_retry_after,
+)
 from storeflow.logs import get_logger, register_secrets
 
 if TYPE_CHECKING:
@@ -134,10 +140,32 @@ def filename_from(headers: httpx.Headers) -> str | None:
     return str(name) if name else None
 
 
+def retry_wait(failure: Failure, attempt: int, retry_after: str | None, cap: float, what: str) -> float:
+    """Seconds to wait before retry ``attempt`` of a transient or rate-limited answer.
+
+    A 429 waits what its Retry-After says (the backoff when it says nothing); a Retry-After past
+    ``cap`` fails the store at once instead of hammering the portal.
+    """
+    fallback = backoff_delay(attempt, initial=0.5, maximum=10)
+    if failure is not Failure.RATE_LIMITED:
+        return fallback
+    decision = decide_retry_after(parse_retry_after(retry_after), cap, fallback)
+    if decision.stop:
+        raise DownloadError(f"{what} answered 429 (rate limited): {decision.reason}; try again later")
+    return decision.wait
+
+
 async def request_with_retry(
-    client: httpx.AsyncClient, method: str, url: str, attempts: int, **kwargs: Any
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    attempts: int,
+    retry_after_cap: float = 300.0,
+    **kwargs: Any,
 ) -> httpx.Response:
-    """One HTTP call; transient failures (5xx, timeouts) retried with the shared backoff policy."""
+    """One HTTP call; transient failures (5xx, timeouts) retried with the shared backoff policy, 429s
+    after their Retry-After (up to ``retry_after_cap``)."""
+    what = f"{method} {urlparse(url).path}"
     for attempt in range(1, attempts + 2):
         try:
             response = await client.request(method, url, **kwargs)
@@ -145,17 +173,18 @@ async def request_with_retry(
             if classify_exception(exc) is Failure.TRANSIENT and attempt <= attempts:
                 await asyncio.sleep(backoff_delay(attempt, initial=0.5, maximum=10))
                 continue
-            raise DownloadError(f"{method} {urlparse(url).path}: {type(exc).__name__}: {exc}") from exc
+            raise DownloadError(f"{what}: {type(exc).__name__}: {exc}") from exc
         if response.status_code in (401, 403):
-            raise SessionExpired(f"{method} {urlparse(url).path} answered {response.status_code}")
+            raise SessionExpired(f"{what} answered {response.status_code}")
         failure = classify_status(response.status_code)
         if failure is None:
             return response
         if failure is not Failure.PERMANENT and attempt <= attempts:
-            await asyncio.sleep(backoff_delay(attempt, initial=0.5, maximum=10))
+            retry_after = response.headers.get("retry-after")
+            await asyncio.sleep(retry_wait(failure, attempt, retry_after, retry_after_cap, what))
             continue
-        raise DownloadError(f"{method} {urlparse(url).path} answered {response.status_code}: {response.text[:200]}")
-    raise DownloadError(f"{method} {urlparse(url).path}: retries exhausted")
+        raise DownloadError(f"{what} answered {response.status_code}: {response.text[:200]}")
+    raise DownloadError(f"{what}: retries exhausted")
 
 
 class PortalClient:
@@ -242,7 +271,12 @@ class TumbleDryClient(PortalClient):
     async def _report_page(self, state: StorageState) -> httpx.Response:
         url = f"{self.base}/{self.store.code}/App/Reports/OrderReport.aspx"
         response = await request_with_retry(
-            self.http, "GET", url, self.settings.MAX_RETRIES, headers={"Cookie": cookie_header(state, url)}
+            self.http,
+            "GET",
+            url,
+            self.settings.MAX_RETRIES,
+            self.settings.RETRY_AFTER_CAP_SECONDS,
+            headers={"Cookie": cookie_header(state, url)},
         )
         if response.is_redirect or "/login" in str(response.url).lower():
             raise SessionExpired(f"{self.store.key}: the portal sent the session to its login page")
@@ -274,6 +308,7 @@ class TumbleDryClient(PortalClient):
                 "GET",
                 f"{self.reports_base}/reports/order-report",
                 self.settings.MAX_RETRIES,
+                self.settings.RETRY_AFTER_CAP_SECONDS,
                 params={
                     "startDate": window.start.isoformat(),
                     "endDate": window.end.isoformat(),
@@ -379,7 +414,10 @@ async ({url, method, body}) => {
   if (body !== null) { init.headers["Content-Type"] = "application/json"; init.body = JSON.stringify(body); }
   let response;
   try { response = await fetch(url, init); } catch (e) { return {status: 0, error: String(e)}; }
-  if (!response.ok) { return {status: response.status, error: (await response.text()).slice(0, 200)}; }
+  if (!response.ok) {
+    return {status: response.status, error: (await response.text()).slice(0, 200),
+            retryAfter: response.headers.get("retry-after")};
+  }
   const blob = await response.blob();
   const found = /filename\\*?=(?:UTF-8'')?"?([^";]+)"?/i.exec(response.headers.get("content-disposition") || "");
   window.__storeflowDownload = {href: URL.createObjectURL(blob), name: found ? decodeURIComponent(found[1]) : ""};
@@ -458,17 +496,11 @@ class UCleanClient(PortalClient):
         return token
 
     async def probe(self, state: StorageState) -> bool:
+        """The stored token is there and its ``exp`` is ahead. No request: UClean's only known APIs are
+        its reports, and asking one for a report just to test the token would be a report run of its
+        own. A token the server revoked earlier shows as a 401 on the download, which logs in again."""
         try:
-            token = self._token(state)
-            today = date.today().isoformat()
-            await request_with_retry(
-                self.http,
-                "GET",
-                f"{self.base}/api/v1/stores/report/tax-report",
-                self.settings.MAX_RETRIES,
-                params={"from": today, "to": today, "page": 1, "limit": 1, "franchise": "UCLEAN"},
-                headers={"Authorization": f"Bearer {token}"},
-            )
+            self._token(state)
         except SessionExpired:
             return False
         return True
@@ -515,7 +547,9 @@ class UCleanClient(PortalClient):
                 if failure is None:
                     break
                 if failure is not Failure.PERMANENT and attempt <= attempts:
-                    await asyncio.sleep(backoff_delay(attempt, initial=0.5, maximum=10))
+                    cap = self.settings.RETRY_AFTER_CAP_SECONDS
+                    what = f"{request['method']} {path}"
+                    await asyncio.sleep(retry_wait(failure, attempt, answer.get("retryAfter"), cap, what))
                     continue
                 raise DownloadError(f"{request['method']} {path} answered {status}: {answer.get('error', '')}")
             self.log.info(
@@ -548,6 +582,7 @@ class UCleanClient(PortalClient):
                 "GET",
                 f"{self.base}/api/v1/stores/report/tax-report",
                 self.settings.MAX_RETRIES,
+                self.settings.RETRY_AFTER_CAP_SECONDS,
                 params={
                     "from": window.start.isoformat(),
                     "to": window.end.isoformat(),

@@ -311,11 +311,11 @@ class UCleanSimulator(Simulator):
             q = request.query_params
             start = parse_iso(q.get("from"), "from")
             end = parse_iso(q.get("to"), "to")
-            # a one-row page is a session probe, not a report: report faults wait for the real request
-            fault = sim.report_faults.take(store) if page == 1 and limit > 1 else None
+            # the report is built when its first page is asked for (whatever the page size); later pages are cut from it
+            fault = sim.report_faults.take(store) if page == 1 else None
             if fault is not None and fault.kind == "slow":
                 await asyncio.sleep(min(fault.seconds, 60))
-            elif page == 1 and limit > 1:
+            elif page == 1:
                 await asyncio.sleep(sim.report_delay)
             if fault is not None and fault.kind in {"corrupt", "truncated"}:
                 return JSONResponse({"success": True, "data": {"rows": "unavailable"}})
