@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from storeflow.errors import UnavailableError
+from storeflow.files import write_json_atomic
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Playwright
@@ -152,19 +152,7 @@ class SessionVault:
 
 def write_private_json(path: Path, data: Any) -> Path:
     """Write JSON atomically (temp file + rename) with mode 0600."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_json_atomic(path, data, private=True)
 
 
 def vault_for_file(session_file: Path) -> tuple[SessionVault, str]:

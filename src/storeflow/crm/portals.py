@@ -26,6 +26,7 @@ import httpx
 from storeflow.crm.files import canonical_name, extension_for
 from storeflow.crm.windows import Window
 from storeflow.errors import ConfigError, StoreflowError
+from storeflow.files import write_json_atomic
 from storeflow.http.policy import (
     Failure,
     backoff_delay,
@@ -331,7 +332,7 @@ class TumbleDryClient(PortalClient):
                 break
             page += 1
         target = self.target(window, "json", folder)
-        target.write_text(json.dumps(rows), encoding="utf-8")
+        write_json_atomic(target, rows)
         return Downloaded(target, REPORT_TYPES["td"], "api", state)
 
     async def _download_browser(self, state: StorageState, window: Window, folder: Path) -> Downloaded:
@@ -606,7 +607,7 @@ class UCleanClient(PortalClient):
                 break
             page += 1
         target = self.target(window, "json", folder)
-        target.write_text(json.dumps(rows), encoding="utf-8")
+        write_json_atomic(target, rows)
         return Downloaded(target, REPORT_TYPES["uc"], "api", state)
 
 

@@ -2,32 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from storeflow.files import write_json_atomic
 from storeflow.hallmark.records import RecordKind, parse_file_name
 from storeflow.logs import get_logger
 
 log = get_logger("storage")
-
-
-def write_json_atomic(path: Path, data: Any) -> Path:
-    """Write pretty JSON via a temp file in the same folder + rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, ensure_ascii=False)
-            fh.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 class OutputIndex:
@@ -55,7 +38,7 @@ class OutputIndex:
 
     def save(self, kind: RecordKind, record_id: str, path: Path, data: Any) -> Path:
         """Write the record and keep the index right (a record whose date moved leaves no stale copy)."""
-        write_json_atomic(path, data)
+        write_json_atomic(path, data, indent=2)
         old = self._paths.get((kind, record_id))
         if old is not None and old != path:
             old.unlink(missing_ok=True)
