@@ -3,47 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import httpx
-import uvicorn
 from psycopg.rows import dict_row
 
 from storeflow.esl.models import StoreMappingIn, StoreMappingUpdate, create_mapping, find_mapping, update_mapping
 from storeflow.esl.queue import queue_stats
 from storeflow.esl.worker import WorkerConfig, run_worker
-from storeflow.sandbox.host import bind_port
 from storeflow.sandbox.shopify import build_deliveries, send_deliveries
+from storeflow.web.server import serve_in_thread
 
 if TYPE_CHECKING:
     from storeflow.demo import DemoContext, DemoResult
 
 SHOP = "demo-shop.myshopify.com"
 STORE = "DEMO01"
-
-
-@contextlib.contextmanager
-def serve_in_thread(app: Any) -> Iterator[str]:
-    """Serve an ASGI app on a free 127.0.0.1 port in a thread; yields its base URL."""
-    sock = bind_port(0, "esl demo")
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
-    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 def ensure_mapping(conn: Any) -> dict[str, Any]:

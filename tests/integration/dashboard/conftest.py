@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -13,13 +11,12 @@ from typing import Any
 
 import psycopg
 import pytest
-import uvicorn
 from psycopg import sql
 
 from storeflow.db.connect import Database
-from storeflow.sandbox.host import bind_port
 from storeflow.settings import Settings
 from storeflow.web.app import create_app
+from storeflow.web.server import serve_in_thread
 
 HERE = Path(__file__).parent
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -80,23 +77,10 @@ def dash_settings(make_settings: Callable[..., Settings], db_url: str, tmp_path:
 def serve(settings: Settings, db_url: str, bound_host: str = "127.0.0.1", db_timeout: float = 10.0) -> Iterator[str]:
     """The storeflow app in a uvicorn thread on a free 127.0.0.1 port; yields its base URL."""
     db = Database(db_url, kind="test", timeout=db_timeout)
-    app = create_app(settings, db, bound_host=bound_host)
-    sock = bind_port(0, "dashboard-test")
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the dashboard server did not start")
-        time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}"
+        with serve_in_thread(create_app(settings, db, bound_host=bound_host), "dashboard test app") as url:
+            yield url
     finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
         db.close()
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -13,44 +11,18 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-import uvicorn
 from psycopg.rows import dict_row
 
 from storeflow.db.connect import Database
 from storeflow.esl.transform import sign_body
 from storeflow.esl.worker import WorkerConfig, WorkerStats, run_worker
 from storeflow.sandbox.hipoink import HipoinkSimulator
-from storeflow.sandbox.host import SandboxHost, bind_port
+from storeflow.sandbox.host import SandboxHost
 from storeflow.settings import Settings
+from storeflow.web.server import serve_in_thread
 
 SHOP = "test-shop.myshopify.com"
 STORE = "001"
-
-
-class ServerThread:
-    """A uvicorn server (lifespan on) on a free 127.0.0.1 port, in a thread."""
-
-    def __init__(self, app: Any) -> None:
-        self.sock = bind_port(0, "test app")
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
-        self.server = uvicorn.Server(config)
-        self.server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def __enter__(self) -> ServerThread:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("test app did not start")
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-        self.sock.close()
 
 
 @dataclass
@@ -146,6 +118,6 @@ def esl(db_url: str, make_settings: Callable[..., Settings], sandbox: Callable[.
         HIPOINK_BATCH_SIZE="50",
     )
     db = Database(db_url, kind="test")
-    with ServerThread(create_app(settings, db)) as server:
-        yield Esl(settings, db_url, server.url, host.urls["hipoink"], sim, env["SHOPIFY_WEBHOOK_SECRET"])
+    with serve_in_thread(create_app(settings, db), "esl test app") as url:
+        yield Esl(settings, db_url, url, host.urls["hipoink"], sim, env["SHOPIFY_WEBHOOK_SECRET"])
     db.close()

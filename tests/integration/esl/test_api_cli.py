@@ -16,8 +16,9 @@ import pytest
 from storeflow.db.connect import Database
 from storeflow.esl.transform import TOPICS
 from storeflow.sandbox.shopify import shopify_dumps
+from storeflow.web.server import serve_in_thread
 
-from .conftest import SHOP, STORE, Esl, ServerThread
+from .conftest import SHOP, STORE, Esl
 from .test_webhooks import product, rows
 
 pytestmark = pytest.mark.integration
@@ -79,19 +80,19 @@ def test_api_needs_the_bearer_token_when_one_is_set(esl: Esl, make_settings: Any
     from storeflow.web.app import create_app
 
     settings = make_settings(db_url=esl.db_url, STOREFLOW_ADMIN_TOKEN="tok-123456", SHOPIFY_WEBHOOK_SECRET=esl.secret)
-    with ServerThread(create_app(settings, Database(esl.db_url), bound_host="0.0.0.0")) as server:
-        api = f"{server.url}/api/store-mappings/"
+    with serve_in_thread(create_app(settings, Database(esl.db_url), bound_host="0.0.0.0")) as url:
+        api = f"{url}/api/store-mappings/"
         assert httpx.get(api).status_code == 401
         assert httpx.get(api, headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert httpx.get(api, headers={"Authorization": "Bearer tok-123456"}).status_code == 200
         # webhooks are authenticated by their HMAC, not the token
         reply = httpx.post(
-            f"{server.url}/webhooks/shopify/products/create", content=b"{}", headers={"X-Shopify-Hmac-Sha256": "nope"}
+            f"{url}/webhooks/shopify/products/create", content=b"{}", headers={"X-Shopify-Hmac-Sha256": "nope"}
         )
         assert reply.status_code == 401
     open_settings = make_settings(db_url=esl.db_url, STOREFLOW_ADMIN_TOKEN="")
-    with ServerThread(create_app(open_settings, Database(esl.db_url), bound_host="0.0.0.0")) as server:
-        assert httpx.get(f"{server.url}/api/store-mappings/").status_code == 403
+    with serve_in_thread(create_app(open_settings, Database(esl.db_url), bound_host="0.0.0.0")) as url:
+        assert httpx.get(f"{url}/api/store-mappings/").status_code == 403
 
 
 def _cli(tmp_path: Path, db_url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -264,16 +264,15 @@ def test_the_router_alone_answers_like_the_fast_path(esl: Esl, db_url: str) -> N
 
     from storeflow.db.connect import Database
     from storeflow.esl.api import router
-
-    from .conftest import ServerThread
+    from storeflow.web.server import serve_in_thread
 
     esl.add_mapping()
     app = FastAPI()
     app.state.settings, app.state.db = esl.settings, Database(db_url, kind="test")
     app.include_router(router)
     body = shopify_dumps(product())
-    with ServerThread(app) as server:
-        plain = Esl(esl.settings, db_url, server.url, esl.hipoink_url, esl.sim, esl.secret)
+    with serve_in_thread(app) as url:
+        plain = Esl(esl.settings, db_url, url, esl.hipoink_url, esl.sim, esl.secret)
         first = plain.post("products/create", body, event_id="ev-plain")
         again = esl.post("products/create", body, event_id="ev-plain")
         too_big = plain.post("products/create", shopify_dumps(product(body_html="x" * (1024 * 1024))))
