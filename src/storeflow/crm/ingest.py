@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from itertools import repeat
@@ -188,7 +189,7 @@ def ingest_file(conn: psycopg.Connection[Any], path: Path, info: FileInfo) -> In
                     _copy_staging(conn, info, ledger_id, parsed)
                 distinct = _distinct_keys(parsed)
                 unique = distinct == len(parsed.row_numbers)
-                result.inserted, result.updated = _upsert(conn, info, ledger_id, parsed.shape, unique_keys=unique)
+                result.inserted, result.updated = upsert(conn, info, ledger_id, parsed.shape, unique_keys=unique)
                 result.unchanged = distinct - result.inserted - result.updated
                 result.rejected = len(parsed.rejects)
                 _store_rejects(conn, info, path.name, parsed)
@@ -229,28 +230,38 @@ def _ledger(conn: psycopg.Connection[Any], info: FileInfo, name: str, md5: str, 
 
 
 def _copy_staging(conn: psycopg.Connection[Any], info: FileInfo, ledger_id: int, parsed: ParsedReport) -> None:
-    table = STAGING[info.crm]
+    with conn.cursor() as cur, cur.copy(copy_statement(info.crm, parsed)) as copy:
+        # a chunk at a time, so the server loads one chunk while the next is formatted
+        for chunk in copy_chunks(info, ledger_id, parsed):
+            copy.write(chunk)
+    conn.execute(sql.SQL(PURGE_STAGING).format(sql.Identifier(STAGING[info.crm])))
+
+
+def copy_statement(crm: str, parsed: ParsedReport) -> sql.Composed:
+    """``COPY stg_... (columns) FROM STDIN`` for the rows of ``parsed``."""
     columns = ["run_id", "ledger_id", "row_number", "store_code", *parsed.shape.fields, "raw_data"]
-    stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
+    return sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(STAGING[crm]), sql.SQL(", ").join(map(sql.Identifier, columns))
     )
-    values = parsed.columns
+
+
+def copy_chunks(info: FileInfo, ledger_id: int, parsed: ParsedReport) -> Iterator[str]:
+    """The staging rows as COPY text, ``COPY_CHUNK_ROWS`` at a time.
+
+    Built column by column (C-level str ops, not write_row per cell).
+    """
     head, store = f"{info.run_id}\t{ledger_id}\t", copy_text_column([info.store])[0]
     numbers = parsed.row_numbers
-    with conn.cursor() as cur, cur.copy(stmt) as copy:
-        # COPY text built column by column (C-level str ops, not write_row per cell), a chunk at a time so
-        # the server loads one chunk while the next is formatted
-        for start in range(0, len(numbers), COPY_CHUNK_ROWS):
-            end = start + COPY_CHUNK_ROWS
-            texts = [copy_text_column(column[start:end]) for column in values]
-            texts.append(copy_text_column(parsed.raw_json(start, end)))
-            prefix = map(head.__add__, map(str, numbers[start:end]))
-            lines = map("\t".join, zip(prefix, repeat(store), *texts))
-            copy.write("\n".join(lines) + "\n")
-    conn.execute(sql.SQL(PURGE_STAGING).format(sql.Identifier(table)))
+    for start in range(0, len(numbers), COPY_CHUNK_ROWS):
+        end = start + COPY_CHUNK_ROWS
+        texts = [copy_text_column(column[start:end]) for column in parsed.columns]
+        texts.append(copy_text_column(parsed.raw_json(start, end)))
+        prefix = map(head.__add__, map(str, numbers[start:end]))
+        lines = map("\t".join, zip(prefix, repeat(store), *texts))
+        yield "\n".join(lines) + "\n"
 
 
-def _upsert(
+def upsert(
     conn: psycopg.Connection[Any], info: FileInfo, ledger_id: int, shape: ReportShape, *, unique_keys: bool = False
 ) -> tuple[int, int]:
     """Staging -> facts. ``unique_keys``: the file has each key once, so no DISTINCT ON (a sort of wide rows)."""
