@@ -12,9 +12,10 @@ from typing import Any
 def fresh_code(payload: Any, stale_code: str | None, prompted_at: float) -> str | None:
     """The code in a webhook answer if it was issued after the prompt, else None.
 
-    The answer is ``{"code": "123456"}``, optionally with a timestamp
-    (``issued_at``/``timestamp``/``received_at``, epoch seconds). A code equal
-    to the one the webhook served before the prompt is stale.
+    The answer is ``{"code": "123456"}``, optionally with a timestamp (``issued_at``/``timestamp``/
+    ``received_at``, epoch seconds or milliseconds). With a timestamp, its time decides: a portal that
+    sends the same code again for a new login is still answered. Without one, a code equal to the one
+    the webhook served before the prompt is stale.
     """
     if not isinstance(payload, dict):
         return None
@@ -25,8 +26,7 @@ def fresh_code(payload: Any, stale_code: str | None, prompted_at: float) -> str 
         stamp = payload.get(key)
         if isinstance(stamp, int | float) and not isinstance(stamp, bool):
             seconds = stamp / 1000 if stamp > 1e11 else float(stamp)
-            if seconds < prompted_at:
-                return None
+            return code if seconds >= prompted_at else None
     if stale_code is not None and code == stale_code:
         return None
     return code

@@ -442,7 +442,10 @@ class WebhookFastPath:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        body = await _read_asgi_body(headers, receive)
+        try:
+            body = await _read_asgi_body(headers, receive)
+        except ClientGone:  # the sender hung up mid-body: nothing to verify, store or answer
+            return
         if body is None:
             status, payload = TOO_LARGE
         else:
@@ -458,8 +461,13 @@ class WebhookFastPath:
         await send({"type": "http.response.body", "body": data})
 
 
+class ClientGone(Exception):
+    pass
+
+
 async def _read_asgi_body(headers: Mapping[str, str], receive: Receive, limit: int = MAX_BODY_BYTES) -> bytes | None:
-    """The request body, or None when it is (or declares itself) larger than ``limit``."""
+    """The request body, or None when it is (or declares itself) larger than ``limit``; ClientGone when
+    the client disconnects before the body is complete."""
     declared = headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         return None
@@ -468,7 +476,7 @@ async def _read_asgi_body(headers: Mapping[str, str], receive: Receive, limit: i
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            raise ClientGone
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:

@@ -258,6 +258,24 @@ def test_oversized_chunked_body_without_a_length_is_refused_with_413(esl: Esl) -
     assert count(esl, "webhook_inbox") == 0
 
 
+def test_a_sender_hanging_up_mid_body_stores_nothing(esl: Esl) -> None:
+    import socket
+    from urllib.parse import urlsplit
+
+    esl.add_mapping()
+    body = shopify_dumps(product())
+    url = urlsplit(esl.app_url)
+    head = (
+        f"POST /webhooks/shopify/products/create HTTP/1.1\r\nHost: {url.netloc}\r\n"
+        f"Content-Length: {len(body)}\r\nX-Shopify-Shop-Domain: {SHOP}\r\n"
+        f"X-Shopify-Hmac-Sha256: {sign_body(esl.secret, body)}\r\n\r\n"
+    )
+    with socket.create_connection((url.hostname, url.port), timeout=5) as sock:
+        sock.sendall(head.encode() + body[: len(body) // 2])
+    assert esl.post("products/create", body).json()["outcome"] == "enqueued"  # the server is fine
+    assert count(esl, "webhook_inbox") == 1
+
+
 def test_the_router_alone_answers_like_the_fast_path(esl: Esl, db_url: str) -> None:
     """An app that includes only the router (no WebhookFastPath) takes webhooks through FastAPI alike."""
     from fastapi import FastAPI

@@ -20,6 +20,8 @@ PROMPT = 1_700_000_000.0
         ({"code": "654321", "issued_at": PROMPT - 5}, None, None),
         ({"code": "654321", "timestamp": (PROMPT + 5) * 1000}, None, "654321"),
         ({"code": "654321", "received_at": PROMPT + 1}, "123456", "654321"),
+        ({"code": "123456", "received_at": PROMPT + 1}, "123456", "123456"),  # the same code, sent again
+        ({"code": "123456", "received_at": PROMPT - 1}, None, None),
         ({"code": ""}, None, None),
         ({"code": "abc"}, None, None),
         ({}, None, None),
