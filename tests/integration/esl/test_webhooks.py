@@ -401,3 +401,22 @@ def test_a_webhook_the_database_cannot_store_gets_503_so_shopify_retries(esl: Es
         conn.execute("ALTER FUNCTION esl_ingest_broken(jsonb, bytea, text, jsonb) RENAME TO esl_ingest_webhook")
     again = esl.post("products/create", shopify_dumps(product()), event_id="ev-retry")
     assert again.status_code == 200 and again.json()["outcome"] == "enqueued"
+
+
+def test_a_products_variants_are_found_by_index_not_by_walking_the_shop(esl: Esl) -> None:
+    """The per-delivery lookup of one product's variants (dropped variants, products/delete) must not
+    walk every product of the shop, whatever the planner knows of the table (generic plan, no ANALYZE)."""
+    mapping = esl.add_mapping()
+    with esl.connect() as conn:
+        conn.execute(
+            "INSERT INTO products (store_mapping_id, source_store_id, source_id, source_variant_id, pc, pn, pp)"
+            " SELECT %s, %s, (g / 3)::text, g::text, 'PC' || g, 'n', '1.00' FROM generate_series(1, 3000) g",
+            (mapping, SHOP),
+        )
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+        conn.execute(
+            "PREPARE variants(text, text) AS SELECT id FROM products"
+            " WHERE source_system = 'shopify' AND source_store_id = $1 AND source_id = $2 AND status <> 'deleted'"
+        )
+        plan = "\n".join(r["QUERY PLAN"] for r in conn.execute("EXPLAIN EXECUTE variants('x', '7')").fetchall())
+    assert "products_source_product_key" in plan, plan
