@@ -2,6 +2,8 @@
 
 Pipelines contribute routers listed in `ROUTERS` ("module:attribute"); each
 router reads ``request.app.state.settings`` and ``request.app.state.db``.
+`MIDDLEWARE` lists pure-ASGI handlers put in front of the routers for hot paths
+(the Shopify webhook POSTs).
 """
 
 from __future__ import annotations
