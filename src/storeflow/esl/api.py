@@ -317,25 +317,6 @@ router.include_router(admin)
 # ---------------------------------------------------------------- webhooks
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
-async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The raw body, refusing more than ``limit`` bytes without reading them all."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 TOO_LARGE = (413, {"ok": False, "error": f"body larger than {MAX_BODY_BYTES} bytes"})
 
 
@@ -408,10 +389,13 @@ async def handle_webhook(
 async def receive_webhook(request: Request, path_topic: str | None) -> JSONResponse:
     """The FastAPI route's way in (the app's WebhookFastPath normally answers these paths first)."""
     try:
-        body = await read_body(request)
-    except BodyTooLarge:
-        return JSONResponse(TOO_LARGE[1], TOO_LARGE[0])
-    status, payload = await handle_webhook(request.app.state, request.headers, body, path_topic)
+        body = await read_body(request.headers, request.receive)
+    except ClientGone:  # nobody is left to read an answer
+        return JSONResponse({"ok": False, "error": "client disconnected"}, 400)
+    if body is None:
+        status, payload = TOO_LARGE
+    else:
+        status, payload = await handle_webhook(request.app.state, request.headers, body, path_topic)
     return JSONResponse(payload, status)
 
 
@@ -443,7 +427,7 @@ class WebhookFastPath:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         try:
-            body = await _read_asgi_body(headers, receive)
+            body = await read_body(headers, receive)
         except ClientGone:  # the sender hung up mid-body: nothing to verify, store or answer
             return
         if body is None:
@@ -465,7 +449,7 @@ class ClientGone(Exception):
     pass
 
 
-async def _read_asgi_body(headers: Mapping[str, str], receive: Receive, limit: int = MAX_BODY_BYTES) -> bytes | None:
+async def read_body(headers: Mapping[str, str], receive: Receive, limit: int = MAX_BODY_BYTES) -> bytes | None:
     """The request body, or None when it is (or declares itself) larger than ``limit``; ClientGone when
     the client disconnects before the body is complete."""
     declared = headers.get("content-length", "")
