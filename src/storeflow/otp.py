@@ -1,12 +1,31 @@
 """One-time codes that arrive through a webhook (Hallmark's MFA, the CRM portals' OTP): which are new.
 
 A webhook that relays SMS or e-mail codes keeps answering with the last code it received, so a
-poll right after a login prompt usually sees the previous login's code first. Pure: no I/O.
+poll right after a login prompt usually sees the previous login's code first. `fresh_code` is
+pure; `webhook_answer` is the one call to the webhook.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import httpx
+
+
+async def webhook_answer(http: httpx.AsyncClient, url: str) -> Any:
+    """The webhook's JSON answer (GET, or POST where GET is not allowed); None when it has nothing.
+
+    Raises httpx.HTTPError when the webhook cannot be reached: the caller decides how loud that is.
+    """
+    response = await http.get(url, timeout=10)
+    if response.status_code == 405:
+        response = await http.post(url, json={}, timeout=10)
+    if response.status_code >= 400 or not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return None
 
 
 def fresh_code(payload: Any, stale_code: str | None, prompted_at: float) -> str | None:

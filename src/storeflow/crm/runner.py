@@ -55,7 +55,7 @@ from storeflow.errors import (
     StoreflowError,
 )
 from storeflow.logs import get_logger, register_secrets
-from storeflow.otp import fresh_code
+from storeflow.otp import fresh_code, webhook_answer
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Playwright
@@ -252,11 +252,10 @@ async def otp_source(
 
 
 async def _webhook_answer(http: httpx.AsyncClient, url: str) -> Any:
-    """The OTP webhook's JSON answer, or None when it is unreachable or has nothing."""
+    """The OTP webhook's answer; None also when it cannot be reached (the poll tries again)."""
     try:
-        response = await http.get(url)
-        return response.json() if response.status_code == 200 else None
-    except (httpx.HTTPError, ValueError):
+        return await webhook_answer(http, url)
+    except httpx.HTTPError:
         return None
 
 

@@ -22,7 +22,7 @@ from storeflow.browser import launch, vault_for_file
 from storeflow.errors import ConfigError, StoreflowError, UnavailableError
 from storeflow.hallmark.aura import TOKEN_KEY, find_fwuid, find_token_in_page
 from storeflow.logs import get_logger, register_secrets
-from storeflow.otp import fresh_code
+from storeflow.otp import fresh_code, webhook_answer
 from storeflow.settings import Settings
 
 log = get_logger("auth")
@@ -88,18 +88,6 @@ class MfaSource:
         if self.method == "totp":
             settings.require("MFA_TOTP_SECRET")
 
-    async def _poll_once(self, http: httpx.AsyncClient) -> Any:
-        url = self.settings.N8N_WEBHOOK_URL or ""
-        response = await http.get(url, timeout=10)
-        if response.status_code == 405:
-            response = await http.post(url, json={}, timeout=10)
-        if response.status_code >= 400 or not response.content:
-            return None
-        try:
-            return response.json()
-        except ValueError:
-            return None
-
     async def before_prompt(self) -> None:
         """Called before the sign-on is submitted: remember the webhook's current (stale) code."""
         self._prompted_at = time.time()
@@ -107,7 +95,7 @@ class MfaSource:
             return
         try:
             async with httpx.AsyncClient() as http:
-                payload = await self._poll_once(http)
+                payload = await webhook_answer(http, self.settings.N8N_WEBHOOK_URL or "")
         except httpx.HTTPError:
             payload = None
         if isinstance(payload, dict) and payload.get("code"):
@@ -136,7 +124,7 @@ class MfaSource:
         async with httpx.AsyncClient() as http:
             while time.monotonic() < deadline:
                 try:
-                    payload = await self._poll_once(http)
+                    payload = await webhook_answer(http, self.settings.N8N_WEBHOOK_URL or "")
                 except httpx.HTTPError as exc:
                     log.warning("MFA webhook unreachable: %s", exc, event="mfa")
                     payload = None
