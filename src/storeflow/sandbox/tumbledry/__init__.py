@@ -34,6 +34,7 @@ from storeflow.sandbox.tumbledry.common import (
     bearer,
     day_rng,
     days,
+    install_report_controls,
     make_jwt,
     messy_amount,
     messy_phone,
@@ -263,21 +264,7 @@ class TumbleDrySimulator(Simulator):
     def install(self, app: FastAPI) -> None:
         sim = self
 
-        @app.post("/_sandbox/report-faults")
-        async def add_report_fault(spec: ReportFaultSpec) -> dict[str, Any]:
-            try:
-                sim.report_faults.add(spec)
-            except ValueError as exc:
-                raise HTTPException(422, str(exc)) from exc
-            return {"ok": True, "report_faults": sim.report_faults.describe()}
-
-        @app.post("/_sandbox/settings")
-        async def sandbox_settings(request: Request) -> dict[str, Any]:
-            body = await request.json()
-            for key in ("report_delay", "overdue_popup", "revision"):
-                if key in body:
-                    setattr(sim, key, type(getattr(sim, key))(body[key]))
-            return sim.state()
+        install_report_controls(app, sim, ("report_delay", "overdue_popup", "revision"))
 
         @app.get("/", response_class=RedirectResponse)
         async def root() -> RedirectResponse:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from fastapi import Request
+from fastapi import FastAPI, HTTPException, Request
 from pydantic import BaseModel, Field
 
 REPORT_FAULTS = ("corrupt", "truncated", "missing_column", "zero_rows", "slow")
@@ -115,6 +115,29 @@ class ReportFaults:
     def describe(self) -> list[dict[str, Any]]:
         with self._lock:
             return [s.model_dump() for s in self._items]
+
+
+def install_report_controls(app: FastAPI, sim: Any, settable: tuple[str, ...]) -> None:
+    """The CRM simulators' own control endpoints (besides the base /_sandbox ones):
+    ``POST /_sandbox/report-faults`` adds a fault to ``sim.report_faults``; ``POST /_sandbox/settings``
+    sets the ``settable`` attributes (each cast to its current type) and answers ``sim.state()``."""
+
+    @app.post("/_sandbox/report-faults")
+    async def add_report_fault(spec: ReportFaultSpec) -> dict[str, Any]:
+        try:
+            sim.report_faults.add(spec)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from exc
+        return {"ok": True, "report_faults": sim.report_faults.describe()}
+
+    @app.post("/_sandbox/settings")
+    async def sandbox_settings(request: Request) -> dict[str, Any]:
+        body = await request.json()
+        for key in settable:
+            if key in body:
+                setattr(sim, key, type(getattr(sim, key))(body[key]))
+        state: dict[str, Any] = sim.state()
+        return state
 
 
 def apply_file_fault(body: bytes, fault: ReportFaultSpec | None) -> bytes:

@@ -28,10 +28,10 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from storeflow.sandbox.base import ClientConfig, Simulator
 from storeflow.sandbox.tumbledry.common import (
     ReportFaults,
-    ReportFaultSpec,
     apply_file_fault,
     day_rng,
     days,
+    install_report_controls,
     make_jwt,
     messy_amount,
     messy_phone,
@@ -233,22 +233,7 @@ class UCleanSimulator(Simulator):
     def install(self, app: FastAPI) -> None:
         sim = self
 
-        @app.post("/_sandbox/report-faults")
-        async def add_report_fault(spec: ReportFaultSpec) -> dict[str, Any]:
-            try:
-                sim.report_faults.add(spec)
-            except ValueError as exc:
-                raise HTTPException(422, str(exc)) from exc
-            return {"ok": True, "report_faults": sim.report_faults.describe()}
-
-        @app.post("/_sandbox/settings")
-        async def sandbox_settings(request: Request) -> dict[str, Any]:
-            body = await request.json()
-            if "revision" in body:
-                sim.revision = int(body["revision"])
-            if "report_delay" in body:
-                sim.report_delay = float(body["report_delay"])
-            return sim.state()
+        install_report_controls(app, sim, ("revision", "report_delay"))
 
         @app.get("/login", response_class=HTMLResponse)
         async def login_page() -> str:
