@@ -213,3 +213,20 @@ def test_uc_export_in_page_retries_a_503_and_rejects_calls_without_bearer(
     t = truth(crm_sandbox, "uclean", "sector56")
     row = conn.execute("SELECT count(*) AS n, sum(final_amount)::float AS s FROM fact_uc_gst").fetchone()
     assert (row["n"], round(row["s"], 2)) == (t["rows"], t["net_amount"])
+
+
+@pytest.mark.parametrize(("sim", "extra"), [("tumbledry", {"overdue_popup": False}), ("uclean", {})])
+def test_sandbox_settings_and_report_fault_controls(crm_sandbox: SandboxHost, sim: str, extra: dict[str, Any]) -> None:
+    base = crm_sandbox.urls[sim]
+    before = httpx.get(f"{base}/_sandbox/state").json()
+    try:
+        state = httpx.post(f"{base}/_sandbox/settings", json={"revision": 2, "report_delay": 0, **extra}).json()
+        assert state["revision"] == 2 and state["report_delay"] == 0.0
+        assert all(state[k] == v for k, v in extra.items())
+        refused = httpx.post(f"{base}/_sandbox/report-faults", json={"kind": "on_fire"})
+        assert refused.status_code == 422 and "unknown report fault 'on_fire'" in refused.text
+        added = httpx.post(f"{base}/_sandbox/report-faults", json={"kind": "zero_rows", "store": "x"}).json()
+        assert [f["kind"] for f in added["report_faults"]] == ["zero_rows"]
+    finally:
+        httpx.post(f"{base}/_sandbox/settings", json={k: before[k] for k in ("revision", "report_delay", *extra)})
+        crm_sandbox.sim(sim).report_faults.clear()  # type: ignore[attr-defined]
