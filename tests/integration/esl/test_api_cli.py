@@ -161,38 +161,22 @@ def test_operator_commands(esl: Esl, tmp_path: Path) -> None:
     assert deactivated.returncode == 0 and " no " in deactivated.stdout
 
 
-def test_sender_cli_against_the_receiver(esl: Esl, tmp_path: Path) -> None:
-    esl.add_mapping()
-    sent = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "storeflow",
-            "sandbox",
-            "shopify",
-            "send",
-            "--url",
-            esl.app_url,
-            "--secret",
-            esl.secret,
-            "--topic",
-            "products/update",
-            "--count",
-            "20",
-            "--shop",
-            SHOP,
-            "--duplicates",
-            "0.3",
-            "--shuffle",
-            "--rate",
-            "200",
-        ],
+def _send(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`storeflow sandbox shopify send ARGS` in a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "storeflow", "sandbox", "shopify", "send", *args],
         env={**os.environ, "LOG_DIRECTORY": str(tmp_path / "logs")},
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_sender_cli_against_the_receiver(esl: Esl, tmp_path: Path) -> None:
+    esl.add_mapping()
+    sent = _send(tmp_path, "--url", esl.app_url, "--secret", esl.secret, "--topic", "products/update",
+                 "--count", "20", "--shop", SHOP, "--duplicates", "0.3", "--shuffle", "--rate", "200")  # fmt: skip
     assert sent.returncode == 0, sent.stderr
     summary = json.loads(sent.stdout)
     assert summary["statuses"] == {"200": 20 + summary["duplicates"]} and summary["duplicates"] > 0
@@ -203,29 +187,7 @@ def test_sender_cli_against_the_receiver(esl: Esl, tmp_path: Path) -> None:
     # whatever the delivery order, every label shows the newest version (version 2 of each product)
     newest = {r["pc"]: r["pp"] for r in rows(esl, "SELECT pc, pp FROM products WHERE status = 'valid'")}
     assert {pc: p["pp"] for pc, p in esl.labels().items()} == newest
-    wrong = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "storeflow",
-            "sandbox",
-            "shopify",
-            "send",
-            "--url",
-            esl.app_url,
-            "--secret",
-            "bad",
-            "--topic",
-            "products/create",
-            "--count",
-            "2",
-        ],
-        env={**os.environ, "LOG_DIRECTORY": str(tmp_path / "logs")},
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    wrong = _send(tmp_path, "--url", esl.app_url, "--secret", "bad", "--topic", "products/create", "--count", "2")
     assert wrong.returncode == 1 and json.loads(wrong.stdout)["statuses"] == {"401": 2}
 
 
