@@ -182,3 +182,17 @@ def test_reads_without_credentials_only_in_local_mode(
     web: access.WebAccess, headers: dict[str, str], open_: bool
 ) -> None:
     assert web.open_to(headers) is open_
+
+
+def test_the_limiter_holds_a_bounded_number_of_addresses() -> None:
+    throttle = access.LoginThrottle(limit=2, window=60, max_clients=3)
+    for i, client in enumerate(["a", "b", "c"]):
+        throttle.failed(client, now=float(i))
+        throttle.failed(client, now=float(i))
+    throttle.failed("d", now=10.0)  # full: the oldest ("a") is forgotten
+    assert [throttle.blocked(c, now=10.0) for c in "abcd"] == [False, True, True, False]
+    throttle.failed("b", now=30.0)
+    throttle.failed("b", now=31.0)
+    throttle.failed("e", now=80.0)  # full again: addresses whose failures left the window go first
+    assert [throttle.blocked(c, now=80.0) for c in "bcde"] == [True, False, False, False]
+    assert sorted(throttle._failures) == ["b", "e"]

@@ -223,9 +223,10 @@ class LoginThrottle:
     peer unless FORWARDED_ALLOW_IPS names the proxy in front (then uvicorn puts the forwarded client there).
     """
 
-    def __init__(self, limit: int = 5, window: float = 300.0) -> None:
+    def __init__(self, limit: int = 5, window: float = 300.0, max_clients: int = 10_000) -> None:
         self.limit = limit
         self.window = window
+        self.max_clients = max_clients  # bounds the memory many guessing addresses can take
         self._failures: dict[str, list[float]] = {}
 
     def _recent(self, client: str, now: float) -> list[float]:
@@ -241,6 +242,11 @@ class LoginThrottle:
 
     def failed(self, client: str, now: float | None = None) -> None:
         now = now if now is not None else time.time()
+        if client not in self._failures and len(self._failures) >= self.max_clients:
+            for other in list(self._failures):
+                self._recent(other, now)
+            while len(self._failures) >= self.max_clients:  # still full: forget the oldest first failure
+                self._failures.pop(min(self._failures, key=lambda c: self._failures[c][0]))
         self._failures[client] = [*self._recent(client, now), now]
 
     def succeeded(self, client: str) -> None:
