@@ -136,11 +136,12 @@ def _serve_dashboard(settings: Settings, db: Database, console: Console) -> None
 
     from storeflow.sandbox.host import bind_port
     from storeflow.web.app import create_app
+    from storeflow.web.server import uvicorn_config
 
     sock = bind_port(0, "dashboard")
     port = sock.getsockname()[1]
     console.print(f"\n[bold]Dashboard:[/] http://127.0.0.1:{port}/dashboard   (Ctrl-C to stop)")
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, db), log_level="warning", access_log=False))
+    server = uvicorn.Server(uvicorn_config(create_app(settings, db)))
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:

@@ -184,6 +184,15 @@ class Settings(BaseSettings):
     DASHBOARD_USERNAME: str = "admin"
     DASHBOARD_PASSWORD: SecretStr | None = None
 
+    # web access (storeflow.web.access, docs/security.md)
+    # Host names the web app answers to, comma-separated (DNS rebinding); the bound host and APP_BASE_URL's
+    # host are always added. Unset: 127.0.0.1,localhost,[::1].
+    STOREFLOW_ALLOWED_HOSTS: str | None = None
+    # reverse proxies (IPs/networks, comma-separated) whose X-Forwarded-For/-Proto are believed; default none
+    FORWARDED_ALLOW_IPS: str | None = None
+    # /docs and /openapi.json (served locally, to authenticated callers only); false turns both off
+    STOREFLOW_API_DOCS: bool = True
+
     # loaded from TOML, not the environment
     config: StoreflowConfig = Field(default_factory=StoreflowConfig, exclude=True)
     config_path: Path | None = Field(default=None, exclude=True)

@@ -1,9 +1,12 @@
 """Dashboard access: who must log in, and the signed session cookie.
 
-Login is required unless the app is bound to loopback. The cookie is
-``user|expiry|hmac`` signed with a key derived from DASHBOARD_PASSWORD, so
-changing the password logs everybody out and several processes agree without
-shared state. Forms carry a CSRF token derived from the same key.
+Login is required once DASHBOARD_PASSWORD or STOREFLOW_ADMIN_TOKEN is set, and
+always unless the app is bound to loopback (storeflow.web.access). The cookie is
+``user|expiry|hmac`` signed with a key mixed from the random server key
+($STOREFLOW_HOME/web/server.key, 0600) and the credentials, so changing the
+password logs everybody out and the processes of one home agree. Forms carry a
+CSRF token signed with the server key alone: nothing on a page says anything
+about the password.
 """
 
 from __future__ import annotations
@@ -11,30 +14,30 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import secrets
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from storeflow.web.access import open_without_credentials
+from storeflow.web.access import LoginThrottle as LoginThrottle
+from storeflow.web.access import bearer, open_without_credentials, same_secret
+from storeflow.web.keys import server_key
 
 if TYPE_CHECKING:
     from storeflow.settings import Settings
 
 COOKIE = "storeflow_dashboard"
 MAX_AGE_SECONDS = 12 * 3600
-_PROCESS_KEY = secrets.token_bytes(32)
 
 
-def login_required(bound_host: str | None, headers: Mapping[str, str]) -> bool:
-    return not open_without_credentials(bound_host, headers)
+def login_required(bound_host: str | None, headers: Mapping[str, str], configured: bool = False) -> bool:
+    """``configured``: a credential is set, so it is required whatever the address looks like."""
+    return configured or not open_without_credentials(bound_host, headers)
 
 
-def _key(settings: Settings) -> bytes:
-    if settings.DASHBOARD_PASSWORD is None or not settings.DASHBOARD_PASSWORD.get_secret_value():
-        return _PROCESS_KEY
-    material = b"storeflow-dashboard\0" + settings.DASHBOARD_PASSWORD.get_secret_value().encode()
-    return hashlib.sha256(material + b"\0" + settings.DASHBOARD_USERNAME.encode()).digest()
+def _cookie_key(settings: Settings) -> bytes:
+    password = settings.DASHBOARD_PASSWORD.get_secret_value() if settings.DASHBOARD_PASSWORD else ""
+    material = b"cookie\0" + settings.DASHBOARD_USERNAME.encode() + b"\0" + password.encode()
+    return hmac.new(server_key(settings.home), material, hashlib.sha256).digest()
 
 
 def _sign(key: bytes, text: str) -> str:
@@ -54,7 +57,7 @@ def check_credentials(settings: Settings, username: str, password: str) -> bool:
 def issue_cookie(settings: Settings, username: str, now: float | None = None) -> str:
     expires = int((now or time.time()) + MAX_AGE_SECONDS)
     body = f"{username}|{expires}"
-    return f"{body}|{_sign(_key(settings), body)}"
+    return f"{body}|{_sign(_cookie_key(settings), body)}"
 
 
 def read_cookie(settings: Settings, value: str | None, now: float | None = None) -> str | None:
@@ -62,16 +65,20 @@ def read_cookie(settings: Settings, value: str | None, now: float | None = None)
     if not value or value.count("|") != 2:
         return None
     username, expires, signature = value.split("|")
-    if not hmac.compare_digest(signature, _sign(_key(settings), f"{username}|{expires}")):
+    if not hmac.compare_digest(signature, _sign(_cookie_key(settings), f"{username}|{expires}")):
         return None
     if not expires.isdigit() or int(expires) < (now or time.time()):
         return None
     return username
 
 
+def is_basic(header: str | None) -> bool:
+    return header is not None and header[:6].lower() == "basic "
+
+
 def read_basic(settings: Settings, header: str | None) -> str | None:
     """HTTP Basic credentials (for scripts and Prometheus), checked like the login form."""
-    if not header or not header.lower().startswith("basic "):
+    if header is None or not is_basic(header):
         return None
     try:
         username, _, password = base64.b64decode(header[6:].strip()).decode().partition(":")
@@ -83,41 +90,13 @@ def read_basic(settings: Settings, header: str | None) -> str | None:
 def read_bearer(settings: Settings, header: str | None) -> bool:
     """``Authorization: Bearer <STOREFLOW_ADMIN_TOKEN>`` (the ESL API's token) also opens /metrics."""
     token = settings.STOREFLOW_ADMIN_TOKEN.get_secret_value() if settings.STOREFLOW_ADMIN_TOKEN else ""
-    if not token or not header or not header.lower().startswith("bearer "):
-        return False
-    return hmac.compare_digest(header[7:].strip().encode(), token.encode())
+    return same_secret(bearer(header), token)
 
 
 def csrf_token(settings: Settings, cookie: str | None) -> str:
-    return _sign(_key(settings), f"csrf|{cookie or 'local'}")[:32]
+    """Bound to the session cookie (or to no session, for the login form and a local-mode dashboard)."""
+    return _sign(server_key(settings.home), f"csrf|{cookie or 'local'}")[:32]
 
 
 def check_csrf(settings: Settings, cookie: str | None, token: str | None) -> bool:
     return bool(token) and hmac.compare_digest(csrf_token(settings, cookie), token or "")
-
-
-class LoginThrottle:
-    """At most ``limit`` failed logins per client address within ``window`` seconds (in memory, per process)."""
-
-    def __init__(self, limit: int = 5, window: float = 300.0) -> None:
-        self.limit = limit
-        self.window = window
-        self._failures: dict[str, list[float]] = {}
-
-    def _recent(self, client: str, now: float) -> list[float]:
-        kept = [t for t in self._failures.get(client, []) if now - t < self.window]
-        if kept:
-            self._failures[client] = kept
-        else:
-            self._failures.pop(client, None)
-        return kept
-
-    def blocked(self, client: str, now: float | None = None) -> bool:
-        return len(self._recent(client, now if now is not None else time.time())) >= self.limit
-
-    def failed(self, client: str, now: float | None = None) -> None:
-        now = now if now is not None else time.time()
-        self._failures[client] = [*self._recent(client, now), now]
-
-    def succeeded(self, client: str) -> None:
-        self._failures.pop(client, None)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
@@ -20,6 +20,7 @@ from storeflow import __version__
 from storeflow.dashboard import auth, charts, queries
 from storeflow.dashboard.status import PIPELINES, format_age, worst
 from storeflow.logs import get_logger
+from storeflow.web.access import LoginThrottle, WebAccess
 
 if TYPE_CHECKING:
     import psycopg
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
 
 log = get_logger("web")
 router = APIRouter(include_in_schema=False)
-throttle = auth.LoginThrottle()
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
 STATIC_TYPES = {".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".js": "text/javascript; charset=utf-8"}
@@ -107,7 +107,7 @@ def _render(request: Request, name: str, page: str, **context: Any) -> HTMLRespo
         nav=NAV,
         page=page,
         user=user,
-        show_logout=auth.login_required(request.app.state.bound_host, request.headers),
+        show_logout=not _access(request).open_to(request.headers),
         csrf=auth.csrf_token(settings, request.cookies.get(auth.COOKIE)),
         now=datetime.now(UTC),
         version=__version__,
@@ -134,19 +134,66 @@ def _conn(request: Request) -> Iterator[psycopg.Connection[Any]]:
 # ---------------------------------------------------------------- access
 
 
+def _access(request: Request) -> WebAccess:
+    return request.app.state.web_access  # type: ignore[no-any-return]
+
+
+def _throttle(request: Request) -> LoginThrottle:
+    return request.app.state.login_throttle  # type: ignore[no-any-return]
+
+
+def _wants_html(request: Request) -> bool:
+    return "text/html" in request.headers.get("accept", "") and request.method == "GET"
+
+
+def _locked(request: Request) -> HTTPException:
+    minutes = _lock_minutes(request)
+    if _wants_html(request):
+        return HTTPException(303, headers={"Location": "/dashboard/login?locked=1"})
+    detail = f"too many failed credentials from this address: wait {minutes} minutes"
+    return HTTPException(429, detail, headers={"Retry-After": str(int(_throttle(request).window))})
+
+
+def _lock_minutes(request: Request) -> int:
+    return max(1, round(_throttle(request).window / 60))
+
+
+def authenticate(request: Request) -> str | None:
+    """The caller from the session cookie, HTTP Basic or the admin bearer token, else None.
+
+    Every failed Basic or bearer credential counts against the app's one limiter (the login form's too);
+    a locked-out address is refused (429, or the login page's lockout message) even with right credentials.
+    """
+    settings: Settings = request.app.state.settings
+    user = auth.read_cookie(settings, request.cookies.get(auth.COOKIE))
+    if user:
+        return user
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    client, throttle = _client(request), _throttle(request)
+    if throttle.blocked(client):
+        log.warning("credentials refused for %s: too many failures", client, event="login")
+        raise _locked(request)
+    user = auth.read_basic(settings, header) or ("token" if auth.read_bearer(settings, header) else None)
+    if user is None:
+        throttle.failed(client)
+        log.warning("wrong %s credentials from %s", header.split(" ", 1)[0], client, event="login")
+        return None
+    throttle.succeeded(client)
+    return user
+
+
 def require_user(request: Request) -> str:
     """The logged-in user, or a redirect to the login page (401 for non-HTML clients)."""
-    settings: Settings = request.app.state.settings
-    if not auth.login_required(request.app.state.bound_host, request.headers):
+    if _access(request).open_to(request.headers):
         request.state.dashboard_user = None
         return "local"
-    user = auth.read_cookie(settings, request.cookies.get(auth.COOKIE)) or auth.read_basic(
-        settings, request.headers.get("authorization")
-    )
+    user = authenticate(request)
     if user:
         request.state.dashboard_user = user
         return user
-    if "text/html" in request.headers.get("accept", "") and request.method == "GET":
+    if _wants_html(request):
         target = quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
         raise HTTPException(303, headers={"Location": f"/dashboard/login?next={target}"})
     raise HTTPException(401, "login required", headers={"WWW-Authenticate": 'Basic realm="storeflow"'})
@@ -165,7 +212,10 @@ def _safe_next(target: str | None) -> str:
 def login_page(request: Request, next: str | None = None, failed: int = 0, locked: int = 0) -> HTMLResponse:
     settings: Settings = request.app.state.settings
     configured = bool(settings.DASHBOARD_PASSWORD and settings.DASHBOARD_PASSWORD.get_secret_value())
-    return _render(request, "login.html", "login", target=_safe_next(next), failed=bool(failed), configured=configured)
+    return _render(
+        request, "login.html", "login", target=_safe_next(next), failed=bool(failed), configured=configured,
+        locked=bool(locked), minutes=_lock_minutes(request),
+    )  # fmt: skip
 
 
 @router.post("/dashboard/login")
@@ -174,10 +224,13 @@ def login_submit(
     username: Annotated[str, Form()] = "",
     password: Annotated[str, Form()] = "",
     next: Annotated[str, Form()] = "/dashboard",
+    csrf: Annotated[str, Form()] = "",
 ) -> RedirectResponse:
     settings: Settings = request.app.state.settings
     target = _safe_next(next)
-    client = _client(request)
+    client, throttle = _client(request), _throttle(request)
+    if not auth.check_csrf(settings, request.cookies.get(auth.COOKIE), csrf):
+        raise HTTPException(403, "stale form: reload the page and try again")
     if throttle.blocked(client):
         log.warning("dashboard login refused for %s: too many failures", client, event="login")
         return RedirectResponse(f"/dashboard/login?locked=1&next={quote(target)}", status_code=303)
@@ -193,6 +246,7 @@ def login_submit(
         max_age=auth.MAX_AGE_SECONDS,
         httponly=True,
         samesite="strict",
+        # the scheme is https when the client used it directly, or a FORWARDED_ALLOW_IPS proxy said so
         secure=request.url.scheme == "https",
         path="/",
     )
@@ -201,9 +255,12 @@ def login_submit(
 
 
 @router.post("/dashboard/logout")
-def logout(request: Request) -> RedirectResponse:
+def logout(request: Request, csrf: Annotated[str, Form()] = "") -> RedirectResponse:
+    settings: Settings = request.app.state.settings
+    if not auth.check_csrf(settings, request.cookies.get(auth.COOKIE), csrf):
+        raise HTTPException(403, "stale form: reload the page and try again")
     response = RedirectResponse("/dashboard/login", status_code=303)
-    response.delete_cookie(auth.COOKIE, path="/")
+    response.delete_cookie(auth.COOKIE, path="/", secure=request.url.scheme == "https", httponly=True)
     return response
 
 
@@ -350,15 +407,37 @@ def metrics(request: Request) -> Response:
     from storeflow.dashboard.metrics import DatabaseCollector
 
     settings: Settings = request.app.state.settings
-    if auth.login_required(request.app.state.bound_host, request.headers):
-        header = request.headers.get("authorization")
-        ok = (
-            auth.read_bearer(settings, header)
-            or auth.read_basic(settings, header)
-            or auth.read_cookie(settings, request.cookies.get(auth.COOKIE))
-        )
-        if not ok:
-            raise HTTPException(401, "login required", headers={"WWW-Authenticate": 'Basic realm="storeflow"'})
+    if not _access(request).open_to(request.headers) and authenticate(request) is None:
+        raise HTTPException(401, "login required", headers={"WWW-Authenticate": 'Basic realm="storeflow"'})
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DatabaseCollector(request.app.state.db, settings))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+# ---------------------------------------------------------------- API docs
+
+
+def _docs_on(request: Request) -> None:
+    if not _access(request).docs:
+        raise HTTPException(404, "API docs are turned off (STOREFLOW_API_DOCS=false)")
+
+
+DocsOn = Depends(_docs_on)
+
+
+@router.get("/openapi.json", dependencies=[DocsOn])
+def openapi_document(request: Request, user: User) -> JSONResponse:
+    """The OpenAPI document, for the same callers as the dashboard."""
+    return JSONResponse(request.app.openapi(), headers={"Cache-Control": "no-store"})
+
+
+@router.get("/docs", response_class=HTMLResponse, dependencies=[DocsOn])
+def api_docs(request: Request, user: User) -> HTMLResponse:
+    """The API reference rendered here from the OpenAPI document: no script, nothing from a CDN."""
+    spec = request.app.openapi()
+    operations = [
+        {"method": method.upper(), "path": path, **op}
+        for path, methods in spec.get("paths", {}).items()
+        for method, op in methods.items()
+    ]
+    return _render(request, "docs.html", "docs", spec=spec, operations=operations)

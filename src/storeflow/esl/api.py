@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import hmac
 import json
 import logging
 import time
@@ -39,7 +38,6 @@ from storeflow.esl.models import (
 from storeflow.esl.queue import CHANNEL
 from storeflow.esl.transform import TOPICS, parse_timestamp, parse_webhook, verify_hmac
 from storeflow.logs import get_logger
-from storeflow.web.access import open_without_credentials
 
 log = get_logger("esl")
 MAX_BODY_BYTES = 1024 * 1024
@@ -206,18 +204,20 @@ async def _ensure_pool(state: Any) -> AsyncConnectionPool:
 
 
 def require_admin(request: Request) -> None:
-    """``Authorization: Bearer <STOREFLOW_ADMIN_TOKEN>``; without a token, only a loopback-bound app."""
-    token = request.app.state.settings.STOREFLOW_ADMIN_TOKEN
-    secret = token.get_secret_value() if token is not None else ""
-    if not secret:
-        if open_without_credentials(getattr(request.app.state, "bound_host", None), request.headers):
-            return
+    """Every /api call: ``Authorization: Bearer <STOREFLOW_ADMIN_TOKEN>``; without that setting, writes need the
+    local token and reads a direct caller of a loopback-bound app (storeflow.web.access)."""
+    throttle, client = request.app.state.login_throttle, request.client.host if request.client else "?"
+    if "authorization" in request.headers and throttle.blocked(client):  # even a right token, once locked out
         raise HTTPException(
-            403, "STOREFLOW_ADMIN_TOKEN is not set: /api answers only direct callers of an app bound to 127.0.0.1"
+            429, "too many failed credentials from this address", headers={"Retry-After": str(int(throttle.window))}
         )
-    given = request.headers.get("authorization", "")
-    if not hmac.compare_digest(given.encode(), f"Bearer {secret}".encode()):
-        raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+    refusal = request.app.state.web_access.api_refusal(request.method, request.headers)
+    if refusal is None:
+        return
+    if refusal.counts_as_failure:
+        throttle.failed(client)
+    headers = {"WWW-Authenticate": "Bearer"} if refusal.status == 401 else None
+    raise HTTPException(refusal.status, refusal.detail, headers=headers)
 
 
 router = APIRouter(lifespan=lifespan)

@@ -30,6 +30,7 @@ from storeflow.sandbox.host import SandboxHost
 from storeflow.sandbox.shopify import make_product, shopify_dumps
 from storeflow.sandbox.tumbledry import order_report_xlsx, report_rows
 from storeflow.settings import Settings
+from storeflow.web.keys import local_api_token
 from tests.integration.dashboard.conftest import one, serve
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
@@ -67,7 +68,8 @@ async def test_dead_letters_from_a_real_worker_are_retried_from_the_page(
     with serve(settings, db_url) as base:
         with httpx.Client(base_url=base, timeout=30) as client:
             mapping = {"source_system": "shopify", "source_store_id": SHOP, "hipoink_store_code": "LIVE1"}
-            assert client.post("/api/store-mappings/", json=mapping).status_code == 201
+            local = {"Authorization": f"Bearer {local_api_token(settings.home)}"}  # no STOREFLOW_ADMIN_TOKEN set
+            assert client.post("/api/store-mappings/", json=mapping, headers=local).status_code == 201
             for i in range(6):
                 body = shopify_dumps(make_product(3, i))
                 headers = {

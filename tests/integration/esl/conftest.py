@@ -19,6 +19,7 @@ from storeflow.esl.worker import WorkerConfig, WorkerStats, run_worker
 from storeflow.sandbox.hipoink import HipoinkSimulator
 from storeflow.sandbox.host import SandboxHost
 from storeflow.settings import Settings
+from storeflow.web.keys import local_api_token
 from storeflow.web.server import serve_in_thread
 
 SHOP = "test-shop.myshopify.com"
@@ -39,9 +40,14 @@ class Esl:
     def connect(self) -> psycopg.Connection[dict[str, Any]]:
         return psycopg.connect(self.db_url, row_factory=dict_row, autocommit=True)
 
+    @property
+    def api_headers(self) -> dict[str, str]:
+        """The local token (no STOREFLOW_ADMIN_TOKEN is set): what proves an /api write comes from this machine."""
+        return {"Authorization": f"Bearer {local_api_token(self.settings.home)}"}
+
     def add_mapping(self, shop: str = SHOP, store: str = STORE, **extra: Any) -> int:
         body = {"source_system": "shopify", "source_store_id": shop, "hipoink_store_code": store, **extra}
-        response = httpx.post(f"{self.app_url}/api/store-mappings/", json=body)
+        response = httpx.post(f"{self.app_url}/api/store-mappings/", json=body, headers=self.api_headers)
         assert response.status_code == 201, response.text
         mapping_id: int = response.json()["id"]
         return mapping_id

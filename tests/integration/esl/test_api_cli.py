@@ -26,8 +26,10 @@ pytestmark = pytest.mark.integration
 
 def test_store_mapping_crud(esl: Esl) -> None:
     api = f"{esl.app_url}/api/store-mappings"
+    local = esl.api_headers  # no STOREFLOW_ADMIN_TOKEN: writes carry the local token
     created = httpx.post(
         f"{api}/",
+        headers=local,
         json={
             "source_system": "shopify",
             "source_store_id": "A.myshopify.com",
@@ -42,21 +44,25 @@ def test_store_mapping_crud(esl: Esl) -> None:
         "sku",
         "variant_id",
     ]
-    duplicate = httpx.post(f"{api}/", json={"source_store_id": "a.myshopify.com", "hipoink_store_code": "002"})
+    duplicate = httpx.post(
+        f"{api}/", json={"source_store_id": "a.myshopify.com", "hipoink_store_code": "002"}, headers=local
+    )
     assert duplicate.status_code == 409
     assert (
         httpx.post(
-            f"{api}/", json={"source_store_id": "b", "hipoink_store_code": "1", "pc_fallback": ["upc"]}
+            f"{api}/", json={"source_store_id": "b", "hipoink_store_code": "1", "pc_fallback": ["upc"]}, headers=local
         ).status_code
         == 422
     )
     assert [m["id"] for m in httpx.get(f"{api}/").json()] == [mapping["id"]]
     assert httpx.get(f"{api}/{mapping['id']}").json()["hipoink_store_code"] == "001"
     assert httpx.get(f"{api}/999").status_code == 404
-    changed = httpx.put(f"{api}/{mapping['id']}", json={"hipoink_store_code": "003", "pc_fallback": ["sku"]}).json()
+    changed = httpx.put(
+        f"{api}/{mapping['id']}", json={"hipoink_store_code": "003", "pc_fallback": ["sku"]}, headers=local
+    ).json()
     assert (changed["hipoink_store_code"], changed["pc_fallback"], changed["is_active"]) == ("003", ["sku"], True)
-    assert httpx.put(f"{api}/999", json={"is_active": False}).status_code == 404
-    assert httpx.delete(f"{api}/{mapping['id']}").json()["is_active"] is False
+    assert httpx.put(f"{api}/999", json={"is_active": False}, headers=local).status_code == 404
+    assert httpx.delete(f"{api}/{mapping['id']}", headers=local).json()["is_active"] is False
     assert httpx.get(f"{api}/{mapping['id']}").json()["is_active"] is False
 
 
@@ -79,12 +85,14 @@ def test_health_root_and_openapi(esl: Esl) -> None:
 def test_api_needs_the_bearer_token_when_one_is_set(esl: Esl, make_settings: Any) -> None:
     from storeflow.web.app import create_app
 
-    settings = make_settings(db_url=esl.db_url, STOREFLOW_ADMIN_TOKEN="tok-123456", SHOPIFY_WEBHOOK_SECRET=esl.secret)
+    settings = make_settings(
+        db_url=esl.db_url, STOREFLOW_ADMIN_TOKEN="tok-1234567890abcdef", SHOPIFY_WEBHOOK_SECRET=esl.secret
+    )
     with serve_in_thread(create_app(settings, Database(esl.db_url), bound_host="0.0.0.0")) as url:
         api = f"{url}/api/store-mappings/"
         assert httpx.get(api).status_code == 401
         assert httpx.get(api, headers={"Authorization": "Bearer wrong"}).status_code == 401
-        assert httpx.get(api, headers={"Authorization": "Bearer tok-123456"}).status_code == 200
+        assert httpx.get(api, headers={"Authorization": "Bearer tok-1234567890abcdef"}).status_code == 200
         # webhooks are authenticated by their HMAC, not the token
         reply = httpx.post(
             f"{url}/webhooks/shopify/products/create", content=b"{}", headers={"X-Shopify-Hmac-Sha256": "nope"}

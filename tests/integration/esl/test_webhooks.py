@@ -115,7 +115,10 @@ def test_unknown_shop_is_acknowledged_and_recorded_as_ignored(esl: Esl) -> None:
 
 def test_deactivated_mapping_ignores_the_shop(esl: Esl) -> None:
     mapping_id = esl.add_mapping()
-    assert httpx.delete(f"{esl.app_url}/api/store-mappings/{mapping_id}").json()["is_active"] is False
+    assert (
+        httpx.delete(f"{esl.app_url}/api/store-mappings/{mapping_id}", headers=esl.api_headers).json()["is_active"]
+        is False
+    )
     assert esl.post("products/create", shopify_dumps(product())).json()["outcome"] == "ignored"
 
 
@@ -212,7 +215,9 @@ def test_inventory_update_sent_only_with_a_stock_field(esl: Esl) -> None:
     reply = esl.post("inventory_levels/update", shopify_dumps(level)).json()
     assert reply["outcome"] == "stored" and "stock field" in reply["reason"]
     assert rows(esl, "SELECT stock FROM products")[0]["stock"] == 7
-    httpx.put(f"{esl.app_url}/api/store-mappings/{mapping_id}", json={"stock_field": "f1"}).raise_for_status()
+    httpx.put(
+        f"{esl.app_url}/api/store-mappings/{mapping_id}", json={"stock_field": "f1"}, headers=esl.api_headers
+    ).raise_for_status()
     level.update(available=3, updated_at="2026-01-05T12:01:00Z")
     assert esl.post("inventory_levels/update", shopify_dumps(level)).json()["outcome"] == "enqueued"
     esl.drain()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -102,13 +103,18 @@ def test_login_required_unless_loopback(host: str, required: bool) -> None:
     assert auth.login_required(host, {"x-forwarded-for": "203.0.113.9"}) is True  # proxied: always log in
 
 
-def test_cookie_round_trip_tamper_and_expiry() -> None:
-    settings = load_settings(env={"DASHBOARD_USERNAME": "ops", "DASHBOARD_PASSWORD": "s3cret-pass"})
+def test_cookie_round_trip_tamper_and_expiry(tmp_path: Path) -> None:
+    home = str(tmp_path)  # the server key ($STOREFLOW_HOME/web/server.key) signs cookies
+    settings = load_settings(
+        env={"DASHBOARD_USERNAME": "ops", "DASHBOARD_PASSWORD": "s3cret-pass", "STOREFLOW_HOME": home}
+    )
     cookie = auth.issue_cookie(settings, "ops", now=1000.0)
     assert auth.read_cookie(settings, cookie, now=1001.0) == "ops"
     assert auth.read_cookie(settings, cookie.replace("ops|", "root|"), now=1001.0) is None
     assert auth.read_cookie(settings, cookie, now=1000.0 + auth.MAX_AGE_SECONDS + 1) is None
-    other = load_settings(env={"DASHBOARD_USERNAME": "ops", "DASHBOARD_PASSWORD": "changed-pass"})
+    other = load_settings(
+        env={"DASHBOARD_USERNAME": "ops", "DASHBOARD_PASSWORD": "changed-pass", "STOREFLOW_HOME": home}
+    )
     assert auth.read_cookie(other, cookie, now=1001.0) is None
     basic = "Basic " + base64.b64encode(b"ops:s3cret-pass").decode()
     assert auth.read_basic(settings, basic) == "ops"
