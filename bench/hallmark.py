@@ -81,7 +81,7 @@ def write_order_files(root: Path, count: int, lines: int = 20, seed: int = 1) ->
                     "quantity": qty,
                     "unit_price": f"{amount / qty:.2f}",
                     "wholesales": f"{amount:.2f} ",
-                    "retailsin1_wholesale": f"{amount * 2:.2f}",
+                    "retailsin1_wholesale": str(6 * (i % 4 + 1)),  # a count (retail units per wholesale unit)
                 }
             )
         record = {
@@ -128,7 +128,7 @@ def baseline_import(db: Database, root: Path) -> int:
                         oid, index, line["line_item_number"], line["location_id"], line["material_number"],
                         line["stock_number"], line["upc"], line["material_description"], line["quantity"],
                         parse_money(line["unit_price"]), parse_money(line["wholesales"]),
-                        parse_money(line["retailsin1_wholesale"]), Jsonb(line),
+                        int(line["retailsin1_wholesale"]), Jsonb(line),
                     ),
                 )  # fmt: skip
             for delivery in split_ids(record.get("delivery_id")):

@@ -47,6 +47,7 @@ PRODUCTS = (
     "CANDLE JAR", "GIFT BAG LARGE", "TISSUE PAPER", "PARTY NAPKINS", "PICTURE FRAME", "MUG WITH QUOTE",
     "JOURNAL", "ANNIVERSARY CARD", "BABY CARD", "THANK YOU NOTES", "BOXED CARDS", "STICKERS", "CALENDAR",
 )  # fmt: skip
+PACK_SIZES = (1, 6, 12, 24, 4, 8, 36, 2)
 DATA_START = date(2025, 1, 1)
 DATA_END = date(2025, 6, 30)
 
@@ -126,6 +127,12 @@ class HallmarkTuning(BaseModel):
 def _money(amount: Decimal, rng: random.Random) -> str:
     text = f"{amount:.2f}"
     return text + " " * rng.choice((0, 0, 1, 2))
+
+
+def _pack_count(material: str, line_number: int) -> str:
+    """``retailsin1Wholesale``: retail units in one wholesale unit, a count as text ("12", SAP-style "12.000")."""
+    pack = PACK_SIZES[int(material) % len(PACK_SIZES)]
+    return f"{pack}.000" if line_number % 3 == 0 else str(pack)
 
 
 def _mdy(day: date | None) -> str:
@@ -221,7 +228,7 @@ class HallmarkSimulator(Simulator):
                     "quantity": qty,
                     "unitPrice": f"{unit:.2f}",
                     "wholesales": _money(wholesale, rng),
-                    "retailsin1Wholesale": f"{(wholesale * 2).quantize(Decimal('0.01')):.2f}",
+                    "retailsin1Wholesale": _pack_count(material, number),
                 }
             )
         completed = day is not None and day <= DATA_END - timedelta(days=5)
