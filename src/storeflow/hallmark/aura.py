@@ -326,6 +326,11 @@ def _classify_text(text: str) -> AuraError:
     return MalformedResponseError(f"response is not JSON: {snippet!r}")
 
 
+def is_framework_event(body: str) -> bool:
+    """Does the body carry Aura's session-expired or framework-updated event (whatever the HTTP status)?"""
+    return "aura:invalidSession" in body or "aura:clientOutOfSync" in body
+
+
 @dataclass
 class AuraResult:
     value: Any

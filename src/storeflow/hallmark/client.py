@@ -28,6 +28,7 @@ from storeflow.hallmark.aura import (
     MalformedResponseError,
     build_request,
     find_fwuid,
+    is_framework_event,
     parse_response,
 )
 from storeflow.hallmark.auth import Authenticator, PortalSession, cookie_jar
@@ -164,7 +165,9 @@ class AuraClient:
                 reauthed = True
                 await self._reauthenticate(f"HTTP {status} from the Aura endpoint")
                 continue
-            failure = classify_status(status)
+            # the open-source Aura server sends its session and framework events with HTTP 404, Salesforce
+            # sites with 200: the event decides, whatever the status
+            failure = None if is_framework_event(response.text) else classify_status(status)
             if failure is Failure.TRANSIENT and attempt < max_retries:
                 attempt += 1
                 self._back_off(action, attempt, f"HTTP {status}")

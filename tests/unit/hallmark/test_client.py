@@ -229,3 +229,13 @@ def test_an_answer_without_the_action_is_retried() -> None:
     client, _ = _client(lambda r: answers.pop(0))
     assert _run(client, aura.order_search(["1"], "a", "b", 1)) == {"result": []}
     assert client.stats.retries == 1
+
+
+@pytest.mark.parametrize("status", [404, 500])
+def test_aura_events_sent_with_an_error_status_are_still_events(status: int) -> None:
+    """The open-source Aura server answers InvalidSessionException with 404 (forcedotcom/aura)."""
+    body = SESSION_EXPIRED_FORMS["Aura's own answer: CSRF guard, ERROR wrapper, newToken"]
+    answers = [httpx.Response(status, text=body), _ok([1])]
+    client, _ = _client(lambda r: answers.pop(0))
+    assert _run(client, aura.order_detail("1")) == [1]
+    assert client.auth.logins == 1 and client.stats.retries == 0
