@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from embedded_pg import embedded_server
 from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -181,15 +183,25 @@ def postgres_share(server: str, path: Path, info: Any) -> tuple[float, float]:
     return copied, upserted
 
 
-def _sqlalchemy_url(conninfo: str) -> str:
+def _sqlalchemy_url(conninfo: str) -> Any:
+    """The same server for SQLAlchemy; a socket directory (the embedded server) stays libpq's ``host``."""
     from psycopg.conninfo import conninfo_to_dict
+    from sqlalchemy.engine import URL
 
     parts = conninfo_to_dict(conninfo)
-    user = parts.get("user", "postgres")
-    password = f":{parts['password']}" if parts.get("password") else ""
-    host = parts.get("host", "127.0.0.1")
-    port = parts.get("port", "5432")
-    return f"postgresql+psycopg://{user}{password}@{host}:{port}/{parts['dbname']}"
+    host, port = parts.get("host") or "127.0.0.1", parts.get("port") or "5432"
+    query = {}
+    if str(host).startswith("/"):  # a Unix socket directory cannot be written as host:port
+        query, host = {"host": str(host), "port": str(port)}, None
+    return URL.create(
+        "postgresql+psycopg",
+        username=parts.get("user") or "postgres",
+        password=parts.get("password") or None,
+        host=host,
+        port=int(port) if host else None,
+        database=parts["dbname"],
+        query=query,
+    )
 
 
 def bench_stores(server: str, work: Path, report_delay: float) -> list[dict[str, Any]]:
@@ -274,15 +286,12 @@ def main() -> None:
     )
     args = parser.parse_args()
     args.rows = args.rows or (20_000 if args.quick else 100_000)
-    server = args.database_url
-    if not server:
-        from storeflow.db.embedded import start_embedded
-
-        server = start_embedded(Path(tempfile.mkdtemp(prefix="bench-pg-")))
-    with tempfile.TemporaryDirectory(prefix="bench-crm-") as tmp:
-        work = Path(tmp)
-        results = bench_ingest(server, args.rows, work)
-        results += bench_stores(server, work, args.report_delay)
+    with contextlib.ExitStack() as stack:
+        server = args.database_url or stack.enter_context(embedded_server())
+        with tempfile.TemporaryDirectory(prefix="bench-crm-") as tmp:
+            work = Path(tmp)
+            results = bench_ingest(server, args.rows, work)
+            results += bench_stores(server, work, args.report_delay)
     write_results(results, args)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -36,6 +37,7 @@ from typing import Any
 
 import httpx
 import psycopg
+from embedded_pg import embedded_server
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from psycopg import sql
@@ -248,7 +250,8 @@ def drop_database(server_url: str, url: str) -> None:
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def server_url_from_args(given: str | None, home: Path) -> str:
+def server_url_from_args(given: str | None, home: Path, stack: contextlib.ExitStack) -> str:
+    """The given server, TEST_DATABASE_URL, :5432, else an embedded server that ``stack`` stops at the end."""
     url = given or os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
     if url:
         return url
@@ -256,9 +259,7 @@ def server_url_from_args(given: str | None, home: Path) -> str:
         psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", connect_timeout=2).close()
         return "postgresql://postgres@127.0.0.1:5432/postgres"
     except psycopg.Error:
-        from storeflow.db.embedded import start_embedded
-
-        return start_embedded(home)
+        return stack.enter_context(embedded_server(home))
 
 
 def reset_queue(db_url: str) -> None:
@@ -504,6 +505,11 @@ def write_results(metrics: list[dict[str, Any]], notes: list[str]) -> None:
 
 
 def main() -> None:
+    with contextlib.ExitStack() as stack:  # stops an embedded server started for the run
+        run(stack)
+
+
+def run(stack: contextlib.ExitStack) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="shorter runs (under 3 minutes)")
     parser.add_argument("--database-url", help="PostgreSQL server (default: TEST_DATABASE_URL, :5432, embedded)")
@@ -516,7 +522,7 @@ def main() -> None:
     ingest_s, e2e_s = (8.0, 8.0) if args.quick else (20.0, 20.0)
     backlog, single_n = 50_000, (3_000 if args.quick else 10_000)
     work = Path(tempfile.mkdtemp(prefix="bench-esl-"))
-    server = server_url_from_args(args.database_url, work / "home")
+    server = server_url_from_args(args.database_url, work / "home", stack)
     db_url = make_database(server)
     base_env = {
         k: v for k, v in os.environ.items() if not k.startswith(("HIPOINK_", "SHOPIFY_", "DATABASE_URL", "STOREFLOW_"))

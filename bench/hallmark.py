@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -31,6 +32,7 @@ from typing import Any
 
 import httpx
 import psycopg
+from embedded_pg import embedded_server
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.types.json import Jsonb
@@ -81,7 +83,7 @@ def write_order_files(root: Path, count: int, lines: int = 20, seed: int = 1) ->
                     "quantity": qty,
                     "unit_price": f"{amount / qty:.2f}",
                     "wholesales": f"{amount:.2f} ",
-                    "retailsin1_wholesale": f"{amount * 2:.2f}",
+                    "retailsin1_wholesale": str(6 * (i % 4 + 1)),  # a count (retail units per wholesale unit)
                 }
             )
         record = {
@@ -128,7 +130,7 @@ def baseline_import(db: Database, root: Path) -> int:
                         oid, index, line["line_item_number"], line["location_id"], line["material_number"],
                         line["stock_number"], line["upc"], line["material_description"], line["quantity"],
                         parse_money(line["unit_price"]), parse_money(line["wholesales"]),
-                        parse_money(line["retailsin1_wholesale"]), Jsonb(line),
+                        int(line["retailsin1_wholesale"]), Jsonb(line),
                     ),
                 )  # fmt: skip
             for delivery in split_ids(record.get("delivery_id")):
@@ -285,17 +287,16 @@ def bench_politeness(requests: int, interval: float, workdir: Path) -> list[dict
 # ---------------------------------------------------------------- main
 
 
-def server_url(arg: str | None, home: Path) -> str:
+def server_url(arg: str | None, home: Path, stack: contextlib.ExitStack) -> str:
+    """The given server, else :5432, else an embedded server that ``stack`` stops at the end."""
     url = arg or os.environ.get("BENCH_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
     url = url or "postgresql://postgres@127.0.0.1:5432/postgres"
     try:
         with psycopg.connect(url, connect_timeout=3):
             return url
     except psycopg.OperationalError:
-        from storeflow.db.embedded import start_embedded
-
         print("no PostgreSQL at the given URL; starting the embedded server", file=sys.stderr)
-        return start_embedded(home)
+        return stack.enter_context(embedded_server(home))
 
 
 def write_results(results: list[dict[str, Any]], quick: bool, load: float) -> None:
@@ -335,9 +336,10 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-hm-run-"))
     setup_logging(work / "logs", "WARNING")
     try:
-        url = server_url(args.database_url, work / "home")
-        results = bench_import(url, count)
-        results += bench_politeness(100 if args.quick else 300, 0.05, work)
+        with contextlib.ExitStack() as stack:  # stops an embedded server before its folder is removed
+            url = server_url(args.database_url, work / "home", stack)
+            results = bench_import(url, count)
+            results += bench_politeness(100 if args.quick else 300, 0.05, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     write_results(results, args.quick, load)

@@ -141,6 +141,7 @@ def _serve_dashboard(settings: Settings, db: Database, console: Console) -> None
     sock = bind_port(0, "dashboard")
     port = sock.getsockname()[1]
     console.print(f"\n[bold]Dashboard:[/] http://127.0.0.1:{port}/dashboard   (Ctrl-C to stop)")
+    console.file.flush()  # stdout to a pipe is block-buffered: `storeflow demo | tee demo.log` shows the URL now
     server = uvicorn.Server(uvicorn_config(create_app(settings, db)))
     try:
         server.run(sockets=[sock])

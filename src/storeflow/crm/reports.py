@@ -2,8 +2,9 @@
 
 Every column is converted explicitly: dates in the portals' formats, amounts
 with thousands separators, phones normalised to 10 digits. A bad value in a key,
-date or amount column rejects the row with a remark; a bad phone is kept as
-NULL with a remark on the row. Nothing becomes zero silently.
+date or amount column rejects the row with a remark; a bad phone or "Last
+Activity" date/time is kept as NULL with a remark on the row. Nothing becomes
+zero silently.
 """
 
 from __future__ import annotations
@@ -258,7 +259,7 @@ Address | address | text
 Phone | phone | phone
 Preference | preference | text
 Due Date | due_date | date
-Last Activity | last_activity | text
+Last Activity | last_activity | datetime
 Pcs. | pieces | int | !
 Weight | weight | amount | !
 Gross Amount | gross_amount | amount | !

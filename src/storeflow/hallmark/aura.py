@@ -5,7 +5,9 @@ Shapes follow `portal-facts.md`: one ApexAction per POST to
 arguments as JSON *strings*, responses possibly prefixed ``while(1);`` or
 wrapped ``*/ ... /*ERROR*/``, a returnValue sometimes wrapped twice, framework
 events for an outdated fwuid or an expired session, and an empty body for a
-bad token.
+bad token. The other ways real sites say "session expired" or "framework
+updated" (in an action's error list, in exception messages, in bodies that are
+not JSON) are listed with their sources in docs/hallmark.md.
 """
 
 from __future__ import annotations
@@ -208,7 +210,22 @@ _FWUID = (
     re.compile(r"\\\"fwuid\\\"\s*:\s*\\\"([^\\\"]+)\\\""),
 )
 _TOKEN_IN_PAGE = re.compile(r"\$AuraClientService\.token\$siteforce:communityApp['\"]\s*,\s*['\"]([^'\"]+)['\"]")
-_EXPECTED = re.compile(r"Expected:\s*(\S+)")
+# "Framework has been updated. Expected: X Actual: Y" (also seen without the space after the colon)
+_EXPECTED = re.compile(r"Expected:\s*([^\s\"']+)")
+# Ways Salesforce words an expired or invalid session inside an action's error list or an exception:
+# the SOAP/REST fault code, its prose, a request that now runs as the site's guest user, a refused CSRF token.
+_SESSION_GONE = re.compile(
+    r"INVALID_SESSION_ID|Invalid Session ID|Session expired or invalid|Illegal Session|"
+    r"Guest user access is not allowed|invalid_csrf",
+    re.IGNORECASE,
+)
+# a framework update worded in a message: the legacy event text, and the newer action WARNING text
+_OUT_OF_SYNC = re.compile(r"Framework has been updated|has changes since the last refresh|clientOutOfSync", re.I)
+# an HTML page (HTTP 200) that bounces the browser to the login page instead of answering
+_LOGIN_BOUNCE = re.compile(
+    r"""(?:window\.)?location(?:\.href)?\s*(?:=|\.replace\()\s*['"][^'"]*(?:/login|/secur/|startURL=)""",
+    re.IGNORECASE,
+)
 
 
 def find_fwuid(page: str) -> str | None:
@@ -226,10 +243,11 @@ def find_token_in_page(page: str) -> str | None:
 
 
 def strip_wrappers(body: str) -> str:
-    """Remove the ``while(1);`` guard and the ``*/ ... /*ERROR*/`` exception wrapper."""
+    """Remove the ``while(1);`` / ``for(;;);`` guard and the ``*/ ... /*ERROR*/`` exception wrapper."""
     text = body.strip()
-    if text.startswith("while(1);"):
-        text = text[len("while(1);") :].strip()
+    for guard in ("while(1);", "for(;;);"):
+        if text.startswith(guard):
+            text = text[len(guard) :].strip()
     if text.startswith("*/"):
         text = text[2:]
         if text.rstrip().endswith("/*ERROR*/"):
@@ -238,62 +256,134 @@ def strip_wrappers(body: str) -> str:
     return text
 
 
-def _event_descriptor(payload: Any) -> tuple[str, str] | None:
-    """(descriptor, message) of a framework event anywhere at the top or in an action's error list."""
-    candidates: list[Any] = []
-    if isinstance(payload, dict):
-        candidates.append(payload.get("event"))
-        for action in payload.get("actions") or []:
-            if isinstance(action, dict):
-                for err in action.get("error") or []:
-                    if isinstance(err, dict):
-                        candidates.append(err.get("event"))
-    for event in candidates:
-        if isinstance(event, dict) and isinstance(event.get("descriptor"), str):
-            values = (event.get("attributes") or {}).get("values") or {}
-            message = values.get("message") or payload.get("message") or ""
-            return event["descriptor"], str(message)
-    return None
+def _is(descriptor: str, event: str) -> bool:
+    """``markup://aura:invalidSession`` and the bare ``aura:invalidSession`` name the same event."""
+    return descriptor.removeprefix("markup://") == event.removeprefix("markup://")
+
+
+def _messages(value: Any) -> list[str]:
+    """Every message text of an error list or an event: ``message``, ``values.message``,
+    ``values.error.message`` (the shapes Aura serialises exceptions in)."""
+    found: list[str] = []
+    if isinstance(value, list):
+        for item in value:
+            found += _messages(item)
+    elif isinstance(value, dict):
+        for key in ("message", "exceptionMessage"):
+            if isinstance(value.get(key), str):
+                found.append(value[key])
+        values = (value.get("attributes") or {}).get("values") if isinstance(value.get("attributes"), dict) else None
+        if isinstance(values, dict):
+            found += _messages(values)
+            found += _messages(values.get("error"))
+        found += _messages(value.get("event"))
+    return found
+
+
+def _events(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """Framework events at the top, in ``events`` and inside each action's ``error`` list."""
+    candidates: list[Any] = [payload.get("event"), *(payload.get("events") or [])]
+    for action in payload.get("actions") or []:
+        if isinstance(action, dict):
+            for err in action.get("error") or []:
+                if isinstance(err, dict):
+                    candidates.append(err.get("event"))
+    return [e for e in candidates if isinstance(e, dict) and isinstance(e.get("descriptor"), str)]
+
+
+def _expected_fwuid(messages: list[str], payload: dict[str, Any] | None) -> str | None:
+    for message in messages:
+        found = _EXPECTED.search(message)
+        if found:
+            return found.group(1)
+    context = (payload or {}).get("context")
+    fwuid = context.get("fwuid") if isinstance(context, dict) else None
+    return fwuid if isinstance(fwuid, str) and fwuid else None
+
+
+def _out_of_sync(messages: list[str], payload: dict[str, Any] | None) -> ClientOutOfSyncError:
+    message = next((m for m in messages if _OUT_OF_SYNC.search(m)), None) or next(iter(messages), None)
+    return ClientOutOfSyncError(message or "framework updated", _expected_fwuid(messages, payload))
+
+
+def _session_gone(where: str) -> InvalidSessionError:
+    return InvalidSessionError(f"the session has expired ({where})")
+
+
+def _classify_text(text: str) -> AuraError:
+    """A body that is not JSON: Aura's own exception answers carry JavaScript (``defaultHandler``), an
+    expired session may answer with a page that bounces to the login; anything else is transient."""
+    if "aura:invalidSession" in text:
+        return _session_gone("aura:invalidSession")
+    if "aura:clientOutOfSync" in text or _OUT_OF_SYNC.search(text):
+        found = _EXPECTED.search(text)
+        return ClientOutOfSyncError("framework updated", found.group(1) if found else None)
+    if _SESSION_GONE.search(text):
+        return _session_gone(_SESSION_GONE.search(text).group(0))  # type: ignore[union-attr]
+    if _LOGIN_BOUNCE.search(text):
+        return _session_gone("the answer is a page redirecting to the login")
+    snippet = text[:80].replace("\n", " ")
+    return MalformedResponseError(f"response is not JSON: {snippet!r}")
+
+
+def is_framework_event(body: str) -> bool:
+    """Does the body carry Aura's session-expired or framework-updated event (whatever the HTTP status)?"""
+    return "aura:invalidSession" in body or "aura:clientOutOfSync" in body
 
 
 @dataclass
 class AuraResult:
     value: Any
     raw: dict[str, Any] = field(default_factory=dict)
+    # False for a successful answer that carries no action result (only events, or an empty list)
+    has_action: bool = True
 
 
 def parse_response(body: str) -> AuraResult:
-    """The action's returnValue (unwrapped once more if double-wrapped), or the matching `AuraError`."""
+    """The action's returnValue (unwrapped once more if double-wrapped), or the matching `AuraError`.
+
+    Session expiry in any of its forms raises `InvalidSessionError`, a framework update
+    `ClientOutOfSyncError` (with the fwuid the server expects when it says so); both come with HTTP 200.
+    """
     if not body.strip():
         raise BadTokenError("empty response body: the Aura token is missing or invalid")
     text = strip_wrappers(body)
     try:
         payload = json.loads(text)
-    except json.JSONDecodeError as exc:
-        snippet = text[:80].replace("\n", " ")
-        raise MalformedResponseError(f"response is not JSON ({exc.msg}): {snippet!r}") from exc
+    except json.JSONDecodeError:
+        raise _classify_text(text) from None
     if not isinstance(payload, dict):
         raise MalformedResponseError(f"response is a {type(payload).__name__}, not an object")
-    event = _event_descriptor(payload)
-    if event is not None:
-        descriptor, message = event
-        if descriptor == CLIENT_OUT_OF_SYNC:
-            found = _EXPECTED.search(message)
-            raise ClientOutOfSyncError(message or "framework updated", found.group(1) if found else None)
-        if descriptor == INVALID_SESSION:
-            raise InvalidSessionError("aura:invalidSession: the session has expired")
-        raise ActionError(f"framework event {descriptor}: {message}")
+    top = _messages(payload)
+    for event in _events(payload):
+        if _is(event["descriptor"], INVALID_SESSION):
+            raise _session_gone("aura:invalidSession")
+        if _is(event["descriptor"], CLIENT_OUT_OF_SYNC):
+            raise _out_of_sync(_messages(event) + top, payload)
     actions = payload.get("actions")
-    if not isinstance(actions, list) or not actions or not isinstance(actions[0], dict):
+    action = actions[0] if isinstance(actions, list) and actions and isinstance(actions[0], dict) else None
+    state = action.get("state") if action else None
+    if state != "SUCCESS":  # only failures are read for wording: a successful returnValue is data
+        wording = top + (_messages(action.get("error")) if action else [])
+        gone = next((m for m in wording if _SESSION_GONE.search(m)), None)
+        if gone is not None:
+            raise _session_gone(gone[:120])
+        if state == "WARNING" or any(_OUT_OF_SYNC.search(m) for m in wording):
+            raise _out_of_sync(wording, payload)
+    other = payload.get("event")
+    if isinstance(other, dict) and (payload.get("exceptionEvent") or action is None):
+        raise ActionError(f"framework event {other.get('descriptor')}: {'; '.join(top) or 'no message'}")
+    if action is None:
         if payload.get("exceptionEvent") or payload.get("exceptionMessage"):
             raise ActionError(str(payload.get("exceptionMessage") or "exception event"))
+        if isinstance(actions, list) or "events" in payload or "context" in payload:
+            return AuraResult(None, payload, has_action=False)  # a success that answers with no action
         raise MalformedResponseError("response has no actions")
-    action = actions[0]
-    state = action.get("state")
+    if state == "INCOMPLETE":  # the server did not finish the action: worth another try
+        raise MalformedResponseError("action state INCOMPLETE")
     if state != "SUCCESS":
-        errors = action.get("error") or []
-        messages = [str(e.get("message")) for e in errors if isinstance(e, dict) and e.get("message")]
-        raise ActionError(f"action state {state}: {'; '.join(messages) or 'no message'}")
+        errors = _messages(action.get("error"))
+        raise ActionError(f"action state {state}: {'; '.join(errors) or 'no message'}")
     value = action.get("returnValue")
     if isinstance(value, dict) and "returnValue" in value and set(value) <= {"returnValue", "cacheable"}:
         value = value["returnValue"]

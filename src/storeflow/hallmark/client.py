@@ -1,8 +1,11 @@
 """The Aura client: httpx with the session's cookies and token, every call through the polite throttle.
 
-Recovery rules (portal-facts.md): ``aura:invalidSession``, 401, a redirect to the
-login page or an empty body -> log in again once and repeat the call;
-``aura:clientOutOfSync`` -> re-read the fwuid from ``/s/`` and repeat once;
+Recovery rules (portal-facts.md, docs/hallmark.md): an expired session in any of
+its forms (``aura:invalidSession``, INVALID_SESSION_ID in an action's errors or an
+exception message, a page bouncing to the login), 401, a redirect to the login page
+or an empty body -> log in again once and repeat the call; ``aura:clientOutOfSync``
+in any of its forms -> re-read the fwuid from ``/s/`` and repeat; if the server
+still disagrees, use the fwuid it says it expects and repeat once more;
 429 -> wait Retry-After up to RETRY_AFTER_CAP_SECONDS, past it stop the run
 (`RateLimitStop`); timeouts, 5xx and truncated bodies -> retry with backoff up to
 MAX_RETRIES.
@@ -25,6 +28,7 @@ from storeflow.hallmark.aura import (
     MalformedResponseError,
     build_request,
     find_fwuid,
+    is_framework_event,
     parse_response,
 )
 from storeflow.hallmark.auth import Authenticator, PortalSession, cookie_jar
@@ -98,7 +102,9 @@ class AuraClient:
         if "/login" in str(page.url):
             await self._reauthenticate("session expired while re-reading the fwuid")
             return
-        fwuid = find_fwuid(page.text) or expected
+        self._set_fwuid(find_fwuid(page.text) or expected)
+
+    def _set_fwuid(self, fwuid: str | None) -> None:
         assert self.session is not None
         log.info("fwuid changed %s -> %s", self.session.fwuid, fwuid, event="fwuid")
         self.session.fwuid = fwuid
@@ -111,7 +117,8 @@ class AuraClient:
     async def call(self, action: AuraAction) -> Any:
         """The action's returnValue; `ActionError` for a portal error, `RequestFailedError` after retries."""
         session = await self.connect()
-        reauthed = resynced = False
+        reauthed = False
+        resynced = 0
         attempt = limited = 0
         max_retries = self.settings.MAX_RETRIES
         while True:
@@ -158,7 +165,9 @@ class AuraClient:
                 reauthed = True
                 await self._reauthenticate(f"HTTP {status} from the Aura endpoint")
                 continue
-            failure = classify_status(status)
+            # the open-source Aura server sends its session and framework events with HTTP 404, Salesforce
+            # sites with 200: the event decides, whatever the status
+            failure = None if is_framework_event(response.text) else classify_status(status)
             if failure is Failure.TRANSIENT and attempt < max_retries:
                 attempt += 1
                 self._back_off(action, attempt, f"HTTP {status}")
@@ -166,18 +175,25 @@ class AuraClient:
             if failure is not None:
                 raise RequestFailedError(f"{action.name}: HTTP {status}")
             try:
-                return parse_response(response.text).value
+                result = parse_response(response.text)
+                if not result.has_action:
+                    raise MalformedResponseError("the answer carries no result for the action")
+                return result.value
             except (InvalidSessionError, BadTokenError) as exc:
                 if reauthed:
                     raise RequestFailedError(f"{action.name}: {exc} (again after logging in)") from exc
                 reauthed = True
                 await self._reauthenticate(str(exc))
             except ClientOutOfSyncError as exc:
-                if resynced:
+                sent = (self.session or session).fwuid
+                if resynced >= 2 or (resynced and (not exc.expected or exc.expected == sent)):
                     raise RequestFailedError(f"{action.name}: client out of sync again after re-reading fwuid") from exc
-                resynced = True
                 self.stats.resynced += 1
-                await self._refresh_fwuid(exc.expected)
+                if resynced:  # the page still served the old fwuid: take the one the server says it expects
+                    self._set_fwuid(exc.expected)
+                else:
+                    await self._refresh_fwuid(exc.expected)
+                resynced += 1
             except MalformedResponseError as exc:
                 if attempt >= max_retries:
                     raise RequestFailedError(f"{action.name}: {exc}") from exc

@@ -21,7 +21,14 @@ from psycopg import Connection
 from psycopg.pq import TransactionStatus
 
 from storeflow.db.connect import Database
-from storeflow.hallmark.records import normalise_id, parse_date, parse_file_name, parse_money, split_ids
+from storeflow.hallmark.records import (
+    normalise_id,
+    parse_count,
+    parse_date,
+    parse_file_name,
+    parse_money,
+    split_ids,
+)
 from storeflow.logs import get_logger
 
 log = get_logger("storage")
@@ -58,7 +65,7 @@ WITH doc AS (SELECT %(raw)s::jsonb AS raw), header AS (
     SELECT %(id)s, x.i, x.n, x.loc, x.mat, x.stock, x.upc, x.descr, x.qty, x.price, x.whs, x.rtl,
         doc.raw -> 'order_lines' -> (x.i - 1)
     FROM doc, jsonb_to_recordset(%(lines)s::jsonb) AS x(i int, n int, loc text, mat text, stock text, upc text,
-        descr text, qty numeric, price numeric, whs numeric, rtl numeric)
+        descr text, qty numeric, price numeric, whs numeric, rtl int)
     ON CONFLICT (order_id, line_index) DO UPDATE SET
         line_item_number = EXCLUDED.line_item_number, location_id = EXCLUDED.location_id,
         material_number = EXCLUDED.material_number, stock_number = EXCLUDED.stock_number, upc = EXCLUDED.upc,
@@ -175,6 +182,13 @@ def _num(record: dict[str, Any], key: str) -> str | None:
     return None if value is None else str(value)
 
 
+def _count(record: dict[str, Any], key: str) -> int | None:
+    try:
+        return parse_count(record.get(key))
+    except ValueError as exc:
+        raise BadRecordError(f"{key}: {exc}") from None
+
+
 def _store(record: dict[str, Any], stores: dict[str, tuple[str, str]]) -> tuple[str | None, str | None, str | None]:
     customer = _text(record.get("customer_id") or record.get("customer_number"))
     if customer is not None:
@@ -240,7 +254,7 @@ def order_statements(
                 "qty": _num(line, "quantity"),
                 "price": _num(line, "unit_price"),
                 "whs": _num(line, "wholesales"),
-                "rtl": _num(line, "retailsin1_wholesale"),
+                "rtl": _count(line, "retailsin1_wholesale"),
             }
         )
     details = {str(d.get("delivery_id")): d for d in record.get("deliveries") or [] if isinstance(d, dict)}

@@ -115,6 +115,28 @@ def parse_money(value: Any) -> Decimal | None:
     return -amount if negative else amount
 
 
+def parse_count(value: Any) -> int | None:
+    """A count the portal sends as integer or decimal text: ``12``, ``"12"``, ``"12.00 "``, ``"1,200"``.
+
+    ``retailsin1Wholesale`` (retail units in one wholesale unit) is such a count; a fraction is refused.
+    """
+    if value is None or isinstance(value, bool):
+        if value is None:
+            return None
+        raise ValueError(f"not a count: {value!r}")
+    if isinstance(value, int):
+        return value
+    try:
+        number = parse_money(value)
+    except ValueError:
+        raise ValueError(f"not a count: {value!r}") from None
+    if number is None:
+        return None
+    if number != number.to_integral_value():
+        raise ValueError(f"not a whole count: {value!r}")
+    return int(number)
+
+
 _DATE_FORMATS = ("%m/%d/%Y", "%Y-%m-%d", "%m/%d/%y", "%Y%m%d", "%m-%d-%Y")
 
 

@@ -6,7 +6,9 @@ page (sandbox code from ``/_sandbox/otp`` or the sandbox user's TOTP secret),
 ``/secur/frontdoor.jsp`` -> ``/s/`` with the Aura token in localStorage and the
 fwuid in the bootstrap script, and the Aura endpoint with the five Apex actions
 over deterministic data. Sessions expire, the fwuid rotates and a per-session
-rate limit answers 429 + Retry-After; ``POST /_sandbox/hallmark`` tunes all of it.
+rate limit answers 429 + Retry-After; ``POST /_sandbox/hallmark`` tunes all of it,
+including in which of Salesforce's forms an expired session (``session_signal``)
+and an outdated fwuid (``out_of_sync_signal``) are answered.
 """
 
 from __future__ import annotations
@@ -47,6 +49,21 @@ PRODUCTS = (
     "CANDLE JAR", "GIFT BAG LARGE", "TISSUE PAPER", "PARTY NAPKINS", "PICTURE FRAME", "MUG WITH QUOTE",
     "JOURNAL", "ANNIVERSARY CARD", "BABY CARD", "THANK YOU NOTES", "BOXED CARDS", "STICKERS", "CALENDAR",
 )  # fmt: skip
+PACK_SIZES = (1, 6, 12, 24, 4, 8, 36, 2)
+# Salesforce's wording, as public clients quote it (docs/hallmark.md lists the sources)
+ILLEGAL_SESSION = (
+    "INVALID_SESSION_ID: Invalid Session ID found in SessionHeader: Illegal Session. "
+    "This error usually occurs after a session expires or a user logs out."
+)
+PAGE_CHANGED = (
+    "This page has changes since the last refresh. To get the latest updates, save your work and finish "
+    "your conversations before refreshing the page."
+)
+CSRF_GUARD = "while(1);\n"
+DEFAULT_HANDLER = (
+    '"defaultHandler":function(){try{$A.clientService.setOutdated()}catch(e){$L.clientService.setOutdated()}}'
+)
+
 DATA_START = date(2025, 1, 1)
 DATA_END = date(2025, 6, 30)
 
@@ -119,6 +136,16 @@ class HallmarkTuning(BaseModel):
     retry_after: float | None = Field(default=None, ge=0)
     invalidate_after: int | None = Field(default=None, ge=0, description="expire every session after N more Aura calls")
     rotate_fwuid_after: int | None = Field(default=None, ge=0, description="rotate the fwuid after N more Aura calls")
+    session_signal: str | None = Field(
+        default=None,
+        pattern="^(event|event_bare|action_error|guest_exception|javascript|login_page)$",
+        description="how an expired session is answered (HTTP 200 in every form; see docs/hallmark.md)",
+    )
+    out_of_sync_signal: str | None = Field(
+        default=None,
+        pattern="^(event|exception_message|javascript|warning)$",
+        description="how an outdated fwuid is answered (HTTP 200 in every form; see docs/hallmark.md)",
+    )
     expire_now: bool = False
     rotate_fwuid_now: bool = False
 
@@ -126,6 +153,12 @@ class HallmarkTuning(BaseModel):
 def _money(amount: Decimal, rng: random.Random) -> str:
     text = f"{amount:.2f}"
     return text + " " * rng.choice((0, 0, 1, 2))
+
+
+def _pack_count(material: str, line_number: int) -> str:
+    """``retailsin1Wholesale``: retail units in one wholesale unit, a count as text ("12", SAP-style "12.000")."""
+    pack = PACK_SIZES[int(material) % len(PACK_SIZES)]
+    return f"{pack}.000" if line_number % 3 == 0 else str(pack)
 
 
 def _mdy(day: date | None) -> str:
@@ -160,6 +193,8 @@ class HallmarkSimulator(Simulator):
         self.retry_after = 1.0
         self.invalidate_after: int | None = None
         self.rotate_fwuid_after: int | None = None
+        self.session_signal = "event"
+        self.out_of_sync_signal = "event"
         self.sessions: dict[str, SimSession] = {}
         self.flows: dict[str, Flow] = {}
         self.frontdoor_keys: dict[str, str] = {}
@@ -221,7 +256,7 @@ class HallmarkSimulator(Simulator):
                     "quantity": qty,
                     "unitPrice": f"{unit:.2f}",
                     "wholesales": _money(wholesale, rng),
-                    "retailsin1Wholesale": f"{(wholesale * 2).quantize(Decimal('0.01')):.2f}",
+                    "retailsin1Wholesale": _pack_count(material, number),
                 }
             )
         completed = day is not None and day <= DATA_END - timedelta(days=5)
@@ -363,6 +398,8 @@ class HallmarkSimulator(Simulator):
             "out_of_sync": c.out_of_sync,
             "by_action": dict(c.by_action),
             "rate_limit_interval": self.rate_limit_interval,
+            "session_signal": self.session_signal,
+            "out_of_sync_signal": self.out_of_sync_signal,
         }
 
     def expire_sessions(self) -> None:
@@ -414,7 +451,10 @@ class HallmarkSimulator(Simulator):
         @app.post("/_sandbox/hallmark")
         async def tune(change: HallmarkTuning) -> dict[str, Any]:
             with sim.lock:
-                for key in ("signon_variant", "mfa_input", "rate_limit_interval", "rate_limit_burst", "retry_after"):
+                for key in (
+                    "signon_variant", "mfa_input", "rate_limit_interval", "rate_limit_burst", "retry_after",
+                    "session_signal", "out_of_sync_signal",
+                ):  # fmt: skip
                     value = getattr(change, key)
                     if value is not None:
                         setattr(sim, key, value)
@@ -618,10 +658,7 @@ class HallmarkSimulator(Simulator):
         session = self._session(request)
         if session is None:
             self.counters.invalid_session += 1
-            event: dict[str, Any] = {
-                "event": {"descriptor": "markup://aura:invalidSession", "attributes": {"values": {}}}
-            }
-            return Response(f"*/{json.dumps(event)}/*ERROR*/", 200, media_type="application/json")
+            return self._session_expired(_action_id(form))
         now = time.monotonic()
         with self.lock:
             too_fast = not self._take_token(session, now)
@@ -644,19 +681,7 @@ class HallmarkSimulator(Simulator):
             raise HTTPException(400, "malformed aura request") from None
         if context.get("fwuid") != self.fwuid:
             self.counters.out_of_sync += 1
-            event = {
-                "event": {
-                    "descriptor": "markup://aura:clientOutOfSync",
-                    "attributes": {
-                        "values": {
-                            "message": f"Framework has been updated. Expected: {self.fwuid} "
-                            f"Actual: {context.get('fwuid')}"
-                        }
-                    },
-                },
-                "exceptionEvent": True,
-            }
-            return Response(f"*/{json.dumps(event)}/*ERROR*/", 200, media_type="application/json")
+            return self._out_of_sync(action.get("id"), str(context.get("fwuid")))
         name = f"{params.get('classname')}.{params.get('method')}"
         self.counters.by_action[name] = self.counters.by_action.get(name, 0) + 1
         counter = self.counters.aura_requests
@@ -680,6 +705,57 @@ class HallmarkSimulator(Simulator):
         if counter % 4 == 1:
             text = "while(1);\n" + text
         return Response(text, 200, media_type="application/json")
+
+    def _session_expired(self, action_id: str | None) -> Response:
+        """An expired session, in the form ``session_signal`` names; every form is an HTTP 200."""
+        form = self.session_signal
+        if form == "login_page":  # the community bounces the browser to its login page
+            page = "<script>window.location.href ='/s/login?ec=302&startURL=%2Fs%2F';</script>"
+            return HTMLResponse(_page("Redirecting", page), 200)
+        if form == "action_error":  # the session's loss surfaces as the Apex action's error
+            body: dict[str, Any] = {
+                "actions": [{"id": action_id, "state": "ERROR", "returnValue": None,
+                             "error": [{"message": ILLEGAL_SESSION, "exceptionType": "System.UnexpectedException"}]}],
+                "context": {"mode": "PROD", "fwuid": self.fwuid, "app": "siteforce:communityApp"},
+            }  # fmt: skip
+            return Response(json.dumps(body), 200, media_type="application/json")
+        if form == "event_bare":
+            body = {"exceptionEvent": True, "event": {"descriptor": "aura:invalidSession"}}
+            return Response(json.dumps(body), 200, media_type="application/json")
+        if form == "guest_exception":  # the request now runs as the site's guest user
+            body = {"exceptionEvent": True, "exceptionMessage": "Guest user access is not allowed"}
+            return Response(f"*/{json.dumps(body)}/*ERROR*/", 200, media_type="application/json")
+        event = {"descriptor": "markup://aura:invalidSession", "attributes": {"values": {"newToken": None}}}
+        if form == "javascript":  # Aura's own serialisation: a JavaScript function, so not JSON
+            text = f'*/{{"event":{json.dumps(event)},{DEFAULT_HANDLER},"exceptionEvent":true}}/*ERROR*/'
+            return Response(CSRF_GUARD + text, 200, media_type="application/json")
+        return Response(f"*/{json.dumps({'event': event})}/*ERROR*/", 200, media_type="application/json")
+
+    def _out_of_sync(self, action_id: str | None, sent: str) -> Response:
+        """An outdated fwuid, in the form ``out_of_sync_signal`` names; every form is an HTTP 200."""
+        form = self.out_of_sync_signal
+        message = f"Framework has been updated. Expected: {self.fwuid} Actual: {sent}"
+        context = {"mode": "PROD", "fwuid": self.fwuid, "app": "siteforce:communityApp"}
+        if form == "warning":  # newer releases: the action comes back as a WARNING, the new fwuid in the context
+            body: dict[str, Any] = {
+                "actions": [{"id": action_id, "state": "WARNING", "returnValue": None,
+                             "error": [{"message": PAGE_CHANGED}]}],
+                "context": context,
+            }  # fmt: skip
+            return Response(json.dumps(body), 200, media_type="application/json")
+        event: dict[str, Any] = {"descriptor": "markup://aura:clientOutOfSync"}
+        if form == "exception_message":
+            body = {"event": event, "exceptionEvent": True, "exceptionMessage": message}
+            return Response(f"*/{json.dumps(body)}/*ERROR*/", 200, media_type="application/json")
+        if form == "javascript":
+            text = (
+                f'*/{{"event":{json.dumps(event)},{DEFAULT_HANDLER},'
+                f'"exceptionMessage":{json.dumps(message)},"exceptionEvent":true}}/*ERROR*/'
+            )
+            return Response(CSRF_GUARD + text, 200, media_type="application/json")
+        event["attributes"] = {"values": {"message": message}}
+        body = {"event": event, "exceptionEvent": True}
+        return Response(f"*/{json.dumps(body)}/*ERROR*/", 200, media_type="application/json")
 
     def _action(self, name: str, params: dict[str, Any]) -> Any:
         if name == "Portal_OrderDetailController.getOrderDetailSAPSearchResult":
@@ -729,6 +805,13 @@ class HallmarkSimulator(Simulator):
             result: Any = chunk[0] if page_size == 1 and chunk else chunk
             return {"result": result, "totalRecords": len(rows), "pageNumber": page, "pageSize": page_size}
         raise LookupError(f"Unknown Apex action {name}")
+
+
+def _action_id(form: dict[str, str]) -> str | None:
+    try:
+        return str(json.loads(form.get("message") or "{}")["actions"][0]["id"])
+    except (json.JSONDecodeError, KeyError, IndexError, TypeError):
+        return None
 
 
 def _order_row(order: SimOrder) -> dict[str, Any]:

@@ -85,3 +85,42 @@ def test_a_key_twice_in_one_file_keeps_the_last_row(conn: psycopg.Connection[Any
     assert (result.status, result.inserted, result.updated, result.unchanged) == ("ok", 2, 0, 0)
     facts = conn.execute("SELECT order_number, final_amount::float AS f FROM fact_uc_gst ORDER BY 1").fetchall()
     assert [(r["order_number"], r["f"]) for r in facts] == [("UC1", 150.0), ("UC2", 200.0)]
+
+
+def test_migration_turns_last_activity_into_a_timestamp_and_old_words_into_remarks(
+    conn: psycopg.Connection[Any],
+) -> None:
+    from datetime import datetime
+
+    from storeflow.db.migrate import load_migrations
+
+    for table in ("stg_td_order_report", "fact_td_orders"):  # the column as 0200 created it
+        conn.execute(f"ALTER TABLE {table} ALTER COLUMN last_activity TYPE text")
+    old = [
+        ("1", "12 Nov 2025 06:10 PM", None),
+        ("2", "12/11/2025 18:10", None),
+        ("3", "Sent to Workshop", "Phone: not a phone number: '12345'"),
+        ("4", "", None),
+        ("5", None, None),
+        ("6", "today", None),
+    ]
+    for number, activity, remarks in old:
+        conn.execute(
+            "INSERT INTO fact_td_orders (run_id, ledger_id, store_code, order_number, order_date, last_activity, "
+            "remarks, raw_data) VALUES (%s, 1, 'a668', %s, '2025-11-12', %s, %s, '{}')",
+            (uuid.uuid4(), number, activity, remarks),
+        )
+    (migration,) = [m for m in load_migrations() if m.version == 203]
+    conn.execute(migration.sql)
+    rows = conn.execute("SELECT last_activity, remarks FROM fact_td_orders ORDER BY order_number").fetchall()
+    assert [(r["last_activity"], r["remarks"]) for r in rows] == [
+        (datetime(2025, 11, 12, 18, 10), None),
+        (datetime(2025, 11, 12, 18, 10), None),
+        (None, "Phone: not a phone number: '12345'; Last Activity: not a date: 'Sent to Workshop'"),
+        (None, None),
+        (None, None),
+        (None, "Last Activity: not a date: 'today'"),
+    ]
+    kind = "SELECT data_type FROM information_schema.columns WHERE table_name = %s AND column_name = 'last_activity'"
+    for table in ("stg_td_order_report", "fact_td_orders"):
+        assert conn.execute(kind, (table,)).fetchone()["data_type"] == "timestamp without time zone"

@@ -27,6 +27,8 @@ DEFAULTS = {
     "retry_after": 1,
     "signon_variant": "single",
     "mfa_input": "code",
+    "session_signal": "event",
+    "out_of_sync_signal": "event",
 }
 
 

@@ -114,3 +114,43 @@ def test_stores_load_from_csv_and_toml_gives_canonical_names(
     ]
     order = conn.execute("SELECT customer_id, store_number, store_name, portal_store_name FROM orders").fetchone()
     assert tuple(order.values()) == ("1000055874", "9", "Reston", "RESTON #9")
+
+
+def test_retails_per_wholesale_is_a_count_from_integer_or_decimal_text(
+    make_settings: Any, database: Database, conn: Any
+) -> None:
+    settings = make_settings()
+    folder = settings.OUTPUT_DIRECTORY / "2025" / "09" / "store_9"
+    order = _order("3000000020", "1000055874", 3)
+    for line, text in zip(order["order_lines"], ["12", "24.000", " 6 "], strict=True):
+        line["retailsin1_wholesale"] = text
+    _write(folder, "order_3000000020.json", order)
+    fraction = _order("3000000021", "1000055874", 1)
+    fraction["order_lines"][0]["retailsin1_wholesale"] = "23.98"
+    bad = _write(folder, "order_3000000021.json", fraction)
+    summary = import_directory(database, settings.OUTPUT_DIRECTORY)
+    assert summary.orders == 1
+    assert [(path, reason) for path, reason in summary.failed] == [
+        (bad, "BadRecordError: retailsin1_wholesale: not a whole count: '23.98'")
+    ]
+    rows = conn.execute(
+        "SELECT retailsin1_wholesale AS n, pg_typeof(retailsin1_wholesale)::text AS t "
+        "FROM order_items ORDER BY line_index"
+    ).fetchall()
+    assert [(r["n"], r["t"]) for r in rows] == [(12, "integer"), (24, "integer"), (6, "integer")]
+
+
+def test_migration_keeps_whole_counts_and_clears_money_written_there(conn: Any) -> None:
+    from storeflow.db.migrate import load_migrations
+
+    conn.execute("ALTER TABLE order_items ALTER COLUMN retailsin1_wholesale TYPE numeric(14, 2)")  # as in 0100
+    conn.execute("INSERT INTO orders (order_id, raw_data) VALUES ('1', '{}')")
+    conn.execute(
+        "INSERT INTO order_items (order_id, line_index, retailsin1_wholesale, raw_data) "
+        "VALUES ('1', 1, 12.00, '{}'), ('1', 2, 23.98, '{\"retailsin1_wholesale\": \"23.98\"}'), ('1', 3, NULL, '{}')"
+    )
+    (migration,) = [m for m in load_migrations() if m.version == 101]
+    conn.execute(migration.sql)
+    rows = conn.execute("SELECT retailsin1_wholesale AS n, raw_data FROM order_items ORDER BY line_index").fetchall()
+    assert [r["n"] for r in rows] == [12, None, None]
+    assert rows[1]["raw_data"] == {"retailsin1_wholesale": "23.98"}

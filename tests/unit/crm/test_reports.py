@@ -161,6 +161,25 @@ def test_convert_rows_types_rejects_and_remarks() -> None:
     assert parsed.skipped_footer == 1
 
 
+@pytest.mark.parametrize(
+    ("cell", "stored", "remark"),
+    [
+        ("12 Nov 2025 06:10 PM", datetime(2025, 11, 12, 18, 10), None),
+        ("2025-11-12T18:10:00", datetime(2025, 11, 12, 18, 10), None),
+        (datetime(2025, 11, 12, 18, 10), datetime(2025, 11, 12, 18, 10), None),
+        ("", None, None),
+        ("Ready", None, "Last Activity: not a date: 'Ready'"),  # the old status words: kept as a remark
+    ],
+)
+def test_last_activity_is_a_datetime_and_a_word_becomes_a_remark(
+    cell: object, stored: datetime | None, remark: str | None
+) -> None:
+    parsed = convert_rows(TD_ORDER_REPORT, TD_ORDER_REPORT.headers, [_td_row(**{"Last Activity": cell})], "f.xlsx")
+    assert parsed.rejects == []
+    row = dict(zip(TD_ORDER_REPORT.fields, parsed.rows[0], strict=False))
+    assert (row["last_activity"], row["remarks"]) == (stored, remark)
+
+
 def test_convert_rows_column_fast_paths_match_cell_converters() -> None:
     """Whole-column fast paths (all text, all floats) give what each cell's converter gives."""
     header = TD_ORDER_REPORT.headers

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 from storeflow.crm.reports import TD_ORDER_REPORT, UC_GST_XLSX, read_xlsx
@@ -30,6 +30,8 @@ def test_same_report_same_bytes_and_it_parses_back(tmp_path: Path) -> None:
         [],
     )  # empty line + 2 footer lines
     assert round(sum(r[net] for r in parsed.rows), 2) == round(sum(r["Net Amount"] for r in rows), 2)
+    at, activity = TD_ORDER_REPORT.fields.index("order_at"), TD_ORDER_REPORT.fields.index("last_activity")
+    assert all(isinstance(r[activity], datetime) and r[activity] >= r[at] for r in parsed.rows)
 
     gst = uclean.report_rows(0, "sector56", start, end)
     path = tmp_path / "uc.xlsx"

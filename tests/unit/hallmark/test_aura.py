@@ -153,3 +153,125 @@ def test_search_page_list_or_object(value: Any, rows: int, total: int | None) ->
 def test_search_page_rejects_other_shapes() -> None:
     with pytest.raises(aura.MalformedResponseError):
         aura.search_page({"result": "text"})
+
+
+# ---- the vocabulary of real Salesforce sites (sources in docs/hallmark.md, "What real Aura sites say")
+
+_ILLEGAL = (
+    "INVALID_SESSION_ID: Invalid Session ID found in SessionHeader: Illegal Session. Session not found, "
+    "missing session hash: l5Z7= This error usually occurs after a session expires or a user logs out."
+)
+_EVENT_WITH_ERROR = {
+    "descriptor": "markup://aura:invalidSession",
+    "attributes": {"values": {"error": {"message": "session"}}},
+}
+_DEFAULT_HANDLER = '"defaultHandler":function(){try{$A.clientService.setOutdated()}catch(e){}}'
+SESSION_EXPIRED_FORMS = {
+    "Aura's own answer: CSRF guard, ERROR wrapper, newToken": 'while(1);\n*/{"exceptionEvent":true,"event":'
+    '{"descriptor":"markup://aura:invalidSession","attributes":{"values":{"newToken":null}}}}/*ERROR*/',
+    "bare event name": json.dumps({"exceptionEvent": True, "event": {"descriptor": "aura:invalidSession"}}),
+    "event with an exception message": json.dumps(
+        {"event": {"descriptor": "markup://aura:invalidSession"}, "exceptionMessage": "Expected 3 tokens in all"}
+    ),
+    "fault code in the action's errors": json.dumps(
+        {"actions": [{"state": "ERROR", "error": [{"message": "INVALID_SESSION_ID"}]}]}
+    ),
+    "SOAP prose in the action's errors": json.dumps(
+        {"actions": [{"id": "7;a", "state": "ERROR", "returnValue": None, "error": [{"message": _ILLEGAL}]}]}
+    ),
+    "jsforce prose, Apex exception type": json.dumps(
+        {
+            "actions": [
+                {"state": "ERROR", "error": [{"exceptionType": "Exception", "message": "Session expired or invalid"}]}
+            ]
+        }
+    ),
+    "event inside the error list, message in values.error": json.dumps(
+        {"actions": [{"state": "ERROR", "error": [{"event": _EVENT_WITH_ERROR}]}]}
+    ),
+    "exception message: the request now runs as the guest user": "*/"
+    + json.dumps({"exceptionEvent": True, "exceptionMessage": "Guest user access is not allowed"})
+    + "/*ERROR*/",
+    "JavaScript in the answer (not JSON)": "*/{"
+    + _DEFAULT_HANDLER
+    + ',"event":{"descriptor":"markup://aura:invalidSession"},"exceptionEvent":true}/*ERROR*/',
+    "a page bouncing to the login": "<html><head><script>window.location.href ='https://portal.test/s/login"
+    "?ec=302&startURL=%2Fs%2F';</script></head></html>",
+    "refused CSRF token, not JSON": "<html><body>invalid_csrf</body></html>",
+}
+
+
+@pytest.mark.parametrize("body", SESSION_EXPIRED_FORMS.values(), ids=SESSION_EXPIRED_FORMS.keys())
+def test_every_form_of_an_expired_session_is_invalid_session(body: str) -> None:
+    with pytest.raises(aura.InvalidSessionError, match="session has expired"):
+        aura.parse_response(body)
+
+
+def _oos(values: dict[str, Any] | None = None, **top: Any) -> str:
+    event: dict[str, Any] = {"descriptor": "markup://aura:clientOutOfSync"}
+    if values is not None:
+        event["attributes"] = {"values": values}
+    return "*/" + json.dumps({"event": event, "exceptionEvent": True, **top}) + "/*ERROR*/"
+
+
+OUT_OF_SYNC_FORMS = {
+    "message in the event's values": (_oos({"message": "Framework has been updated. Expected: NEW1 Actual: OLD1"}),
+                                      "NEW1"),
+    "bare event name": (json.dumps({"event": {"descriptor": "aura:clientOutOfSync", "attributes": {"values": {
+        "message": "Framework has been updated. Expected: NEW2 Actual: OLD1"}}}}), "NEW2"),
+    "message as the exception message": (_oos(exceptionMessage="Framework has been updated. Expected: NEW3 Actual: X"),
+                                         "NEW3"),
+    "no space after the colon": (_oos({"message": "Framework has been updated. Expected:NEW4 Actual: X"}), "NEW4"),
+    "no message, the server's context": (_oos(context={"mode": "PROD", "fwuid": "NEW5"}), "NEW5"),
+    "no message, no context": (_oos(), None),
+    "JavaScript in the answer (not JSON)": ("while(1);\n*/{" + _DEFAULT_HANDLER + ',"event":{"descriptor":'
+        '"markup://aura:clientOutOfSync"},"exceptionMessage":"Framework has been updated. Expected: NEW6 '
+        'Actual: X","exceptionEvent":true}/*ERROR*/', "NEW6"),
+    "action WARNING: page changed since the last refresh": (json.dumps({
+        "actions": [{"id": "1;a", "state": "WARNING", "error": [{"message": "This page has changes since the last "
+                     "refresh. To get the latest updates, save your work and finish your conversations before "
+                     "refreshing the page."}]}],
+        "context": {"fwuid": "NEW7"}}), "NEW7"),
+    "in the action's error list": (json.dumps({"actions": [{"state": "ERROR", "error": [{"event": {
+        "descriptor": "markup://aura:clientOutOfSync", "attributes": {"values": {
+            "message": "Framework has been updated. Expected: NEW8 Actual: X"}}}}]}]}), "NEW8"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("body", "expected"), OUT_OF_SYNC_FORMS.values(), ids=OUT_OF_SYNC_FORMS.keys())
+def test_every_form_of_a_framework_update_names_the_fwuid_when_it_can(body: str, expected: str | None) -> None:
+    with pytest.raises(aura.ClientOutOfSyncError) as caught:
+        aura.parse_response(body)
+    assert caught.value.expected == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "value", "has_action"),
+    [
+        (json.dumps({"actions": [], "context": {"fwuid": "F"}}), None, False),
+        (json.dumps({"events": [{"descriptor": "markup://aura:clientRedirect", "attributes": {"values": {
+            "url": "https://portal.test/secur/frontdoor.jsp"}}}], "context": {}}), None, False),
+        (json.dumps({"actions": [{"id": "1;a", "state": "SUCCESS"}]}), None, True),  # an Apex method returning void
+        ("for(;;);" + _success({"ok": 1}), {"ok": 1}, True),
+        # data that happens to contain the words is data, not a signal
+        (_success({"comment": "INVALID_SESSION_ID, Framework has been updated"}),
+         {"comment": "INVALID_SESSION_ID, Framework has been updated"}, True),
+    ],
+)  # fmt: skip
+def test_successful_answers_with_and_without_an_action(body: str, value: Any, has_action: bool) -> None:
+    result = aura.parse_response(body)
+    assert (result.value, result.has_action) == (value, has_action)
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (json.dumps({"actions": [{"state": "INCOMPLETE"}]}), aura.MalformedResponseError),
+        (json.dumps({"exceptionEvent": True, "event": {"descriptor": "markup://aura:noAccess"}}), aura.ActionError),
+        (json.dumps({"actions": [{"state": "ERROR", "error": [{"message": "Script-thrown exception"}]}]}),
+         aura.ActionError),
+    ],
+)  # fmt: skip
+def test_other_failures_keep_their_meaning(body: str, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        aura.parse_response(body)

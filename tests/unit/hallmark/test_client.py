@@ -174,3 +174,68 @@ def test_throttle_kinds_follow_settings() -> None:
     )
     policy = policy_from_settings(settings)
     assert (policy.interval("detail"), policy.interval("search")) == (5.0, 10.0)
+
+
+from tests.unit.hallmark.test_aura import OUT_OF_SYNC_FORMS, SESSION_EXPIRED_FORMS  # noqa: E402
+
+
+@pytest.mark.parametrize("body", SESSION_EXPIRED_FORMS.values(), ids=SESSION_EXPIRED_FORMS.keys())
+def test_every_expired_session_form_logs_in_again_and_repeats_the_call(body: str) -> None:
+    tokens: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        tokens.append(_form(request)["aura.token"])
+        return httpx.Response(200, text=body) if len(tokens) == 1 else _ok({"orderHeader": {"id": 1}})
+
+    client, _ = _client(handler)
+    assert _run(client, aura.order_detail("1")) == {"orderHeader": {"id": 1}}
+    assert tokens == ["T1", "T2"] and client.auth.logins == 1 and client.stats.reauthenticated == 1
+
+
+@pytest.mark.parametrize(("body", "expected"), OUT_OF_SYNC_FORMS.values(), ids=OUT_OF_SYNC_FORMS.keys())
+def test_every_framework_update_form_resyncs_and_repeats_the_call(body: str, expected: str | None) -> None:
+    fwuids: list[str] = []
+    # the community page names no fwuid when the answer does (the answer's must do), else "PAGE"
+    page = '<script>{"fwuid":"PAGE"}</script>' if expected is None else "<html>no bootstrap</html>"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(200, text=page)
+        fwuids.append(json.loads(_form(request)["aura.context"])["fwuid"])
+        return httpx.Response(200, text=body) if len(fwuids) == 1 else _ok(1)
+
+    client, _ = _client(handler)
+    assert _run(client, aura.order_detail("1")) == 1
+    assert fwuids == ["F1", expected or "PAGE"] and client.stats.resynced == 1
+
+
+def test_a_page_still_on_the_old_fwuid_then_the_fwuid_the_server_expects() -> None:
+    fwuids: list[str] = []
+    stale = OUT_OF_SYNC_FORMS["message in the event's values"][0]  # "Expected: NEW1"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":  # a cached community page still carrying the old release's fwuid
+            return httpx.Response(200, text='<script>{"fwuid":"F1"}</script>')
+        fwuids.append(json.loads(_form(request)["aura.context"])["fwuid"])
+        return httpx.Response(200, text=stale) if len(fwuids) <= 2 else _ok(1)
+
+    client, _ = _client(handler)
+    assert _run(client, aura.order_detail("1")) == 1
+    assert fwuids == ["F1", "F1", "NEW1"] and client.stats.resynced == 2
+
+
+def test_an_answer_without_the_action_is_retried() -> None:
+    answers = [httpx.Response(200, text=json.dumps({"actions": [], "context": {}})), _ok({"result": []})]
+    client, _ = _client(lambda r: answers.pop(0))
+    assert _run(client, aura.order_search(["1"], "a", "b", 1)) == {"result": []}
+    assert client.stats.retries == 1
+
+
+@pytest.mark.parametrize("status", [404, 500])
+def test_aura_events_sent_with_an_error_status_are_still_events(status: int) -> None:
+    """The open-source Aura server answers InvalidSessionException with 404 (forcedotcom/aura)."""
+    body = SESSION_EXPIRED_FORMS["Aura's own answer: CSRF guard, ERROR wrapper, newToken"]
+    answers = [httpx.Response(status, text=body), _ok([1])]
+    client, _ = _client(lambda r: answers.pop(0))
+    assert _run(client, aura.order_detail("1")) == [1]
+    assert client.auth.logins == 1 and client.stats.retries == 0

@@ -11,6 +11,7 @@ from storeflow.hallmark.records import (
     flatten_billing,
     flatten_order,
     normalise_id,
+    parse_count,
     parse_date,
     parse_file_name,
     parse_money,
@@ -46,6 +47,30 @@ def test_parse_money(raw: Any, amount: Decimal | None) -> None:
 def test_parse_money_rejects(raw: str) -> None:
     with pytest.raises(ValueError, match="not an amount"):
         parse_money(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "count"),
+    [
+        ("12", 12),
+        ("12.000", 12),
+        ("12.00 ", 12),
+        (" 6", 6),
+        ("1,200", 1200),
+        (24, 24),
+        (6.0, 6),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_parse_count_takes_integer_and_decimal_text(raw: Any, count: int | None) -> None:
+    assert parse_count(raw) == count
+
+
+@pytest.mark.parametrize(("raw", "match"), [("23.98", "not a whole count"), ("six", "not a count"), (True, "count")])
+def test_parse_count_rejects_fractions_and_words(raw: Any, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        parse_count(raw)
 
 
 @pytest.mark.parametrize(

@@ -100,7 +100,7 @@ def order_rows(seed: int, store: str, day: date, revision: int = 0) -> list[dict
                 "Phone": messy_phone(rng),
                 "Preference": rng.choice(["", "Fold", "Hanger"]),
                 "Due Date": day + timedelta(days=rng.randint(1, 4)),
-                "Last Activity": rng.choice(["Order Created", "Sent to Workshop", "Ready"]),
+                "Last Activity": _last_activity(at, rng.randrange(3), i),
                 "Pcs.": pcs,
                 "Weight": round(pcs * 0.4, 1),
                 "Gross Amount": gross,
@@ -137,6 +137,13 @@ def order_rows(seed: int, store: str, day: date, revision: int = 0) -> list[dict
             }
         )
     return rows
+
+
+def _last_activity(ordered: datetime, stage: int, index: int) -> datetime:
+    """When the order last moved (booked, sent to the workshop, marked ready): a date/time, like the
+    report's other time columns. ``stage`` comes from the same random draw the old status word used,
+    so every other generated value stays the same."""
+    return ordered + timedelta(minutes=(2, 185, 1450)[stage] + index % 37)
 
 
 def report_rows(seed: int, store: str, start: date, end: date, revision: int = 0) -> list[dict[str, Any]]:
