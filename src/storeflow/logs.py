@@ -118,8 +118,11 @@ def redact(text: str) -> str:
     return text
 
 
-def redact_error(error: object, limit: int = 1000) -> str | None:
-    """The text for a database error column (audit, ledger, sync log, run rows): redacted, then cut to ``limit``."""
+def redact_error(error: object, limit: int | None = None) -> str | None:
+    """The text for a database error column (audit, ledger, sync log, run rows): redacted, then cut to ``limit``.
+
+    Every writer of such a column passes its text through here, so what the dashboard shows is redacted.
+    """
     if error is None:
         return None
     return redact(str(error))[:limit]

@@ -134,7 +134,7 @@ def test_redact_value(value: Any, expected: Any) -> None:
     ],
 )  # fmt: skip
 def test_redact_error_for_database_columns(error: object, expected: str | None) -> None:
-    assert redact_error(error) == expected
+    assert redact_error(error, 1000) == expected
 
 
 def test_registered_secret_is_masked_url_encoded_too() -> None:

@@ -54,7 +54,7 @@ from storeflow.errors import (
     ConfigError,
     StoreflowError,
 )
-from storeflow.logs import get_logger, register_secrets
+from storeflow.logs import get_logger, redact_error, register_secrets
 from storeflow.otp import fresh_code, webhook_answer
 
 if TYPE_CHECKING:
@@ -366,7 +366,7 @@ async def run_download(
             (
                 status,
                 json.dumps({"stores": [o.as_dict() for o in summary.outcomes]}),
-                "; ".join(f"{o.key}: {o.error}" for o in failures) or None,
+                redact_error("; ".join(f"{o.key}: {o.error}" for o in failures) or None),
                 summary.run_id,
             ),
         )
