@@ -19,8 +19,10 @@ import os
 import re
 import sys
 import threading
+import traceback
 from collections.abc import Callable, Iterable, MutableMapping
 from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import quote
 
@@ -246,6 +248,10 @@ class PrivateFileHandler(logging.FileHandler):
                                 errors=self.errors, write_through=True)  # fmt: skip
 
 
+def _print_redacted_exception(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    sys.stderr.write(redact("".join(traceback.format_exception(kind, exc, tb))))
+
+
 def redact_foreign_loggers() -> None:
     """Put the redaction on uvicorn's, httpx's and asyncio's own loggers (their handlers are not ours).
 
@@ -308,6 +314,7 @@ def setup_logging(
     """Install file handlers per component and one console handler (idempotent)."""
     register_secrets(secrets)
     redact_foreign_loggers()
+    sys.excepthook = _print_redacted_exception  # an unexpected error's traceback is printed redacted too
     root = logging.getLogger("storeflow")
     for handler in list(root.handlers):
         root.removeHandler(handler)
