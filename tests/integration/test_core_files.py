@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from storeflow.files import private_target, write_json_atomic, write_private_text
+from storeflow.sandbox.base import ClientConfig
+from storeflow.sandbox.host import write_client_config
 
 
 @pytest.mark.parametrize(("private", "mode"), [(True, 0o600), (False, 0o644)])
@@ -59,3 +61,11 @@ def test_a_failed_private_save_leaves_nothing(tmp_path: Path) -> None:
         staged.write_bytes(b"half")
         raise OSError("download failed")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.usefixtures("permissive_umask")
+def test_sandbox_client_config_and_its_env_are_written_0600(tmp_path: Path) -> None:
+    config = ClientConfig(env={"HALLMARK_PASSWORD": "sandbox-pw"}, toml={"crm": {"stores": []}})
+    toml_path, env_path = write_client_config(config, tmp_path / "sb" / "storeflow.toml")
+    assert {stat.S_IMODE(p.stat().st_mode) for p in (toml_path, env_path)} == {0o600}
+    assert "HALLMARK_PASSWORD=sandbox-pw" in env_path.read_text()
