@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from storeflow.settings import Settings
 from tests.conftest import webhook_receiver
@@ -88,3 +90,33 @@ def test_a_failed_alert_never_shows_the_webhook_url(
     for where, text in outputs.items():
         assert "XyZsecretPath42" not in text, where
         assert "T0SECRET" not in text, where
+
+
+def test_rows_stored_before_redaction_are_redacted_on_the_overview_page(
+    dash_settings: Callable[..., Settings], conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    url = "https://hooks.example.com" + SECRET_PATH
+    dash_settings(ALERT_WEBHOOK_URL=url)
+    leaked = {"webhook": f"failed: Server error '500 Internal Server Error' for url '{url}'"}
+    conn.execute(
+        "INSERT INTO dashboard_alert_log (condition_key, action, sent_at, payload, outcome)"
+        " VALUES ('test:sample', 'test', now(), %s, %s)",
+        (Jsonb({"title": "storeflow test alert"}), Jsonb(leaked)),
+    )
+    conn.commit()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "storeflow", "serve", "--port", str(port)],
+        cwd=tmp_path, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert "storeflow serving on" in proc.stdout.readline()
+        page = httpx.get(f"http://127.0.0.1:{port}/dashboard", timeout=30)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    assert page.status_code == 200 and "storeflow test alert" in page.text
+    assert "webhook: failed" in page.text and "XyZsecretPath42" not in page.text
