@@ -53,11 +53,17 @@ def _quoted_value(found: re.Match[str]) -> str:
     return f"{found.group('head')}{quote}{MASK}{quote}"
 
 
-_PATTERNS: list[tuple[re.Pattern[str], Any]] = [
+# words of every secret-looking key (_KEY): a text with none of them skips the key/value patterns
+_KEY_WORDS = ("pass", "pwd", "secret", "token", "key", "sig", "otp", "hmac", "code")
+
+# (words one of which the lower-cased text must contain, pattern, replacement): the words are a cheap
+# pre-check so that an ordinary log line costs a few substring tests, not eight regex scans
+_PATTERNS: list[tuple[tuple[str, ...], re.Pattern[str], Any]] = [
     # Authorization: Bearer xxx / Basic xxx in prose
-    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{6,}"), r"\1 " + MASK),
+    (("bearer", "basic"), re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{6,}"), r"\1 " + MASK),
     # "key": "value" / 'key': 'value' / "key": 123 (JSON and Python reprs; escaped quotes inside the value)
     (
+        ('"', "'"),
         re.compile(
             rf"""(?i)(?P<head>(?P<q>["'])(?:{_QUOTED_KEY})(?P=q)\s*:\s*)"""
             rf"""(?:(?P<v>["'])(?:\\.|(?!(?P=v))[^\\])*(?P=v)|{_BARE})"""
@@ -66,6 +72,7 @@ _PATTERNS: list[tuple[re.Pattern[str], Any]] = [
     ),
     # \"key\": \"value\" (JSON inside a JSON string)
     (
+        ('\\"', "\\'"),
         re.compile(
             rf"""(?i)(?P<head>(?P<q>\\["'])(?:{_QUOTED_KEY})(?P=q)\s*:\s*)"""
             rf"""(?:(?P<v>\\["'])(?:(?!(?P=v)).)*(?P=v)|{_BARE})"""
@@ -74,14 +81,16 @@ _PATTERNS: list[tuple[re.Pattern[str], Any]] = [
     ),
     # Authorization: <scheme> <credentials>, Cookie: / Set-Cookie: <value>: to the end of the line or quote
     (
+        ("authorization",),
         re.compile(
             rf"""(?i)(?<![\w-])((?:proxy-)?authorization\s*[:=]\s*)(?!\*\*\*)((?:{_SCHEMES})\s+)?[^\s"'}}][^\r\n"'}}]*"""
         ),
         r"\1\2" + MASK,
     ),
-    (re.compile(r"""(?i)(?<![\w-])((?:set-)?cookie\s*:\s*)(?!\*\*\*)[^\r\n"'}]+"""), r"\1" + MASK),
+    (("cookie",), re.compile(r"""(?i)(?<![\w-])((?:set-)?cookie\s*:\s*)(?!\*\*\*)[^\r\n"'}]+"""), r"\1" + MASK),
     # key=value / key: value / key='value' in query strings, forms, headers and prose
     (
+        _KEY_WORDS,
         re.compile(
             rf"""(?i)(?<![\w.$-])((?:{_KEY}))(\s*[=:]\s*)(?!\*\*\*)"""
             r"""("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^\s&,;"'}]+)"""
@@ -89,9 +98,9 @@ _PATTERNS: list[tuple[re.Pattern[str], Any]] = [
         r"\1\2" + MASK,
     ),
     # JWTs anywhere
-    (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}"), MASK),
+    (("eyj",), re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}"), MASK),
     # credentials inside URLs
-    (re.compile(r"(?i)(\w+://[^/\s:@]+:)[^@\s/]+@"), r"\1" + MASK + "@"),
+    (("://",), re.compile(r"(?i)(\w+://[^/\s:@]+:)[^@\s/]+@"), r"\1" + MASK + "@"),
 ]
 
 _secrets: list[str] = []  # every registered value and its URL-encoded forms, longest first
@@ -115,8 +124,10 @@ def redact(text: str) -> str:
     for secret in _secrets:
         if secret in text:
             text = text.replace(secret, MASK)
-    for pattern, repl in _PATTERNS:
-        text = pattern.sub(repl, text)
+    lower = text.lower()
+    for words, pattern, repl in _PATTERNS:
+        if any(word in lower for word in words):
+            text = pattern.sub(repl, text)
     return text
 
 
