@@ -7,7 +7,10 @@ above unless the level says otherwise. Lines read
 
 Secrets never reach a handler: every record passes through `RedactingFilter`,
 which masks the known secret values and anything that looks like a password,
-token, OTP code, signature or webhook secret.
+token, OTP code, signature, cookie or webhook secret. The same `redact` runs on
+uvicorn's and httpx's own loggers, on every rich console (`redacting_console`),
+on unexpected tracebacks, and on the text stored in database error columns
+(`redact_error`) and alert payloads (`redact_value`).
 """
 
 from __future__ import annotations
@@ -49,8 +52,8 @@ _BARE = r"-?[\w.+-]+"  # a number, true/false/null/None, or an unquoted word
 
 
 def _quoted_value(found: re.Match[str]) -> str:
-    quote = found.group("v") or ""
-    return f"{found.group('head')}{quote}{MASK}{quote}"
+    delimiter = found.group("v") or ""
+    return f"{found.group('head')}{delimiter}{MASK}{delimiter}"
 
 
 # words of every secret-looking key (_KEY): a text with none of them skips the key/value patterns
