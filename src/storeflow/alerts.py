@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from storeflow.logs import get_logger, redact
+from storeflow.logs import MASK, get_logger, mask_url_path, redact, redact_value
 
 if TYPE_CHECKING:
     from storeflow.settings import Settings
@@ -34,7 +34,7 @@ def alert_channels(settings: Settings) -> list[str]:
 def send_alert(settings: Settings, payload: dict[str, Any], client: httpx.Client | None = None) -> dict[str, str]:
     """Deliver ``payload`` on every configured channel; returns {channel: "sent" | error}. Never raises."""
     results: dict[str, str] = {}
-    body = json.loads(redact(json.dumps(payload, default=str)))
+    body = redact_value(json.loads(json.dumps(payload, default=str)))
     if settings.ALERT_WEBHOOK_URL:
         try:
             own = client is None
@@ -47,17 +47,36 @@ def send_alert(settings: Settings, payload: dict[str, Any], client: httpx.Client
                     http.close()
             results["webhook"] = "sent"
         except httpx.HTTPError as exc:
-            results["webhook"] = f"failed: {exc}"
+            results["webhook"] = failure_text(exc, settings.ALERT_WEBHOOK_URL)
     if settings.SMTP_HOST and settings.SMTP_TO:
         try:
             _mail(settings, body)
             results["email"] = "sent"
         except (OSError, smtplib.SMTPException) as exc:
-            results["email"] = f"failed: {exc}"
+            results["email"] = failure_text(exc)
     for channel, outcome in results.items():
         if outcome != "sent":
             log.warning("alert via %s %s", channel, outcome, event="alert")
     return results
+
+
+def failure_text(exc: BaseException, url: str | None = None) -> str:
+    """``failed: <error>`` with the secret URL (ALERT_WEBHOOK_URL) and every secret-looking value masked.
+
+    httpx names the URL in its errors, sometimes normalised (``https://host/path/``) or percent-encoded;
+    each form, and the URL's path and query on their own, is masked before the text is printed, stored
+    in ``dashboard_alert_log`` or shown on the overview page.
+    """
+    text = f"failed: {type(exc).__name__}: {exc}" if not str(exc) else f"failed: {exc}"
+    if url:
+        parsed = httpx.URL(url)
+        masked = mask_url_path(url)
+        tail = parsed.raw_path.decode("ascii", "replace")
+        for form in sorted({url, str(parsed), url.rstrip("/")}, key=len, reverse=True):
+            text = text.replace(form, masked)
+        if len(tail) > 1:
+            text = text.replace(tail, "/" + MASK)
+    return redact(text)
 
 
 def _mail(settings: Settings, body: dict[str, Any]) -> None:

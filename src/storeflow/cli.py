@@ -8,17 +8,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from storeflow import __version__
 from storeflow.context import AppContext, get_context
 from storeflow.errors import EXIT_FAILED, StoreflowError
-from storeflow.logs import redact
+from storeflow.logs import redact, redacting_console
 
-console = Console()
-err_console = Console(stderr=True)
+console = redacting_console()
+err_console = redacting_console(stderr=True)
 
 ConfigOpt = Annotated[
     Path | None,

@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING, Literal
 from storeflow.browser import SessionVault, find_browser, launch_options
 from storeflow.errors import StoreflowError
 from storeflow.fmt import format_age
+from storeflow.settings import placeholder_warning
 
 if TYPE_CHECKING:
     from storeflow.context import AppContext
+    from storeflow.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,19 @@ async def _launch_probe(path: str) -> None:
         await browser.close()
 
 
+def secrets_check(settings: Settings) -> Check:
+    """Placeholder and public default secrets: refused in staging/production, a warning elsewhere."""
+    if settings.APP_ENVIRONMENT in {"staging", "production"}:
+        try:
+            settings.check_production_secrets()
+        except StoreflowError as exc:
+            return Check("secrets", "fail", str(exc))
+    public = settings.public_default_secrets()
+    if public:
+        return Check("secrets", "warn", "; ".join(placeholder_warning(name) for name in public))
+    return Check("secrets", "ok", "no placeholder or public default secret in use")
+
+
 def run_checks(ctx: AppContext) -> list[Check]:
     checks: list[Check] = []
     try:
@@ -39,6 +54,7 @@ def run_checks(ctx: AppContext) -> list[Check]:
         checks.append(Check("config", "ok", f"valid ({where})"))
     except StoreflowError as exc:
         return [Check("config", "fail", str(exc))]
+    checks.append(secrets_check(settings))
 
     try:
         db = ctx.database()

@@ -1,15 +1,45 @@
-"""One-time codes that arrive through a webhook (Hallmark's MFA, the CRM portals' OTP): which are new.
+"""One-time codes (Hallmark's MFA, the CRM portals' OTP): typed by the operator, or from a webhook.
 
 A webhook that relays SMS or e-mail codes keeps answering with the last code it received, so a
 poll right after a login prompt usually sees the previous login's code first. `fresh_code` is
-pure; `webhook_answer` is the one call to the webhook.
+pure; `webhook_answer` is the one call to the webhook; `read_code` is the one manual prompt.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+from typing import Any, TextIO
 
 import httpx
+
+
+def read_code(text: str, stdin: TextIO | None = None, out: TextIO | None = None) -> str:
+    """Ask for a one-time code and read one line, without echoing it on a terminal.
+
+    On a terminal, echo is off before the prompt is written (so nothing typed after it is shown)
+    and restored afterwards; a piped stdin (cron, tests) is read as it is. The prompt goes to stderr.
+    """
+    stdin = stdin or sys.stdin
+    out = out or sys.stderr
+    if not stdin.isatty():
+        out.write(text)
+        out.flush()
+        return stdin.readline()
+    import termios
+
+    fd = stdin.fileno()
+    saved = termios.tcgetattr(fd)
+    quiet = termios.tcgetattr(fd)
+    quiet[3] &= ~termios.ECHO
+    termios.tcsetattr(fd, termios.TCSAFLUSH, quiet)
+    try:
+        out.write(text)
+        out.flush()
+        return stdin.readline()
+    finally:
+        termios.tcsetattr(fd, termios.TCSAFLUSH, saved)
+        out.write("\n")
+        out.flush()
 
 
 async def webhook_answer(http: httpx.AsyncClient, url: str) -> Any:

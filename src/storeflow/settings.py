@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, PrivateAttr, SecretStr, ValidationError, 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from storeflow.errors import ConfigError
+from storeflow.logs import get_logger, mask_url, mask_url_path
 
 PLACEHOLDER_SECRETS = {
     "",
@@ -33,6 +34,18 @@ PLACEHOLDER_SECRETS = {
     "password",
     "secret",
 }
+# secrets whose default value is public (Hipoink's documented default sign), with the setting that puts them
+# to use: placeholders outside the sandbox once that setting is set
+PUBLIC_DEFAULT_SECRETS = {"HIPOINK_API_SECRET": ("80805d794841f1b4", "HIPOINK_API_BASE_URL")}
+_log = get_logger("main")
+
+
+def placeholder_warning(name: str) -> str:
+    """What to tell the operator about a secret that still holds its public default."""
+    return (
+        f"{name} is the public default value (a placeholder anyone can read in the vendor's documentation): "
+        "set your own before APP_ENVIRONMENT=staging/production, where it is refused"
+    )
 
 
 # ---------------------------------------------------------------- TOML structure
@@ -247,16 +260,34 @@ class Settings(BaseSettings):
             )
 
     def check_production_secrets(self) -> None:
-        """Refuse placeholder secrets outside sandbox/development mode."""
+        """Refuse placeholder secrets outside sandbox/development mode; warn about public defaults elsewhere.
+
+        Hipoink's public default sign counts as a placeholder outside the sandbox: an error in
+        staging/production, a warning (console and log) in development and test.
+        """
+        public = self.public_default_secrets()
         if self.sandbox_mode or self.APP_ENVIRONMENT in {"development", "test"}:
+            for name in public:
+                _log.warning("%s", placeholder_warning(name), event="placeholder")
             return
         bad = []
         for name in type(self).model_fields:
             value = getattr(self, name)
             if isinstance(value, SecretStr) and value.get_secret_value().lower() in PLACEHOLDER_SECRETS:
                 bad.append(name)
+        bad += [name for name in public if name not in bad]
         if bad:
             raise ConfigError(f"placeholder secret(s) in {self.APP_ENVIRONMENT}: {', '.join(bad)}")
+
+    def public_default_secrets(self) -> list[str]:
+        """Secret settings in use that still hold a publicly documented default value (none in sandbox mode)."""
+        if self.sandbox_mode:
+            return []
+        return [
+            name
+            for name, (default, used_by) in PUBLIC_DEFAULT_SECRETS.items()
+            if getattr(self, used_by, None) and getattr(self, name).get_secret_value() == default
+        ]
 
     def resolve(self, path: Path) -> Path:
         return path.expanduser()
@@ -269,12 +300,6 @@ class Settings(BaseSettings):
 SECRET_MARK = "********"
 # Webhook URLs carry their credential in the path (n8n, Slack): treated as secrets in logs and `config show`.
 SECRET_URLS = ("ALERT_WEBHOOK_URL", "N8N_WEBHOOK_URL")
-
-
-def _mask_url_path(url: str) -> str:
-    """Scheme and host only: ``https://n8n.example.com/********``."""
-    scheme, sep, rest = url.partition("://")
-    return f"{scheme}{sep}{rest.split('/', 1)[0]}/{SECRET_MARK}" if sep else SECRET_MARK
 
 
 def _empty(value: object) -> bool:
@@ -386,14 +411,12 @@ def describe(settings: Settings) -> list[tuple[str, str, str]]:
         if isinstance(value, SecretStr):
             shown = SECRET_MARK if value.get_secret_value() else "(empty)"
         elif name in SECRET_URLS and value:
-            shown = _mask_url_path(str(value))
+            shown = mask_url_path(str(value), SECRET_MARK)
         elif value is None:
             shown = "(unset)"
         else:
             shown = str(value)
         if name == "DATABASE_URL" and isinstance(value, SecretStr):
-            from storeflow.db.connect import mask_url
-
             shown = mask_url(value.get_secret_value())
         rows.append((name, shown, source))
     src = str(settings.config_path) if settings.config_path else "defaults (no TOML file)"

@@ -214,3 +214,52 @@ def test_webhook_urls_are_masked_and_redacted() -> None:
     assert shown["N8N_WEBHOOK_URL"] == f"https://n8n.example.com/{SECRET_MARK}"
     assert "xyz" not in shown["ALERT_WEBHOOK_URL"]
     assert url in settings.secret_values()
+
+
+HIPOINK_DEFAULT_SIGN = "80805d794841f1b4"
+
+
+@pytest.mark.parametrize(
+    ("env", "outcome"),
+    [
+        ({"APP_ENVIRONMENT": "production"}, "error"),
+        ({"APP_ENVIRONMENT": "staging"}, "error"),
+        ({"APP_ENVIRONMENT": "production", "HIPOINK_API_SECRET": HIPOINK_DEFAULT_SIGN}, "error"),
+        ({"APP_ENVIRONMENT": "development"}, "warning"),
+        ({"APP_ENVIRONMENT": "test"}, "warning"),
+        ({"APP_ENVIRONMENT": "sandbox"}, "quiet"),
+        ({"APP_ENVIRONMENT": "production", "STOREFLOW_SANDBOX": "1"}, "quiet"),
+        ({"APP_ENVIRONMENT": "production", "HIPOINK_API_SECRET": "a-sign-of-our-own"}, "quiet"),
+        ({"APP_ENVIRONMENT": "development", "HIPOINK_API_SECRET": "a-sign-of-our-own"}, "quiet"),
+    ],
+)
+def test_hipoinks_public_default_sign_is_a_placeholder_outside_the_sandbox(
+    env: dict[str, str], outcome: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = load_settings(env={"HIPOINK_API_BASE_URL": "https://hipoink.example.com", **env})
+    if outcome == "error":
+        with pytest.raises(ConfigError, match="HIPOINK_API_SECRET"):
+            settings.check_production_secrets()
+        return
+    with caplog.at_level("WARNING", logger="storeflow"):
+        settings.check_production_secrets()
+    warned = [r.getMessage() for r in caplog.records if "HIPOINK_API_SECRET" in r.getMessage()]
+    assert len(warned) == (1 if outcome == "warning" else 0)
+    assert settings.public_default_secrets() == (["HIPOINK_API_SECRET"] if outcome == "warning" else [])
+
+
+@pytest.mark.parametrize(
+    ("env", "status"),
+    [
+        ({"APP_ENVIRONMENT": "production"}, "fail"),
+        ({"APP_ENVIRONMENT": "development"}, "warn"),
+        ({"APP_ENVIRONMENT": "development", "HIPOINK_API_SECRET": "a-sign-of-our-own"}, "ok"),
+        ({"APP_ENVIRONMENT": "sandbox"}, "ok"),
+    ],
+)
+def test_doctor_secrets_check(env: dict[str, str], status: str) -> None:
+    from storeflow.doctor import secrets_check
+
+    check = secrets_check(load_settings(env={"HIPOINK_API_BASE_URL": "https://hipoink.example.com", **env}))
+    assert check.status == status
+    assert ("HIPOINK_API_SECRET" in check.detail) == (status != "ok")

@@ -13,13 +13,12 @@ from datetime import datetime
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from storeflow.context import get_context
 from storeflow.errors import EXIT_FAILED
-from storeflow.logs import redact
+from storeflow.logs import redact, redacting_console
 
 app = typer.Typer(
     help=(
@@ -30,7 +29,7 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
 )
-console = Console()
+console = redacting_console()
 
 CrmOpt = Annotated[str, typer.Option("--crm", help="td (TumbleDry), uc (UClean) or all.")]
 StoreOpt = Annotated[str, typer.Option("--store", help="Store code from the TOML file (a668, sector56 ...) or all.")]

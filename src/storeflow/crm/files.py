@@ -1,4 +1,4 @@
-"""Canonical file names and the retention rule (pure), plus md5 of a file."""
+"""Canonical file names (portal values checked by storeflow.paths) and the retention rule (pure), plus md5 of a file."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import hashlib
 import re
 from datetime import date, datetime, timedelta
 from pathlib import Path
+
+from storeflow.paths import safe_component, safe_extension
 
 CRM_LABELS = {"td": "TD", "uc": "UC"}
 _UNSAFE = re.compile(r"[^A-Za-z0-9]+")
@@ -17,15 +19,22 @@ def safe_store_name(name: str) -> str:
 
 
 def canonical_name(crm: str, report_type: str, store_name: str, start: date, end: date, ext: str) -> str:
-    """``<CRM>_<ReportType>_<StoreName>_<From>_to_<To>.<ext>`` (spec 2.4)."""
-    ext = ext.lstrip(".").lower() or "xlsx"
-    return (
-        f"{CRM_LABELS[crm]}_{report_type}_{safe_store_name(store_name)}_{start.isoformat()}_to_{end.isoformat()}.{ext}"
-    )
+    """``<CRM>_<ReportType>_<StoreName>_<From>_to_<To>.<ext>`` (spec 2.4).
+
+    ``ext`` must be a report's (xlsx, xls, csv, json) and the store name must keep a letter or digit:
+    otherwise UnsafePathError, and nothing is saved.
+    """
+    ext = safe_extension(ext or "xlsx")
+    store = safe_component("store name", safe_store_name(store_name))
+    return f"{CRM_LABELS[crm]}_{report_type}_{store}_{start.isoformat()}_to_{end.isoformat()}.{ext}"
 
 
 def extension_for(content_type: str | None, filename: str | None, body: bytes) -> str:
-    """The extension of what the source served: its file name, else its content type, else its bytes."""
+    """The extension of what the source served: its file name, else its content type, else its bytes.
+
+    A guess, not a check: `canonical_name` (through `storeflow.paths.safe_extension`) refuses anything
+    but a report's extension.
+    """
     if filename and "." in filename:
         return filename.rsplit(".", 1)[1].lower()
     ctype = (content_type or "").split(";")[0].strip().lower()

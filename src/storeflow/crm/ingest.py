@@ -26,7 +26,7 @@ from storeflow.crm.reports import (
     gc_paused,
     parse_report,
 )
-from storeflow.logs import get_logger
+from storeflow.logs import get_logger, redact_error
 
 STAGING = {"td": "stg_td_order_report", "uc": "stg_uc_gst_report"}
 FACTS = {"td": "fact_td_orders", "uc": "fact_uc_gst"}
@@ -143,7 +143,7 @@ def record_audit(
             info.mode,
             started_at,
             status,
-            error,
+            redact_error(error),
         ),
     )
 
@@ -195,14 +195,14 @@ def ingest_file(conn: psycopg.Connection[Any], path: Path, info: FileInfo) -> In
                 _store_rejects(conn, info, path.name, parsed)
                 result.status = "ok"
             ledger_status = {"ok": "ingested"}.get(result.status, result.status)
-            conn.execute(SET_LEDGER_STATUS, (ledger_status, result.error, ledger_id))
+            conn.execute(SET_LEDGER_STATUS, (ledger_status, redact_error(result.error), ledger_id))
             record_audit(conn, info, result.status, started_at=started, error=result.error, result=result)
     except psycopg.Error as exc:
         # the file's transaction rolled back: nothing of it reached staging or facts
         result = IngestResult("failed", path.name, md5, error=f"database error: {exc}".strip())
         with conn.transaction():
             ledger_id = _ledger(conn, info, path.name, md5, size)
-            conn.execute(SET_LEDGER_STATUS, ("failed", result.error, ledger_id))
+            conn.execute(SET_LEDGER_STATUS, ("failed", redact_error(result.error), ledger_id))
             record_audit(conn, info, "failed", started_at=started, error=result.error, result=result)
     level = log.info if result.ok else log.error
     level(

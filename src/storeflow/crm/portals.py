@@ -26,7 +26,7 @@ import httpx
 from storeflow.crm.files import canonical_name, extension_for
 from storeflow.crm.windows import Window
 from storeflow.errors import ConfigError, StoreflowError
-from storeflow.files import write_json_atomic
+from storeflow.files import make_private_dir, private_target, write_json_atomic
 from storeflow.http.policy import (
     Failure,
     backoff_delay,
@@ -36,9 +36,10 @@ from storeflow.http.policy import (
     parse_retry_after,
 )
 from storeflow.logs import get_logger, register_secrets
+from storeflow.paths import UnsafePathError, inside, safe_extension, shown
 
 if TYPE_CHECKING:
-    from playwright.async_api import Browser, BrowserContext, Page
+    from playwright.async_api import Browser, BrowserContext, Download, Page
 
     from storeflow.settings import CrmStore, Settings
 
@@ -222,11 +223,27 @@ class PortalClient:
         raise NotImplementedError
 
     def target(self, window: Window, ext: str, folder: Path) -> Path:
-        folder.mkdir(parents=True, exist_ok=True)
+        """The canonical path of this store's report in ``folder`` (created 0700); UnsafePathError when
+        the served extension is not a report's or the path would leave ``folder``."""
         name = canonical_name(
             self.store.crm, REPORT_TYPES[self.store.crm], self.store.name, window.start, window.end, ext
         )
-        return folder / name
+        make_private_dir(folder)
+        return inside(folder, folder / name)
+
+    def served_extension(self, content_type: str | None, filename: str | None, head: bytes) -> str:
+        """The served file's extension, checked: a DownloadError naming the store and the file otherwise."""
+        ext = extension_for(content_type, filename, head)
+        try:
+            return safe_extension(ext)
+        except UnsafePathError as exc:
+            raise DownloadError(f"{self.store.key}: the served file {shown(filename or '(no name)')}: {exc}") from exc
+
+    async def save_download(self, download: Download, target: Path) -> Path:
+        """Playwright's ``save_as`` into a private 0700 folder, then 0600 and renamed onto ``target``."""
+        with private_target(target) as staged:
+            await download.save_as(staged)
+        return target
 
 
 # ---------------------------------------------------------------- TumbleDry
@@ -332,7 +349,7 @@ class TumbleDryClient(PortalClient):
                 break
             page += 1
         target = self.target(window, "json", folder)
-        write_json_atomic(target, rows)
+        write_json_atomic(target, rows, private=True)
         return Downloaded(target, REPORT_TYPES["td"], "api", state)
 
     async def _download_browser(self, state: StorageState, window: Window, folder: Path) -> Downloaded:
@@ -386,9 +403,8 @@ class TumbleDryClient(PortalClient):
             failure = await download.failure()
             if failure:
                 raise DownloadError(f"{self.store.key}: the download failed: {failure}")
-            ext = extension_for(None, download.suggested_filename, b"")
-            target = self.target(window, ext, folder)
-            await download.save_as(target)
+            ext = self.served_extension(None, download.suggested_filename, b"")
+            target = await self.save_download(download, self.target(window, ext, folder))
             new_state: StorageState = await context.storage_state()  # type: ignore[assignment]
             return Downloaded(target, REPORT_TYPES["td"], "browser", new_state)
         finally:
@@ -565,9 +581,8 @@ class UCleanClient(PortalClient):
             served = Path(await download.path())
             with served.open("rb") as fh:
                 head = fh.read(8)
-            ext = extension_for(answer.get("type") or None, download.suggested_filename, head)
-            target = self.target(window, ext, folder)
-            await download.save_as(target)
+            ext = self.served_extension(answer.get("type") or None, download.suggested_filename, head)
+            target = await self.save_download(download, self.target(window, ext, folder))
             return Downloaded(target, REPORT_TYPES["uc"], mode, state)
         finally:
             await context.close()
@@ -607,7 +622,7 @@ class UCleanClient(PortalClient):
                 break
             page += 1
         target = self.target(window, "json", folder)
-        write_json_atomic(target, rows)
+        write_json_atomic(target, rows, private=True)
         return Downloaded(target, REPORT_TYPES["uc"], "api", state)
 
 

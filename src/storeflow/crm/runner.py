@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -54,8 +53,8 @@ from storeflow.errors import (
     ConfigError,
     StoreflowError,
 )
-from storeflow.logs import get_logger, register_secrets
-from storeflow.otp import fresh_code, webhook_answer
+from storeflow.logs import get_logger, redact_error, register_secrets
+from storeflow.otp import fresh_code, read_code, webhook_answer
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Playwright
@@ -242,7 +241,7 @@ async def otp_source(
                 await asyncio.sleep(poll_seconds)
         if not interactive:
             raise NeedsOtp(f"{store.key}: an OTP is required; run `crm_download bootstrap` on a terminal or pass --otp")
-        code = (await asyncio.to_thread(_prompt, f"OTP for {store.key} ({store.name}): ")).strip()
+        code = (await asyncio.to_thread(read_code, f"OTP for {store.key} ({store.name}): ")).strip()
         if not code:
             raise NeedsOtp(f"{store.key}: no OTP given on stdin (pass --otp CODE or set otp_webhook_url)")
         register_secrets([code])
@@ -261,12 +260,6 @@ async def _webhook_answer(http: httpx.AsyncClient, url: str) -> Any:
 
 class NeedsOtp(StoreflowError):
     pass
-
-
-def _prompt(text: str) -> str:
-    sys.stderr.write(text)
-    sys.stderr.flush()
-    return sys.stdin.readline()
 
 
 def bootstrap_command(store: CrmStore) -> str:
@@ -366,7 +359,7 @@ async def run_download(
             (
                 status,
                 json.dumps({"stores": [o.as_dict() for o in summary.outcomes]}),
-                "; ".join(f"{o.key}: {o.error}" for o in failures) or None,
+                redact_error("; ".join(f"{o.key}: {o.error}" for o in failures) or None),
                 summary.run_id,
             ),
         )

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from psycopg.types.json import Jsonb
 
 from storeflow.alerts import send_alert
-from storeflow.logs import get_logger
+from storeflow.logs import get_logger, redact_value
 
 if TYPE_CHECKING:
     import psycopg
@@ -240,8 +240,8 @@ def run_check(
         outcomes: list[dict[str, str]] = []
         url = dashboard_url(settings)
         for decision in decisions:
-            payload = build_payload(decision, now, url)
-            outcome = send(settings, payload)
+            payload = redact_value(build_payload(decision, now, url))
+            outcome = redact_value(send(settings, payload))
             outcomes.append(outcome)
             conn.execute(LOG_MESSAGE, {"key": decision.key, "action": decision.action, "now": now,
                                        "payload": Jsonb(payload), "outcome": Jsonb(outcome)})  # fmt: skip
@@ -269,7 +269,8 @@ def preview(settings: Settings, conn: psycopg.Connection[Any], now: datetime | N
 def record_test(conn: psycopg.Connection[Any], payload: dict[str, Any], outcome: dict[str, str]) -> None:
     with conn.transaction():
         conn.execute(LOG_MESSAGE, {"key": "test:sample", "action": "test", "now": datetime.now(UTC),
-                                   "payload": Jsonb(payload), "outcome": Jsonb(outcome)})  # fmt: skip
+                                   "payload": Jsonb(redact_value(payload)),
+                                   "outcome": Jsonb(redact_value(outcome))})  # fmt: skip
 
 
 def dashboard_url(settings: Settings) -> str:

@@ -6,17 +6,17 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from storeflow.alerts import alert_channels, send_alert
 from storeflow.context import get_context
 from storeflow.errors import EXIT_CONFIG, EXIT_FAILED
+from storeflow.logs import redacting_console
 
 alerts_app = typer.Typer(
     help="Operator alerts (webhook and/or mail): failing stores, sessions to bootstrap, dead letters, old queues.",
     no_args_is_help=True,
 )
-console = Console()
+console = redacting_console()
 
 
 def _channels_or_exit(names: list[str]) -> None:

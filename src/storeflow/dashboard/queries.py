@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from psycopg import sql
 
 from storeflow.dashboard.status import Cell, Observation, evaluate
+from storeflow.logs import redact_value
 
 if TYPE_CHECKING:
     import psycopg
@@ -253,7 +254,8 @@ FROM dashboard_alert_log ORDER BY sent_at DESC, id DESC LIMIT %s
 def recent_alerts(conn: psycopg.Connection[Any], limit: int = 10) -> list[Row]:
     if "dashboard_alert_log" not in present_tables(conn):
         return []
-    return _all(conn, RECENT_ALERTS, (limit,))
+    # outcomes are redacted when stored; rows stored before that was so are redacted here
+    return [{**r, "outcome": redact_value(r["outcome"])} for r in _all(conn, RECENT_ALERTS, (limit,))]
 
 
 # ---------------------------------------------------------------- CRM page

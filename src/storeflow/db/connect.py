@@ -7,7 +7,6 @@ caller and never opens its own.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,17 +16,12 @@ import psycopg
 from psycopg.rows import dict_row
 
 from storeflow.errors import UnavailableError
+from storeflow.logs import mask_url
 
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
 
     from storeflow.settings import Settings
-
-
-def mask_url(url: str) -> str:
-    """The URL with its password replaced by ``***``."""
-    url = re.sub(r"(?i)(\w+://[^/\s:@]+:)[^@\s/]+@", r"\1***@", url)
-    return re.sub(r"(?i)(password=)[^&\s]+", r"\1***", url)
 
 
 def resolve_url(settings: Settings) -> tuple[str, str]:

@@ -8,16 +8,16 @@ import signal
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from storeflow.context import get_context
 from storeflow.errors import EXIT_FAILED, ConfigError
+from storeflow.logs import redacting_console
 
 app = typer.Typer(help="Shopify -> Hipoink shelf-label sync (spec 002).", no_args_is_help=True)
 mappings_app = typer.Typer(help="Store mappings: Shopify shop -> Hipoink store.", no_args_is_help=True)
 app.add_typer(mappings_app, name="mappings")
-console = Console()
+console = redacting_console()
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 

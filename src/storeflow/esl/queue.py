@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from storeflow.logs import redact_error
+
 CHANNEL = "esl_sync"
 STATES = ("pending", "in_progress", "succeeded", "failed", "dead")
 DEAD_STATES = ("failed", "dead")
@@ -138,7 +140,9 @@ class ItemResult:
 def finish_params(results: Sequence[ItemResult], worker: str) -> tuple[dict[str, Any], ...]:
     """Parameters for FINISH_QUEUE, FINISH_LOG, REMEMBER_SENT and FORGET_SENT."""
     ids = [r.item["id"] for r in results]
-    queue_rows = [{"id": r.item["id"], "state": r.state, "delay": r.delay, "error": r.error} for r in results]
+    queue_rows = [
+        {"id": r.item["id"], "state": r.state, "delay": r.delay, "error": redact_error(r.error)} for r in results
+    ]
     log_rows = [
         {
             "id": r.item["id"],
@@ -149,7 +153,7 @@ def finish_params(results: Sequence[ItemResult], worker: str) -> tuple[dict[str,
             "operation": r.item.get("operation"),
             "attempt": r.item.get("attempts", 0),
             "status": r.log_status,
-            "error": r.error,
+            "error": redact_error(r.error),
             "http_status": r.http_status,
             "error_code": r.error_code,
             "detail": r.detail,

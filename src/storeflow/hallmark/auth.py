@@ -22,7 +22,7 @@ from storeflow.browser import launch, vault_for_file
 from storeflow.errors import ConfigError, StoreflowError, UnavailableError
 from storeflow.hallmark.aura import TOKEN_KEY, find_fwuid, find_token_in_page
 from storeflow.logs import get_logger, register_secrets
-from storeflow.otp import fresh_code, webhook_answer
+from storeflow.otp import fresh_code, read_code, webhook_answer
 from storeflow.settings import Settings
 
 log = get_logger("auth")
@@ -139,10 +139,7 @@ class MfaSource:
 
 
 def console_prompt(text: str) -> str:
-    import typer
-
-    value: str = typer.prompt(text.rstrip(": "), hide_input=False)
-    return value
+    return read_code(text).strip()
 
 
 # ---------------------------------------------------------------- login

@@ -12,17 +12,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from storeflow.context import AppContext, get_context
 from storeflow.errors import EXIT_FAILED, ConfigError, NeedsBootstrapError
-from storeflow.logs import get_logger, redact
+from storeflow.logs import get_logger, redact, redacting_console
 
 log = get_logger("main")
-console = Console()
-err_console = Console(stderr=True)
+console = redacting_console()
+err_console = redacting_console(stderr=True)
 
 app = typer.Typer(
     help=(

@@ -34,6 +34,7 @@ from storeflow.hallmark.records import (
 from storeflow.hallmark.storage import OutputIndex
 from storeflow.http.throttle import Throttle, policy_from_settings
 from storeflow.logs import get_logger
+from storeflow.paths import UnsafePathError, shown
 from storeflow.settings import Settings
 
 log = get_logger("extractors")
@@ -282,8 +283,16 @@ class Extractor:
                     ) from exc
                 continue
             consecutive = 0
-            path = record_path(self.output, item_kind, record_id, record, stores)
-            index.save(item_kind, record_id, path, record)
+            try:
+                path = index.save(item_kind, record_id, record_path(self.output, item_kind, record_id, record, stores),
+                                  record)  # fmt: skip
+            except UnsafePathError as exc:  # the portal's values, not the portal: no consecutive-failure stop
+                message = f"{item_kind} {shown(record_id)}: {exc}"
+                summary.failures.append((record_id, message))
+                log.error("%s", message, event="failed")
+                self._mark(run_id, kind, record_id, "failed", error=message[:1000])
+                self.progress("download", done, total)
+                continue
             log.info("saved %s", path, event="saved")
             self._mark(run_id, kind, record_id, "downloaded", path=str(path))
             self.progress("download", done, total)

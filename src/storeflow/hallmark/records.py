@@ -10,7 +10,10 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal
 
+from storeflow.paths import inside, safe_component
+
 RecordKind = Literal["order", "billing"]
+ID_FIELDS: dict[RecordKind, str] = {"order": "orderId", "billing": "billingDocumentNumber"}
 _CAMEL_1 = re.compile(r"(.)([A-Z][a-z]+)")
 _CAMEL_2 = re.compile(r"([a-z0-9])([A-Z])")
 
@@ -180,13 +183,16 @@ def record_path(
 ) -> Path:
     """``{root}/{YYYY}/{MM}/store_{N}/order_{id}.json``; ``{root}/unknown-date/store_{N}/...`` without a date.
 
-    N is the canonical store number for the record's customer id, else the customer id itself.
+    N is the canonical store number for the record's customer id, else the customer id itself. Both the
+    id and N come from the portal: a value that is not a safe path component raises UnsafePathError.
     """
     customer = record_customer(record) or "unknown"
-    store = store_numbers.get(customer, customer)
+    store = safe_component("store number" if customer in store_numbers else "customerId",
+                           store_numbers.get(customer, customer))  # fmt: skip
+    safe_component(ID_FIELDS[kind], record_id)
     when = record_date(kind, record)
     folder = root / f"{when:%Y}" / f"{when:%m}" if when else root / "unknown-date"
-    return folder / f"store_{store}" / file_name(kind, record_id)
+    return inside(root, folder / f"store_{store}" / file_name(kind, record_id))
 
 
 _FILE = re.compile(r"^(order|billing)_(.+)\.json$")

@@ -8,6 +8,8 @@ from typing import Any
 from psycopg import Connection
 from psycopg.types.json import Jsonb
 
+from storeflow.logs import redact_error
+
 RESUMABLE = ("running", "stopped", "failed")
 
 INSERT_RUN = "INSERT INTO hallmark_runs (run_id, kind, params) VALUES (%s, %s, %s)"
@@ -116,7 +118,7 @@ def update_item(
     path: str | None = None,
     attempted: bool = True,
 ) -> None:
-    conn.execute(UPDATE_ITEM, (status, error, path, 1 if attempted else 0, run_id, kind, record_id))
+    conn.execute(UPDATE_ITEM, (status, redact_error(error), path, 1 if attempted else 0, run_id, kind, record_id))
 
 
 def counts(conn: Connection[Any], run_id: uuid.UUID) -> dict[str, int]:
@@ -136,6 +138,7 @@ def finish(
     error: str | None,
     portal: dict[str, int] | None = None,
 ) -> None:
+    error = redact_error(error)
     conn.execute(FINISH_RUN, (status, tally["downloaded"], tally["skipped"], tally["failed"], error, run_id))
     conn.execute(FINISH_PIPELINE_RUN, (status, Jsonb({**tally, **(portal or {})}), error, run_id))
 

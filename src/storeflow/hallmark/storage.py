@@ -9,6 +9,7 @@ from typing import Any
 from storeflow.files import write_json_atomic
 from storeflow.hallmark.records import RecordKind, parse_file_name
 from storeflow.logs import get_logger
+from storeflow.paths import inside
 
 log = get_logger("storage")
 
@@ -37,8 +38,9 @@ class OutputIndex:
         return (kind, record_id) in self._paths
 
     def save(self, kind: RecordKind, record_id: str, path: Path, data: Any) -> Path:
-        """Write the record and keep the index right (a record whose date moved leaves no stale copy)."""
-        write_json_atomic(path, data, indent=2)
+        """Write the record (0600, under the root only) and keep the index right (a record whose date
+        moved leaves no stale copy)."""
+        write_json_atomic(inside(self.root, path), data, indent=2, private=True)
         old = self._paths.get((kind, record_id))
         if old is not None and old != path:
             old.unlink(missing_ok=True)

@@ -18,6 +18,7 @@ from typing import Any
 import uvicorn
 
 from storeflow.errors import UnavailableError
+from storeflow.files import write_private_text
 from storeflow.logs import get_logger
 from storeflow.sandbox.base import ClientConfig, Simulator, create_app
 from storeflow.sandbox.registry import SIMULATORS, simulator_class
@@ -196,17 +197,15 @@ def _deep_merge(into: dict[str, Any], new: dict[str, Any]) -> None:
 def write_client_config(config: ClientConfig, path: Path) -> tuple[Path, Path]:
     import tomli_w
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
+    write_private_text(
+        path,
         "# Written by `storeflow sandbox up --write-config`: every client points at the sandbox.\n"
         + tomli_w.dumps(config.toml),
-        encoding="utf-8",
     )
     env_path = path.parent / ".env"
     lines = ["# Written by `storeflow sandbox up --write-config` (sandbox credentials only)."]
     lines += [f"{key}={_quote(value)}" for key, value in sorted(config.env.items())]
-    env_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    env_path.chmod(0o600)
+    write_private_text(env_path, "\n".join(lines) + "\n")  # 0600 from the first byte: it holds credentials
     return path, env_path
 
 

@@ -1,0 +1,52 @@
+"""Database error columns (run items, runs, pipeline_runs, ingest_audit, sync_queue/sync_log) hold redacted
+text (their writers call storeflow.logs.redact_error): the dashboard shows what they hold."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, date, datetime
+from typing import Any
+
+import psycopg
+import pytest
+
+from storeflow.crm.ingest import FileInfo, record_audit
+from storeflow.esl.queue import ItemResult, finish_params
+from storeflow.hallmark import runs
+
+pytestmark = pytest.mark.integration
+
+LEAKY = "GET /x answered 401: {'Authorization': 'Token tok-SECRET-1', 'Cookie': 'sid=ck-SECRET-2'} password=pw-SECRET-3"
+SECRETS = ("tok-SECRET-1", "ck-SECRET-2", "pw-SECRET-3")
+
+
+def _clean(values: list[Any]) -> None:
+    text = " ".join(str(v) for v in values)
+    assert text and all(secret not in text for secret in SECRETS), text
+    assert "***" in text
+
+
+def test_hallmark_run_errors_are_redacted(conn: psycopg.Connection[Any]) -> None:
+    run_id = runs.create_run(conn, "orders", {"ids": ["1"]})
+    runs.add_items(conn, run_id, "order", [("1", None, None)])
+    runs.update_item(conn, run_id, "order", "1", "failed", error=LEAKY)
+    runs.finish(conn, run_id, "failed", runs.counts(conn, run_id), LEAKY)
+    conn.commit()
+    item = conn.execute("SELECT error FROM hallmark_run_items").fetchone()
+    run = conn.execute("SELECT last_error FROM hallmark_runs").fetchone()
+    audit = conn.execute("SELECT error FROM pipeline_runs").fetchone()
+    _clean([item["error"], run["last_error"], audit["error"]])
+
+
+def test_crm_audit_errors_are_redacted(conn: psycopg.Connection[Any]) -> None:
+    info = FileInfo(uuid.uuid4(), "td", "a668", "OrderReport", "browser", date(2025, 11, 12), date(2025, 11, 13))
+    record_audit(conn, info, "failed", started_at=datetime.now(UTC), error=LEAKY)
+    conn.commit()
+    _clean([r["error"] for r in conn.execute("SELECT error FROM ingest_audit").fetchall()])
+
+
+def test_esl_queue_and_log_errors_are_redacted() -> None:
+    item = {"id": 1, "store_code": "S1", "product_id": 7, "operation": "upsert", "attempts": 1}
+    queue, log, *_ = finish_params([ItemResult(item, "pending", "retry", error=LEAKY)], "w1")
+    _clean([r["error"] for r in [*json.loads(queue["rows"]), *json.loads(log["rows"])]])
