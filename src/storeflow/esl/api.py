@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
@@ -334,8 +334,8 @@ class WebhookSecrets:
     SHOPIFY_WEBHOOK_SECRET. A shop with its own secret never falls back, so a body signed for one
     shop does not verify when replayed under another shop's name."""
 
-    default: str
-    per_shop: dict[str, tuple[str, str]]  # shop -> (env var name, its value; "" when unset)
+    default: str = field(repr=False)
+    per_shop: dict[str, tuple[str, str]] = field(repr=False)  # shop -> (env var name, its value; "" when unset)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WebhookSecrets:

@@ -364,3 +364,23 @@ def test_the_sender_takes_its_secret_from_the_environment_or_a_file(esl: Esl, tm
     empty.write_text("")
     assert _send(tmp_path, {}, *common, "--secret-file", str(empty)).returncode == 2
     assert count(esl, "webhook_inbox") == 4
+
+
+def test_the_body_duplicate_check_is_found_by_index_not_by_walking_the_inbox(esl: Esl) -> None:
+    """The per-delivery lookup by body hash must be answered by the partial index webhook_inbox_body_hash
+    (its predicate has to match the index's), never by a walk over the inbox."""
+    with esl.connect() as conn:
+        conn.execute(
+            "INSERT INTO webhook_inbox (shop_domain, topic, outcome, raw_body, body_hash)"
+            " SELECT %s, 'products/update', 'enqueued', '{}', CASE WHEN g %% 20 = 0 THEN sha256(g::text::bytea) END"
+            " FROM generate_series(1, 5000) g",
+            (SHOP,),
+        )
+        conn.execute("ANALYZE webhook_inbox")  # mostly rows from before migration 0303 (no body hash)
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+        source = MIGRATION.read_text()
+        lookup = source[source.index("SELECT w.id INTO v_first FROM webhook_inbox w\n        WHERE w.body_hash") :]
+        where = lookup[lookup.index("WHERE") : lookup.index(";")].replace("v_hash", "$1")
+        conn.execute(f"PREPARE dup(bytea) AS SELECT w.id FROM webhook_inbox w {where}")
+        plan = "\n".join(r["QUERY PLAN"] for r in conn.execute("EXPLAIN EXECUTE dup('x')").fetchall())
+    assert "webhook_inbox_body_hash" in plan and "webhook_inbox_pkey" not in plan, plan

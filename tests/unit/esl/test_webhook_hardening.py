@@ -269,3 +269,8 @@ def test_the_toml_names_each_shops_secret_variable(tmp_path: Any) -> None:
     config.write_text('[[esl.shops]]\nshop = "a.myshopify.com"\nwebhook_secret_env = "not a name"\n')
     with pytest.raises(ConfigError, match="webhook_secret_env"):
         load_settings(config, env={})
+
+
+def test_the_secrets_never_show_in_a_repr() -> None:
+    secrets = WebhookSecrets("global-secret", {"a.myshopify.com": ("SHOP_A_SECRET", "shop-secret")})
+    assert "global-secret" not in repr(secrets) and "shop-secret" not in repr(secrets)

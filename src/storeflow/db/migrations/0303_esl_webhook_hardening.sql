@@ -48,6 +48,8 @@ DECLARE
     v_triggered timestamptz := (p_meta->>'triggered_at')::timestamptz;
     v_event     text := nullif(p_meta->>'event_id', '');
     v_lock      bigint;
+    v_lock2     bigint;
+    v_swap      bigint;
     v_inbox     bigint;
     v_first     bigint;
     v_map       store_mappings%ROWTYPE;
@@ -66,22 +68,27 @@ DECLARE
     v_old_stock bigint;
 BEGIN
     -- serialise deliveries of one event and of one body so the duplicate checks below are exact;
-    -- always in the same order, so two transactions never wait for each other crosswise
-    FOR v_lock IN
-        SELECT DISTINCT k FROM unnest(ARRAY[
-            CASE WHEN v_key IS NOT NULL THEN hashtextextended(v_shop || '/' || v_key, 2002) END,
-            CASE WHEN v_hash IS NOT NULL THEN ('x' || encode(substring(v_hash FROM 1 FOR 8), 'hex'))::bit(64)::bigint END
-        ]) AS u(k) WHERE k IS NOT NULL ORDER BY k
-    LOOP
+    -- the smaller key first, so two transactions never wait for each other crosswise
+    v_lock := CASE WHEN v_key IS NOT NULL THEN hashtextextended(v_shop || '/' || v_key, 2002) END;
+    v_lock2 := CASE WHEN v_hash IS NOT NULL THEN ('x' || encode(substring(v_hash FROM 1 FOR 8), 'hex'))::bit(64)::bigint END;
+    IF v_lock IS NULL OR v_lock2 < v_lock THEN
+        v_swap := v_lock;
+        v_lock := v_lock2;
+        v_lock2 := v_swap;
+    END IF;
+    IF v_lock IS NOT NULL THEN
         PERFORM pg_advisory_xact_lock(v_lock);
-    END LOOP;
+    END IF;
+    IF v_lock2 IS NOT NULL AND v_lock2 <> v_lock THEN
+        PERFORM pg_advisory_xact_lock(v_lock2);
+    END IF;
     IF v_key IS NOT NULL THEN
         SELECT w.id INTO v_first FROM webhook_inbox w
         WHERE w.shop_domain = v_shop AND w.dedupe_key = v_key AND w.outcome <> 'duplicate';
     END IF;
     IF v_first IS NULL AND v_hash IS NOT NULL THEN
         SELECT w.id INTO v_first FROM webhook_inbox w
-        WHERE w.body_hash = v_hash AND w.outcome <> 'duplicate' ORDER BY w.id LIMIT 1;
+        WHERE w.body_hash = v_hash AND w.outcome <> 'duplicate' LIMIT 1;
     END IF;
     v_inbox := nextval('webhook_inbox_id_seq');
 
