@@ -52,8 +52,8 @@ _CL = re.compile(rb"(?i)\r\ncontent-length:\s*(\d+)")
 
 sys.path.insert(0, str(ROOT / "src"))
 
-from storeflow.esl.transform import sign_body  # noqa: E402
 from storeflow.sandbox.shopify import shopify_dumps  # noqa: E402
+from storeflow.sandbox.shopify import sign_webhook as sign_body  # noqa: E402
 
 # ---------------------------------------------------------------- helpers
 

@@ -99,10 +99,33 @@ class HallmarkConfig(BaseModel):
     pingone_url: str | None = None
 
 
+# esl webhooks: a shop's own webhook secret, named by environment variable (issue 10)
+class EslShop(BaseModel):
+    """``[[esl.shops]]``: a shop whose webhooks verify only with its own secret."""
+
+    shop: str = Field(min_length=1, max_length=255, description="the shop domain, e.g. x.myshopify.com")
+    webhook_secret_env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+    @field_validator("shop")
+    @classmethod
+    def _shop(cls, value: str) -> str:
+        return value.strip().lower()
+
+
 class EslConfig(BaseModel):
     lease_seconds: float = Field(default=60.0, gt=0)
     bind_host: str = "127.0.0.1"
     port: int = 8000
+    shops: list[EslShop] = Field(default_factory=list)
+
+    @field_validator("shops")
+    @classmethod
+    def _one_entry_per_shop(cls, value: list[EslShop]) -> list[EslShop]:
+        seen = [s.shop for s in value]
+        twice = sorted({shop for shop in seen if seen.count(shop) > 1})
+        if twice:
+            raise ValueError(f"shop(s) listed twice: {', '.join(twice)}")
+        return value
 
 
 class DashboardConfig(BaseModel):
@@ -242,6 +265,7 @@ class Settings(BaseSettings):
             pw = self.env_value(store.password_env)
             if pw:
                 found.append(pw)
+        found += [self.env_value(shop.webhook_secret_env) or "" for shop in self.config.esl.shops]
         return [v for v in found if v and len(v) >= 4]
 
     def env_value(self, name: str) -> str | None:
@@ -444,4 +468,7 @@ def describe(settings: Settings) -> list[tuple[str, str, str]]:
     rows.append(("[hallmark] default_customer_ids", ",".join(cfg.hallmark.default_customer_ids) or "(none)", src))
     rows.append(("[hallmark] stores", str(len(cfg.hallmark.stores)), src))
     rows.append(("[esl] lease_seconds", str(cfg.esl.lease_seconds), src))
+    for shop in cfg.esl.shops:
+        secret = SECRET_MARK if settings.env_value(shop.webhook_secret_env) else "(unset)"
+        rows.append((f"[esl] {shop.shop} webhook secret", f"{shop.webhook_secret_env}={secret}", src))
     return rows

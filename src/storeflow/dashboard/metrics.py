@@ -7,6 +7,7 @@ nothing. `storeflow_up` says whether the database answered.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ from prometheus_client.registry import Collector
 
 from storeflow.dashboard import queries
 from storeflow.dashboard.status import STATUSES
+from storeflow.esl.transform import TOPICS
 from storeflow.logs import get_logger
 
 if TYPE_CHECKING:
@@ -26,8 +28,19 @@ if TYPE_CHECKING:
 
 log = get_logger("web")
 
-# reason kinds, not raw reasons (those carry ids): one label value per kind of refusal
-WEBHOOKS = f"SELECT topic, outcome, {queries.REASON_KIND} AS reason, count(*) AS n FROM webhook_inbox GROUP BY 1, 2, 3"
+# reason kinds, not raw reasons (those carry ids): one label value per kind of refusal. The topic is
+# a header anyone can set: a topic we do not handle is counted as `other` (as is any reason kind
+# that carries a header value; see `reason_label`), so a sender cannot mint label values.
+WEBHOOKS = f"""
+SELECT CASE WHEN topic = ANY(%s) THEN topic ELSE 'other' END AS topic, outcome, {queries.REASON_KIND} AS reason,
+       count(*) AS n
+FROM webhook_inbox GROUP BY 1, 2, 3
+"""
+OTHER = "other"
+# reasons that name a value from a header (after REASON_KIND folded the digits): the prefix is the kind
+_HEADER_REASONS = ("no active store mapping for shop", "unsupported topic")
+# a label value is our own wording: letters, digits folded to #, light punctuation, nothing quoted
+_REASON_LABEL = re.compile(r"^[A-Za-z #;:,()/_.+-]{1,120}$")
 QUEUE = """
 SELECT state, count(*) AS n, extract(epoch FROM %s - min(enqueued_at)) AS age FROM sync_queue GROUP BY state
 """
@@ -160,11 +173,11 @@ class DatabaseCollector(Collector):
         )
         by_topic: dict[tuple[str, str], float] = {}
         by_reason: dict[tuple[str, str], float] = {}
-        for r in conn.execute(WEBHOOKS).fetchall():
-            k = (str(r["topic"] or ""), str(r["outcome"]))
+        for r in conn.execute(WEBHOOKS, (list(TOPICS),)).fetchall():
+            k = (str(r["topic"]), str(r["outcome"]))
             by_topic[k] = by_topic.get(k, 0) + r["n"]
             if r["outcome"] in queries.WEBHOOK_REJECTED:
-                k2 = (str(r["outcome"]), str(r["reason"])[:80])
+                k2 = (str(r["outcome"]), reason_label(str(r["reason"])))
                 by_reason[k2] = by_reason.get(k2, 0) + r["n"]
         for labels, n in sorted(by_topic.items()):
             received.add_metric(list(labels), n)
@@ -274,3 +287,13 @@ class DatabaseCollector(Collector):
             for pipeline, n in sorted(found.get(key, {}).items()):
                 family.add_metric([pipeline], n)
             yield family
+
+
+def reason_label(kind: str) -> str:
+    """A webhook reason kind (digits already folded to ``#``) as a label value: our own wording up to
+    the first quoted value, a header-naming reason cut to its prefix, anything else `other`."""
+    for prefix in _HEADER_REASONS:
+        if kind.startswith(prefix):
+            return prefix
+    label = re.split(r"['\"]", kind, maxsplit=1)[0].rstrip(" :")
+    return label if _REASON_LABEL.match(label) else OTHER

@@ -8,15 +8,15 @@ is it acknowledged. The router uses an async psycopg pool opened by its lifespan
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import psycopg
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
@@ -36,8 +36,18 @@ from storeflow.esl.models import (
     update_mapping_query,
 )
 from storeflow.esl.queue import CHANNEL
-from storeflow.esl.transform import TOPICS, parse_timestamp, parse_webhook, verify_hmac
+from storeflow.esl.transform import (
+    TOPICS,
+    Prepared,
+    prepare_delivery,
+    refused_delivery,
+    shop_domain,
+    verify_hmac,
+)
 from storeflow.logs import get_logger
+
+if TYPE_CHECKING:
+    from storeflow.settings import Settings
 
 log = get_logger("esl")
 MAX_BODY_BYTES = 1024 * 1024
@@ -49,8 +59,6 @@ SELECT r.inbox_id, r.outcome, r.reason, r.enqueued
  CROSS JOIN LATERAL esl_ingest_webhook(e.x->'meta', decode(e.x->>'raw', 'base64'), e.x->>'kind', e.x->'doc') AS r
  ORDER BY e.n
 """
-# headers kept in the inbox (everything Shopify sends that helps an operator; never cookies or auth)
-_DROP_HEADERS = {"authorization", "cookie", "proxy-authorization"}
 
 
 class Ingester:
@@ -320,6 +328,39 @@ router.include_router(admin)
 TOO_LARGE = (413, {"ok": False, "error": f"body larger than {MAX_BODY_BYTES} bytes"})
 
 
+@dataclass(frozen=True)
+class WebhookSecrets:
+    """Which secret verifies a delivery: the shop's own (``[[esl.shops]] webhook_secret_env``), else
+    SHOPIFY_WEBHOOK_SECRET. A shop with its own secret never falls back, so a body signed for one
+    shop does not verify when replayed under another shop's name."""
+
+    default: str = field(repr=False)
+    per_shop: dict[str, tuple[str, str]] = field(repr=False)  # shop -> (env var name, its value; "" when unset)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WebhookSecrets:
+        default = settings.SHOPIFY_WEBHOOK_SECRET.get_secret_value() if settings.SHOPIFY_WEBHOOK_SECRET else ""
+        per_shop = {
+            s.shop: (s.webhook_secret_env, settings.env_value(s.webhook_secret_env) or "")
+            for s in settings.config.esl.shops
+        }
+        return cls(default, per_shop)
+
+    def for_shop(self, shop: str) -> tuple[str, str]:
+        """(secret, the setting it comes from); the secret is "" when that setting is empty."""
+        if shop in self.per_shop:
+            name, value = self.per_shop[shop]
+            return value, name
+        return self.default, "SHOPIFY_WEBHOOK_SECRET"
+
+
+def _secrets(state: Any) -> WebhookSecrets:
+    secrets: WebhookSecrets | None = getattr(state, "esl_secrets", None)
+    if secrets is None:
+        secrets = state.esl_secrets = WebhookSecrets.from_settings(state.settings)
+    return secrets
+
+
 async def handle_webhook(
     state: Any, headers: Mapping[str, str], body: bytes, path_topic: str | None
 ) -> tuple[int, dict[str, Any]]:
@@ -327,50 +368,34 @@ async def handle_webhook(
 
     ``state`` is the app's state (settings, pool, ingester, notifier); ``headers`` have lower-case names.
     """
-    settings = state.settings
-    secret = settings.SHOPIFY_WEBHOOK_SECRET.get_secret_value() if settings.SHOPIFY_WEBHOOK_SECRET else ""
+    shop = shop_domain(headers)
+    secret, setting = _secrets(state).for_shop(shop)
     if not secret:
-        log.error("SHOPIFY_WEBHOOK_SECRET is not set: refusing webhooks", event="webhook")
+        log.error("%s is not set: refusing webhooks for %r", setting, shop, event="webhook")
         return 401, {"ok": False, "error": "webhook secret not configured"}
     if not verify_hmac(secret, body, headers.get("x-shopify-hmac-sha256")):
         log.warning(
-            "webhook refused: %s HMAC from %s",
+            "webhook refused: %s HMAC from %r",
             "missing" if not headers.get("x-shopify-hmac-sha256") else "wrong",
-            headers.get("x-shopify-shop-domain", "?"),
+            shop,
             event="hmac",
         )
         return 401, {"ok": False, "error": "invalid HMAC"}
 
-    header_topic = (headers.get("x-shopify-topic") or "").strip().lower()
-    topic = header_topic or path_topic or ""
-    triggered_at = _header_time(headers.get("x-shopify-triggered-at"))
-    parsed = parse_webhook(topic, body, fallback_updated_at=triggered_at or datetime.now(UTC))
-    shop = (headers.get("x-shopify-shop-domain") or "").strip().lower()
-    meta = {
-        "shop": shop,
-        "topic": topic,
-        "event_id": headers.get("x-shopify-event-id"),
-        "webhook_id": headers.get("x-shopify-webhook-id"),
-        "triggered_at": triggered_at.isoformat() if triggered_at else None,
-        "api_version": headers.get("x-shopify-api-version"),
-        "headers": {k: v for k, v in headers.items() if k not in _DROP_HEADERS},
-    }
+    prepared = prepare_delivery(headers, body, path_topic, datetime.now(UTC))
     started = time.perf_counter()
     try:
-        await _ensure_pool(state)
-        row = await state.esl_ingester.ingest(
-            {"meta": meta, "raw": base64.b64encode(body).decode(), "kind": parsed.kind, "doc": parsed.doc}
-        )
+        row = await _ingest(state, prepared)
     except Exception as exc:
         # not committed: answer 503 so Shopify delivers it again
-        log.error("webhook %s from %s not stored: %s", topic, shop, exc, event="webhook")
+        log.error("webhook %s from %r not stored: %s", prepared.topic, shop, exc, event="webhook")
         return 503, {"ok": False, "error": "temporarily unavailable"}
     if row["enqueued"]:
         state.esl_notifier.poke()
     if log.logger.isEnabledFor(logging.DEBUG):
         log.debug(
-            "webhook %s %s: %s (%s) in %.1fms",
-            topic,
+            "webhook %s %r: %s (%s) in %.1fms",
+            prepared.topic,
             shop,
             row["outcome"],
             row["reason"] or "",
@@ -384,6 +409,22 @@ async def handle_webhook(
         "reason": row["reason"],
         "enqueued": row["enqueued"],
     }
+
+
+async def _ingest(state: Any, prepared: Prepared) -> dict[str, Any]:
+    """Store a delivery. Should the database refuse its values although `prepare_delivery` passed
+    them (a class of value nobody has met yet), it is stored as invalid with PostgreSQL's reason:
+    retrying could never succeed, and Shopify drops a delivery after 8 failed attempts."""
+    await _ensure_pool(state)
+    try:
+        return cast("dict[str, Any]", await state.esl_ingester.ingest(prepared.delivery))
+    except (psycopg.errors.DataError, psycopg.errors.ProgramLimitExceeded) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        log.error(
+            "webhook %s from %r refused by the database: %s", prepared.topic, prepared.shop, first, event="webhook"
+        )
+        reason = f"the database refused the delivery ({exc.sqlstate}): {first}"
+        return cast("dict[str, Any]", await state.esl_ingester.ingest(refused_delivery(prepared, reason)))
 
 
 async def receive_webhook(request: Request, path_topic: str | None) -> JSONResponse:
@@ -469,15 +510,6 @@ async def read_body(headers: Mapping[str, str], receive: Receive, limit: int = M
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
-
-
-def _header_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return parse_timestamp(value, "X-Shopify-Triggered-At")
-    except ValueError:
-        return None
 
 
 @router.post("/webhooks/shopify/products/create", tags=["webhooks"])

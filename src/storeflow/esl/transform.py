@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -26,7 +26,14 @@ HIPOINK_OPTIONAL_FIELDS = (
 )
 MAX_PRICE = Decimal("999999999")
 MAX_TEXT = 255
+# What PostgreSQL refuses although Python accepts it (a refusal would be a 503 on every Shopify retry):
+# ids beyond 64 bits, quantities beyond Shopify's own limit (their sum goes into a bigint), keys too
+# long for a btree index row (hashed instead), NUL in text and lone surrogates (text and jsonb refuse both).
+MAX_ID = 2**64 - 1
+MAX_AVAILABLE = 1_000_000_000
+MAX_KEY = 255
 _GID = re.compile(r"^gid://shopify/\w+/(\d+)$")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 # ---------------------------------------------------------------- signatures
@@ -57,10 +64,6 @@ def parse_id(value: Any, name: str) -> str:
     """A Shopify id as a decimal string. Floats are refused: ids exceed 2^53 and would lose digits."""
     if isinstance(value, bool) or value is None:
         raise FieldError(f"{name} is missing")
-    if isinstance(value, int):
-        if value <= 0:
-            raise FieldError(f"{name} {value} is not a positive id")
-        return str(value)
     if isinstance(value, float):
         raise FieldError(f"{name} {value!r} is a float; ids must be exact integers")
     if isinstance(value, str):
@@ -68,9 +71,16 @@ def parse_id(value: Any, name: str) -> str:
         match = _GID.match(text)
         if match:
             text = match.group(1)
-        if text.isdigit() and int(text) > 0:
-            return str(int(text))
-    raise FieldError(f"{name} {value!r} is not an id")
+        if not (text.isascii() and text.isdigit()):
+            raise FieldError(f"{name} {value!r} is not an id")
+        value = int(text) if len(text.lstrip("0")) <= 20 else MAX_ID + 1
+    if not isinstance(value, int):
+        raise FieldError(f"{name} {value!r} is not an id")
+    if value <= 0:
+        raise FieldError(f"{name} {value} is not a positive id")
+    if value > MAX_ID:
+        raise FieldError(f"{name} is larger than a 64-bit id")
+    return str(value)
 
 
 def parse_timestamp(value: Any, name: str = "updated_at") -> datetime:
@@ -85,6 +95,17 @@ def parse_timestamp(value: Any, name: str = "updated_at") -> datetime:
     except ValueError as exc:
         raise FieldError(f"{name} {value!r} is not an ISO-8601 timestamp") from exc
     return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def pg_timestamp(when: datetime, name: str = "updated_at") -> str:
+    """ISO text PostgreSQL accepts: the offset kept unless it is beyond PostgreSQL's +-15:59, then UTC."""
+    offset = when.utcoffset()
+    if offset is None or abs(offset) < timedelta(hours=16):
+        return when.isoformat()
+    try:
+        return when.astimezone(UTC).isoformat()
+    except OverflowError as exc:
+        raise FieldError(f"{name} {when.isoformat()!r} is out of range") from exc
 
 
 def normalise_price(value: Any) -> str:
@@ -111,11 +132,50 @@ def normalise_price(value: Any) -> str:
 
 
 def clean_text(value: Any) -> str | None:
-    """Strip a string; None for null, empty or whitespace-only (real payloads carry all three)."""
+    """Strip a string; None for null, empty or whitespace-only (real payloads carry all three).
+
+    NULs are dropped and lone surrogates become U+FFFD: PostgreSQL text holds neither
+    (`bad_unicode` tells the caller that a value had a surrogate, so its variant can be refused)."""
     if value is None or isinstance(value, bool):
         return None
-    text = str(value).strip()
+    text = scrub_text(str(value)).strip()
     return text or None
+
+
+def scrub_text(text: str) -> str:
+    """``text`` without NULs and with each lone surrogate replaced by U+FFFD."""
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
+
+
+def bad_unicode(value: Any) -> bool:
+    """True for a string holding a lone surrogate (JSON allows ``"\\ud800"``; UTF-8 has no such character)."""
+    return isinstance(value, str) and _SURROGATE.search(value) is not None
+
+
+def scrub(value: Any) -> Any:
+    """A JSON value with every string (keys included) made storable by `scrub_text`."""
+    if isinstance(value, str):
+        return scrub_text(value)
+    if isinstance(value, dict):
+        return {scrub_text(str(k)): scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub(v) for v in value]
+    return value
+
+
+def bounded_key(value: str | None, limit: int = MAX_KEY) -> str | None:
+    """A header value as an index key: itself when short, else ``sha256:<hex>`` of it (a btree row
+    holds about 2.7 kB; a 3 kB X-Shopify-Event-Id made every retry of its delivery fail)."""
+    if value is None:
+        return None
+    text = scrub_text(value.strip())
+    if not text:
+        return None
+    if len(text) <= limit:
+        return text
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 # ---------------------------------------------------------------- Shopify payload -> rows
@@ -127,6 +187,7 @@ class Parsed:
 
     kind: str  # product | delete | inventory | invalid
     doc: dict[str, Any]
+    mismatch: bool = False  # the body is not the header topic's shape
 
     @property
     def reason(self) -> str | None:
@@ -184,6 +245,14 @@ def transform_variant(product: Mapping[str, Any], variant: Mapping[str, Any]) ->
     barcode = clean_text(variant.get("barcode"))
     sku = clean_text(variant.get("sku"))
     pn = product_name(product.get("title"), variant.get("title"))
+    for what, raw in (
+        ("pn: title", product.get("title")),
+        ("pn: variant title", variant.get("title")),
+        ("barcode", variant.get("barcode")),
+        ("sku", variant.get("sku")),
+    ):
+        if bad_unicode(raw):
+            errors.append(f"{what} is not valid Unicode (a lone surrogate)")
     if not pn:
         errors.append("pn: product title is empty")
     elif len(pn) > MAX_TEXT:
@@ -198,6 +267,9 @@ def transform_variant(product: Mapping[str, Any], variant: Mapping[str, Any]) ->
         "sku": sku if sku and len(sku) <= 64 else None,
         "variant_id": variant_id,
     }
+    pim = variant_image(product, variant, variant_id)
+    if pim is not None and "\ufffd" in pim and _image_has_bad_unicode(product):
+        errors.append("pim: image src is not valid Unicode (a lone surrogate)")
     return {
         "variant_id": variant_id,
         "inventory_item_id": inventory_item_id,
@@ -206,24 +278,35 @@ def transform_variant(product: Mapping[str, Any], variant: Mapping[str, Any]) ->
         "pn": pn,
         "pp": pp,
         "pi": sku[:MAX_TEXT] if sku else None,
-        "pim": variant_image(product, variant, variant_id),
+        "pim": pim,
         "candidates": candidates,
         "errors": "; ".join(errors) or None,
     }
 
 
+def _image_has_bad_unicode(product: Mapping[str, Any]) -> bool:
+    images = [product.get("image"), *(product.get("images") or [])]
+    return any(isinstance(i, Mapping) and bad_unicode(i.get("src")) for i in images)
+
+
 def parse_webhook(topic: str, body: bytes, fallback_updated_at: datetime | None = None) -> Parsed:
-    """Parse and validate a verified webhook body for ``topic``. Never raises: bad input -> `invalid`."""
+    """Parse and validate a verified webhook body for ``topic``. Never raises: bad input -> `invalid`.
+
+    The HMAC covers the body only, so the body decides what a delivery is: a body of another
+    topic's shape (a product sent as products/delete, say) is refused as a topic mismatch."""
     if topic not in TOPICS:
         return invalid(f"unsupported topic {topic!r}")
     try:
         data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of over 4300 digits
         return invalid(f"malformed JSON: {exc}")
     except RecursionError:
         return invalid("malformed JSON: nested too deeply")
     if not isinstance(data, dict):
         return invalid(f"payload is a JSON {type(data).__name__}, not an object")
+    mismatch = topic_mismatch(topic, data)
+    if mismatch:
+        return Parsed("invalid", {"reason": mismatch}, mismatch=True)
     try:
         if topic == "products/delete":
             return Parsed("delete", {"product_id": parse_id(data.get("id"), "product id")})
@@ -232,6 +315,38 @@ def parse_webhook(topic: str, body: bytes, fallback_updated_at: datetime | None 
         return _parse_product(data, fallback_updated_at)
     except FieldError as exc:
         return invalid(str(exc))
+
+
+# keys only a product (create/update) payload has; a products/delete payload is {"id": ...}
+_PRODUCT_KEYS = frozenset({"variants", "title", "handle", "images", "options", "body_html", "vendor"})
+_DELETE_KEYS = frozenset({"id", "admin_graphql_api_id"})
+
+
+def body_shape(data: Mapping[str, Any]) -> str:
+    """What a JSON object looks like: product | delete | inventory | unknown."""
+    keys = set(data)
+    if keys & _PRODUCT_KEYS:
+        return "product"
+    if "inventory_item_id" in keys:
+        return "inventory"
+    if "id" in keys and keys <= _DELETE_KEYS:
+        return "delete"
+    return "unknown"
+
+
+def topic_mismatch(topic: str, data: Mapping[str, Any]) -> str | None:
+    """Why ``data`` cannot be the body of a ``topic`` delivery, or None when it may be."""
+    shape = body_shape(data)
+    expected = {"products/delete": "delete", "inventory_levels/update": "inventory"}.get(topic, "product")
+    if shape == expected or (shape == "unknown" and (expected != "delete" or set(data) <= _DELETE_KEYS)):
+        return None  # an unknown shape is not another topic's: the field checks say what is missing
+    holds = {"product": "a product", "delete": "only a product id", "inventory": "an inventory level"}
+    found = holds.get(shape, "fields besides the id")
+    if expected == "delete":
+        return f"topic mismatch: {topic} must carry only a product id; the body holds {found}"
+    if expected == "product":
+        return f"topic mismatch: {topic} carries no product (no variants); the body holds {found}"
+    return f"topic mismatch: {topic} carries no inventory level; the body holds {found}"
 
 
 def _updated_at(data: Mapping[str, Any], fallback: datetime | None) -> datetime:
@@ -256,13 +371,15 @@ def _parse_product(data: Mapping[str, Any], fallback: datetime | None) -> Parsed
             raise FieldError(f"variant {row['variant_id']} appears twice")
         seen.add(row["variant_id"])
         rows.append(row)
-    return Parsed("product", {"product_id": product_id, "updated_at": updated_at.isoformat(), "variants": rows})
+    return Parsed("product", {"product_id": product_id, "updated_at": pg_timestamp(updated_at), "variants": rows})
 
 
 def _parse_inventory(data: Mapping[str, Any], fallback: datetime | None) -> Parsed:
     available = data.get("available")
     if available is not None and (isinstance(available, bool) or not isinstance(available, int)):
         raise FieldError(f"available {available!r} is not an integer")
+    if available is not None and abs(available) > MAX_AVAILABLE:
+        raise FieldError(f"available is out of range (Shopify allows +-{MAX_AVAILABLE:,})")
     location = data.get("location_id")
     return Parsed(
         "inventory",
@@ -270,9 +387,81 @@ def _parse_inventory(data: Mapping[str, Any], fallback: datetime | None) -> Pars
             "inventory_item_id": parse_id(data.get("inventory_item_id"), "inventory_item_id"),
             "location_id": parse_id(location, "location_id") if location is not None else "0",
             "available": available,
-            "updated_at": _updated_at(data, fallback).isoformat(),
+            "updated_at": pg_timestamp(_updated_at(data, fallback)),
         },
     )
+
+
+# ---------------------------------------------------------------- a verified delivery -> its inbox row
+
+# headers never kept in the inbox: credentials, and the signature (beside the raw body it would let
+# anyone who can read the inbox replay the delivery)
+DROP_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "x-shopify-hmac-sha256"})
+
+
+def shop_domain(headers: Mapping[str, str]) -> str:
+    """The X-Shopify-Shop-Domain a delivery names, lower case and short enough for an index."""
+    return bounded_key((headers.get("x-shopify-shop-domain") or "").lower()) or ""
+
+
+def header_time(value: str | None) -> datetime | None:
+    """X-Shopify-Triggered-At as an aware datetime in UTC; None when absent or unusable."""
+    if not value:
+        return None
+    try:
+        return parse_timestamp(value, "X-Shopify-Triggered-At").astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
+
+
+def body_hash(shop: str, topic: str, body: bytes) -> str:
+    """sha256 over (shop, topic, raw body): the dedupe key that a changed X-Shopify-Event-Id cannot evade.
+    Migration 0303 computes the same over stored rows; keep the two in step."""
+    return hashlib.sha256(f"{shop}\n{topic}\n".encode() + body).hexdigest()
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A verified delivery as `esl_ingest_webhook` takes it (``delivery``), plus what the log names."""
+
+    shop: str
+    topic: str
+    parsed: Parsed
+    delivery: dict[str, Any]
+
+
+def prepare_delivery(headers: Mapping[str, str], body: bytes, path_topic: str | None, now: datetime) -> Prepared:
+    """The one place a verified delivery is made storable: everything PostgreSQL would refuse is
+    normalised or turned into an `invalid` record here, so the database answers 2xx for every
+    signed delivery. ``headers`` have lower-case names; the X-Shopify-Topic header wins over the path."""
+    topic = bounded_key((headers.get("x-shopify-topic") or "").lower()) or path_topic or ""
+    shop = shop_domain(headers)
+    triggered_at = header_time(headers.get("x-shopify-triggered-at"))
+    parsed = parse_webhook(topic, body, fallback_updated_at=triggered_at or now)
+    event_id = bounded_key(headers.get("x-shopify-event-id"))
+    webhook_id = bounded_key(headers.get("x-shopify-webhook-id"))
+    meta = {
+        "shop": shop,
+        "topic": topic,
+        "event_id": event_id,
+        "webhook_id": webhook_id,
+        # a delivery refused for its topic claims no event id: a forged copy must not make the
+        # genuine delivery of that event a duplicate
+        "dedupe_key": None if parsed.mismatch else (event_id or webhook_id),
+        "body_hash": body_hash(shop, topic, body),
+        "triggered_at": triggered_at.isoformat() if triggered_at else None,
+        "api_version": bounded_key(headers.get("x-shopify-api-version")),
+        "headers": {k: v for k, v in headers.items() if k not in DROP_HEADERS},
+    }
+    # the document's text went through clean_text (or repr, in reasons) already; headers are as sent
+    delivery = {"meta": scrub(meta), "raw": base64.b64encode(body).decode(), "kind": parsed.kind, "doc": parsed.doc}
+    return Prepared(shop, topic, parsed, delivery)
+
+
+def refused_delivery(prepared: Prepared, reason: str) -> dict[str, Any]:
+    """The `invalid` record of a delivery the database refused although `prepare_delivery` passed it."""
+    meta = {**prepared.delivery["meta"], "headers": {}}
+    return {**prepared.delivery, "meta": meta, "kind": "invalid", "doc": {"reason": scrub_text(reason)[:1000]}}
 
 
 # ---------------------------------------------------------------- send time

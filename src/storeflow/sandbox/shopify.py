@@ -10,6 +10,9 @@ inventory_levels/update with the same seed talk about the same products.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import json
 import random
 import time
@@ -18,15 +21,17 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
 import typer
 
-from storeflow.esl.transform import TOPICS, sign_body
-
 app = typer.Typer(help="Send realistic signed Shopify webhooks to a URL.", no_args_is_help=True)
 
+# The topics Shopify names in X-Shopify-Topic for what this sender simulates. Its own list and its own
+# signing (not the receiver's): a receiver that verified wrongly must fail against this sender.
+TOPICS = ("products/create", "products/update", "products/delete", "inventory_levels/update")
 ID_BASE = 2**53 + 1  # every generated id is above 2^53, where floats lose digits
 API_VERSION = "2025-07"
 EPOCH = datetime(2026, 1, 5, 9, 0, 0, tzinfo=UTC)
@@ -34,6 +39,12 @@ _COLOURS = ("Red", "Blue", "Black", "White", "Green")
 _SIZES = ("S", "M", "L", "XL")
 _NOUNS = ("Mug", "T-Shirt", "Notebook", "Candle", "Scarf", "Tote Bag", "Lamp", "Plant Pot", "Card Set", "Puzzle")
 _ADJ = ("Classic", "Organic", "Vintage", "Deluxe", "Everyday", "Handmade", "Festive", "Minimal")
+
+
+def sign_webhook(secret: str, body: bytes) -> str:
+    """X-Shopify-Hmac-Sha256 as Shopify computes it: base64 of HMAC-SHA256 over the raw body, keyed
+    with the app's secret."""
+    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
 
 
 def shopify_dumps(data: Any) -> bytes:
@@ -186,7 +197,7 @@ def build_deliveries(
             "Content-Type": "application/json",
             "X-Shopify-Topic": topic,
             "X-Shopify-Shop-Domain": shop,
-            "X-Shopify-Hmac-Sha256": sign_body(secret, body),
+            "X-Shopify-Hmac-Sha256": sign_webhook(secret, body),
             "X-Shopify-Webhook-Id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
             "X-Shopify-Event-Id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
             "X-Shopify-Triggered-At": datetime.now(UTC).isoformat(),
@@ -269,8 +280,20 @@ async def send_deliveries(
 @app.command("send")
 def send(
     url: Annotated[str, typer.Option(help="storeflow's base URL, or a full /webhooks/shopify/... URL.")],
-    secret: Annotated[str, typer.Option(help="The Shopify app secret to sign with (SHOPIFY_WEBHOOK_SECRET).")],
     topic: Annotated[str, typer.Option(help=f"One of: {', '.join(TOPICS)}.")],
+    secret: Annotated[
+        str | None,
+        typer.Option(
+            envvar="SHOPIFY_WEBHOOK_SECRET",
+            show_envvar=True,
+            help="The Shopify app secret to sign with. Prefer the environment variable or --secret-file: "
+            "a command line is visible to every user of the machine.",
+        ),
+    ] = None,
+    secret_file: Annotated[
+        Path | None,
+        typer.Option(help="Read the secret from this file (its first line); wins over --secret and the variable."),
+    ] = None,
     count: Annotated[int, typer.Option(min=1, help="Deliveries to send (before duplicates).")] = 10,
     rate: Annotated[float | None, typer.Option(help="Deliveries per second (default: as fast as possible).")] = None,
     duplicates: Annotated[float, typer.Option(min=0, max=1, help="Fraction re-delivered with the same ids.")] = 0.0,
@@ -285,7 +308,12 @@ def send(
     """Send signed webhooks; print a JSON summary (statuses, duplicates, seconds)."""
     if topic not in TOPICS:
         raise typer.BadParameter(f"unknown topic {topic!r}; known: {', '.join(TOPICS)}", param_hint="--topic")
-    plan = build_deliveries(topic, count, secret, shop, seed, start, duplicates, shuffle)
+    signing = read_secret(secret_file) if secret_file is not None else (secret or "")
+    if not signing:
+        raise typer.BadParameter(
+            "no secret: set SHOPIFY_WEBHOOK_SECRET, or pass --secret-file (or --secret)", param_hint="--secret"
+        )
+    plan = build_deliveries(topic, count, signing, shop, seed, start, duplicates, shuffle)
     result = asyncio.run(send_deliveries(plan.deliveries, url, rate, concurrency))
     summary = {
         "topic": topic,
@@ -298,3 +326,15 @@ def send(
     typer.echo(json.dumps(summary))
     if result.errors or any(code >= 300 for code in result.statuses):
         raise typer.Exit(1)
+
+
+def read_secret(path: Path) -> str:
+    """The first line of ``path``, stripped (a trailing newline is not part of the secret)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot read {path}: {exc.strerror or exc}", param_hint="--secret-file") from exc
+    secret = lines[0].strip() if lines else ""
+    if not secret:
+        raise typer.BadParameter(f"{path} is empty", param_hint="--secret-file")
+    return secret

@@ -14,10 +14,10 @@ import pytest
 from psycopg.rows import dict_row
 
 from storeflow.db.connect import Database
-from storeflow.esl.transform import sign_body
 from storeflow.esl.worker import WorkerConfig, WorkerStats, run_worker
 from storeflow.sandbox.hipoink import HipoinkSimulator
 from storeflow.sandbox.host import SandboxHost
+from storeflow.sandbox.shopify import sign_webhook as sign_body
 from storeflow.settings import Settings
 from storeflow.web.keys import local_api_token
 from storeflow.web.server import serve_in_thread

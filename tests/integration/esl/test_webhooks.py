@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from storeflow.esl.transform import sign_body
 from storeflow.sandbox.shopify import shopify_dumps
+from storeflow.sandbox.shopify import sign_webhook as sign_body
 
 from .conftest import SHOP, Esl
 
