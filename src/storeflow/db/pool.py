@@ -131,7 +131,7 @@ async def connect_async(
 
 def is_connection_lost(exc: BaseException) -> bool:
     """True when ``exc`` means the database (or the connection to it) is gone, not a refused statement."""
-    if isinstance(exc, PoolTimeout | UnavailableError):
+    if isinstance(exc, PoolTimeout):
         return True
     if isinstance(exc, psycopg.InterfaceError):
         return True  # used a connection that was closed under it
