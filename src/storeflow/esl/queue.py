@@ -1,7 +1,7 @@
 """The durable sync queue in PostgreSQL: claim, lease, finish, dead letters, stats, resync.
 
 States are explicit text: ``pending`` -> ``in_progress`` -> ``succeeded`` | ``failed`` (permanent
-error) | ``dead`` (out of attempts). "Dead letters" are the items in ``failed`` or ``dead``.
+error) | ``dead`` (retry budget spent). "Dead letters" are the items in ``failed`` or ``dead``.
 Claims use ``FOR UPDATE SKIP LOCKED`` and set a lease (``locked_until``); an item whose worker
 vanished returns to ``pending`` once its lease has passed. Functions receive their connection
 from the caller; the sync ones leave the transaction to the caller.
