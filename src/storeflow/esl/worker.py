@@ -558,7 +558,7 @@ class Worker:
             failing_for=item.get("retrying_for") or 0.0,
             retry_after=verdict.retry_after,
         )
-        if cause is Cause.RATE_LIMITED and verdict.retry_after is not None:
+        if verdict.retry_after is not None:
             self.limiter.push_back(verdict.retry_after)
         log_status = {"pending": "retry"}.get(decision.state, decision.state)
         return ItemResult(
