@@ -27,9 +27,10 @@ from storeflow.errors import UnavailableError
 if TYPE_CHECKING:
     from storeflow.settings import Settings
 
-# how long a request waits for a connection while attempts are failing: enough for a pool that
-# was just reached again to hand one over, short enough that a burst of requests answers at once
-FAIL_FAST_SECONDS = 0.05
+# how long a request waits for a connection while attempts are failing: long enough to take an
+# idle one and to prompt a new attempt, short enough that a burst of requests (the receiver
+# retries a failed batch one delivery at a time) is answered at once
+FAIL_FAST_SECONDS = 0.005
 # server states in which the connection (or the server) is gone, not the statement refused:
 # class 08 (connection exception), admin/crash shutdown, "the database system is starting up"
 _LOST_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})

@@ -235,6 +235,7 @@ class Worker:
 
     async def _lane(self, number: int, drain: bool) -> None:
         conn: psycopg.AsyncConnection[dict[str, Any]] | None = None
+        connected = False  # the last connection worked: after a restart it is stale, reconnect at once
         try:
             while not self.stop.is_set():
                 try:
@@ -244,6 +245,7 @@ class Worker:
                     self.wake.clear()
                     await self._reap(conn)
                     items = await self._claim(conn)
+                    connected = True
                     if items:
                         try:
                             await self._process(conn, items)
@@ -263,7 +265,9 @@ class Worker:
                     if conn is not None:
                         await conn.close()
                     conn = None
-                    await self._pause(min(1.0, self.config.db.reconnect_timeout))
+                    if not connected:
+                        await self._pause(min(1.0, self.config.db.reconnect_timeout))
+                    connected = False
         finally:
             if conn is not None:
                 await conn.close()
