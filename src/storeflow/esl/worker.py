@@ -153,6 +153,7 @@ class Worker:
         self.wake = asyncio.Event()
         self.stop = asyncio.Event()
         self.held: set[int] = set()
+        self._renewed_at = 0.0  # when the lease of what this worker holds was last set (monotonic)
         self._last_reap = 0.0
 
     # ------------------------------------------------------------ running
@@ -225,11 +226,13 @@ class Worker:
             if not self.held:
                 continue
             try:
+                started = time.monotonic()
                 async with await self._connect(autocommit=True) as conn:
                     await conn.execute(
                         q.HEARTBEAT,
                         {"lease": self.config.lease_seconds, "worker": self.config.worker_id, "ids": list(self.held)},
                     )
+                self._renewed_at = started
             except psycopg.Error as exc:
                 log.warning("heartbeat failed: %s", exc, event="lease")
 
@@ -318,7 +321,9 @@ class Worker:
                 {"limit": self.config.batch_size, "worker": self.config.worker_id, "lease": self.config.lease_seconds},
             )
             items = await cur.fetchall()
-        self.held.update(i["id"] for i in items)
+        if items:
+            self.held.update(i["id"] for i in items)
+            self._renewed_at = time.monotonic()
         self.stats.claimed += len(items)
         return items
 
@@ -333,12 +338,12 @@ class Worker:
         """Record the batch's results; after a database error, reconnect and record them again.
 
         FINISH is safe to repeat (it only moves items this worker still holds), so a result whose
-        commit was lost with the connection is simply recorded again. The worker keeps trying for
-        one lease; after that it stops holding the items, and the lease returns them to the queue
-        (a batch Hipoink received is then sent again, which create_multiple and del_multiple allow).
+        commit was lost with the connection is simply recorded again. The worker keeps trying while
+        its lease lasts (the heartbeat renews it once the database answers again); after that it
+        stops holding the items and the lease returns them to the queue (a batch Hipoink received
+        is then sent again, which create_multiple and del_multiple allow).
         """
         params = q.finish_params(results, self.config.worker_id)
-        deadline = time.monotonic() + self.config.lease_seconds
         own: psycopg.AsyncConnection[dict[str, Any]] | None = None
         delay = 0.1
         try:
@@ -351,7 +356,7 @@ class Worker:
                         row = await (await target.execute(q.FINISH, params)).fetchone()
                     break
                 except (psycopg.OperationalError, OSError) as exc:
-                    if time.monotonic() + delay >= deadline or self.stop.is_set():
+                    if time.monotonic() + delay >= self._renewed_at + self.config.lease_seconds or self.stop.is_set():
                         log.error(
                             "could not record the results of %d item(s) (%s); their lease will return them"
                             " to the queue",

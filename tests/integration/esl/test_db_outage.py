@@ -119,6 +119,30 @@ def test_restart_during_a_batch_in_flight_records_it_and_later_changes_still_rea
         wait_for(lambda: esl.labels()["2000000000003"]["pp"] == "77.70", "the new price never reached the label")
 
 
+def test_outage_longer_than_the_lease_hands_the_batch_back_and_it_is_sent_again(
+    outage: tuple[Esl, PrivateServer],
+) -> None:
+    esl, pg = outage
+    esl.add_mapping()
+    for k in range(3):
+        assert esl.post("products/create", mug(k, "10.00", "2030-01-01T00:00:00Z")).status_code == 200
+    esl.fault(latency_ms=1000, count=1, path="/product/")
+    with BackgroundWorker(esl, lease_seconds=2.0, poll_interval=0.2):
+        wait_for(lambda: bool(rows(esl, "SELECT 1 FROM sync_queue WHERE state = 'in_progress'")), "never claimed")
+        pg.stop()  # the database is back only after the lease has passed: the worker must let go
+        time.sleep(3.5)
+        pg.start()
+        wait_for(
+            lambda: rows(esl, "SELECT DISTINCT state FROM sync_queue") == [{"state": "succeeded"}],
+            "the batch stayed in progress after the restart",
+        )
+    labels = esl.labels()
+    assert set(labels) == {f"2000000000{k:03d}" for k in range(3)}
+    assert {p["updates"] for p in labels.values()} == {2}  # sent again, which Hipoink takes as an update
+    statuses = rows(esl, "SELECT status, count(*) AS n FROM sync_log GROUP BY 1 ORDER BY 1")
+    assert statuses == [{"status": "lease_expired", "n": 3}, {"status": "succeeded", "n": 3}]
+
+
 def mug(k: int, price: str, updated_at: str) -> bytes:
     variant = {
         "id": BIG + k * 1000 + 100,
