@@ -10,6 +10,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -90,24 +91,35 @@ def wait_for(check: Callable[[], bool], what: str, seconds: float = 20.0) -> Non
         time.sleep(0.05)
 
 
-def test_restart_during_a_batch_in_flight_records_it_and_later_changes_still_reach_the_labels(
-    outage: tuple[Esl, PrivateServer],
-) -> None:
-    esl, pg = outage
+@contextmanager
+def restart_with_a_batch_in_flight(
+    esl: Esl, pg: PrivateServer, products: int, latency_ms: int, lease: float, down: float
+) -> Iterator[set[str]]:
+    """A worker claims every product, Hipoink answers after ``latency_ms`` while PostgreSQL is down
+    for ``down`` seconds; yields the label codes, with the worker still running, once nothing is in
+    progress any more."""
     esl.add_mapping()
-    for k in range(5):
+    for k in range(products):
         assert esl.post("products/create", mug(k, "10.00", "2030-01-01T00:00:00Z")).status_code == 200
-    codes = {f"2000000000{k:03d}" for k in range(5)}
-    esl.fault(latency_ms=1500, count=1, path="/product/")  # the batch is in flight for 1.5 s
-    with BackgroundWorker(esl, lease_seconds=4.0, poll_interval=0.2):
+    esl.fault(latency_ms=latency_ms, count=1, path="/product/")
+    with BackgroundWorker(esl, lease_seconds=lease, poll_interval=0.2):
         wait_for(lambda: bool(rows(esl, "SELECT 1 FROM sync_queue WHERE state = 'in_progress'")), "never claimed")
-        pg.stop()  # Hipoink receives the batch while the database is down (for less than the lease)
-        time.sleep(1.0)
+        pg.stop()
+        time.sleep(down)
         pg.start()
         wait_for(
             lambda: rows(esl, "SELECT DISTINCT state FROM sync_queue") == [{"state": "succeeded"}],
             "the batch stayed in progress after the restart",
         )
+        yield {f"2000000000{k:03d}" for k in range(products)}
+
+
+def test_restart_during_a_batch_in_flight_records_it_and_later_changes_still_reach_the_labels(
+    outage: tuple[Esl, PrivateServer],
+) -> None:
+    esl, pg = outage
+    # Hipoink receives the batch while the database is down, for less than the lease
+    with restart_with_a_batch_in_flight(esl, pg, products=5, latency_ms=1500, lease=4.0, down=1.0) as codes:
         labels = esl.labels()
         assert set(labels) == codes
         assert {p["updates"] for p in labels.values()} == {1}  # recorded as sent, not sent again
@@ -123,21 +135,10 @@ def test_outage_longer_than_the_lease_hands_the_batch_back_and_it_is_sent_again(
     outage: tuple[Esl, PrivateServer],
 ) -> None:
     esl, pg = outage
-    esl.add_mapping()
-    for k in range(3):
-        assert esl.post("products/create", mug(k, "10.00", "2030-01-01T00:00:00Z")).status_code == 200
-    esl.fault(latency_ms=1000, count=1, path="/product/")
-    with BackgroundWorker(esl, lease_seconds=2.0, poll_interval=0.2):
-        wait_for(lambda: bool(rows(esl, "SELECT 1 FROM sync_queue WHERE state = 'in_progress'")), "never claimed")
-        pg.stop()  # the database is back only after the lease has passed: the worker must let go
-        time.sleep(3.5)
-        pg.start()
-        wait_for(
-            lambda: rows(esl, "SELECT DISTINCT state FROM sync_queue") == [{"state": "succeeded"}],
-            "the batch stayed in progress after the restart",
-        )
-    labels = esl.labels()
-    assert set(labels) == {f"2000000000{k:03d}" for k in range(3)}
+    # the database is back only after the lease has passed: the worker must let go of the batch
+    with restart_with_a_batch_in_flight(esl, pg, products=3, latency_ms=1000, lease=2.0, down=3.5) as codes:
+        labels = esl.labels()
+    assert set(labels) == codes
     assert {p["updates"] for p in labels.values()} == {2}  # sent again, which Hipoink takes as an update
     statuses = rows(esl, "SELECT status, count(*) AS n FROM sync_log GROUP BY 1 ORDER BY 1")
     assert statuses == [{"status": "lease_expired", "n": 3}, {"status": "succeeded", "n": 3}]
