@@ -41,6 +41,7 @@ def resolve_url(settings: Settings) -> tuple[str, str]:
 
 def connect(url: str, timeout: float = 10.0, **kwargs: Any) -> psycopg.Connection[Any]:
     """One connection, failing with an operator message (no traceback) within ``timeout``."""
+    kwargs.setdefault("application_name", "storeflow")
     try:
         return psycopg.connect(url, connect_timeout=max(1, int(timeout)), **kwargs)
     except psycopg.OperationalError as exc:
