@@ -76,12 +76,13 @@ class FailFastAsyncPool(AsyncConnectionPool):
             wait = min(wait, FAIL_FAST_SECONDS)
         try:
             conn = await super().getconn(wait)
-        except PoolTimeout:
+        except PoolTimeout as exc:
             # unreachable only if connection attempts failed since the last success: a pool that
             # is merely busy keeps making requests wait their full timeout
-            if self.get_stats().get("connections_errors", 0) > self._errors_seen:
-                self._unreachable = True
-            raise
+            if self.get_stats().get("connections_errors", 0) <= self._errors_seen:
+                raise
+            self._unreachable = True
+            raise PoolTimeout(f"the database is unreachable ({exc}; connection attempts are failing)") from None
         self._unreachable = False
         self._errors_seen = self.get_stats().get("connections_errors", 0)
         return conn
