@@ -215,6 +215,12 @@ class Settings(BaseSettings):
     RETRY_BACKOFF_MULTIPLIER: float = Field(default=2.0, ge=1)
     RETRY_INITIAL_DELAY_SECONDS: float = Field(default=1.0, ge=0)
     HIPOINK_RATE_LIMIT_PER_SECOND: float = Field(default=10.0, gt=0)
+    # issue 11 (worker): the ESL retry budget beyond spec 002's settings, and database pool timeouts
+    RETRY_WINDOW_SECONDS: float = Field(default=86400.0, gt=0)
+    RETRY_MAX_DELAY_SECONDS: float = Field(default=300.0, gt=0)
+    DB_CONNECT_TIMEOUT_SECONDS: float = Field(default=2.0, gt=0)
+    DB_POOL_TIMEOUT_SECONDS: float = Field(default=1.5, gt=0)
+    DB_RECONNECT_TIMEOUT_SECONDS: float = Field(default=2.0, gt=0)
 
     # dashboard
     DASHBOARD_USERNAME: str = "admin"

@@ -7,13 +7,17 @@ import httpx
 import pytest
 
 from storeflow.http.policy import (
+    Cause,
     Failure,
     PolitePolicy,
+    RetryBudget,
     backoff_delay,
     break_length,
     classify_exception,
     classify_status,
+    decide_retry,
     decide_retry_after,
+    failure_cause,
     interval_with_jitter,
     next_break_after,
     parse_retry_after,
@@ -219,3 +223,84 @@ def test_throttle_push_back_delays_next_request() -> None:
     assert throttle.plan("detail") == 0.0
     throttle.push_back(30.0)
     assert throttle.plan("detail") == pytest.approx(30.0)
+
+
+# ---------------------------------------------------------------- the retry decision (issue 11)
+
+BUDGET = RetryBudget(max_attempts=3, initial_delay=1.0, multiplier=2.0, max_delay=300.0, window=86400.0)
+
+
+@pytest.mark.parametrize(
+    ("status", "transient", "expected"),
+    [
+        (None, True, Cause.UNAVAILABLE),  # timeout, connection refused or reset
+        (503, True, Cause.UNAVAILABLE),
+        (504, True, Cause.UNAVAILABLE),
+        (408, True, Cause.UNAVAILABLE),
+        (429, True, Cause.RATE_LIMITED),
+        (500, True, Cause.ANSWERED),
+        (502, True, Cause.ANSWERED),
+        (200, True, Cause.ANSWERED),  # a garbled 2xx body
+        (400, False, Cause.PERMANENT),
+        (200, False, Cause.PERMANENT),  # HTTP 200 with error_code != 0
+    ],
+)
+def test_failure_cause(status: int | None, transient: bool, expected: Cause) -> None:
+    assert failure_cause(status, transient) is expected
+
+
+@pytest.mark.parametrize(
+    ("cause", "failures", "answered", "failing_for", "retry_after", "state", "delay", "answered_after"),
+    [
+        # permanent errors dead-letter at once, whatever is left of the budget
+        (Cause.PERMANENT, 1, 0, 0.0, None, "failed", 0.0, 0),
+        # MAX_RETRY_ATTEMPTS bounds the retryable errors Hipoink answered
+        (Cause.ANSWERED, 1, 0, 0.0, None, "pending", 1.0, 1),
+        (Cause.ANSWERED, 2, 1, 1.0, None, "pending", 2.0, 2),
+        (Cause.ANSWERED, 3, 2, 3.0, None, "dead", 0.0, 3),
+        (Cause.ANSWERED, 9, 0, 60.0, None, "pending", 256.0, 1),  # earlier failures were outages
+        # outages are bounded by the time window only; the backoff is capped
+        (Cause.UNAVAILABLE, 1, 0, 0.0, None, "pending", 1.0, 0),
+        (Cause.UNAVAILABLE, 3, 2, 5.0, None, "pending", 4.0, 2),
+        (Cause.UNAVAILABLE, 40, 0, 3600.0, None, "pending", 300.0, 0),
+        (Cause.UNAVAILABLE, 400, 0, 86400.0, None, "dead", 0.0, 0),
+        (Cause.UNAVAILABLE, 1, 0, 0.0, 30.0, "pending", 30.0, 0),  # a 503's Retry-After, when longer
+        (Cause.UNAVAILABLE, 6, 0, 0.0, 3.0, "pending", 32.0, 0),  # ... and when shorter
+        # a 429 is not an attempt and its Retry-After is honoured as given, even past the cap
+        (Cause.RATE_LIMITED, 5, 2, 10.0, 0.5, "pending", 0.5, 2),
+        (Cause.RATE_LIMITED, 3, 2, 10.0, 900.0, "pending", 900.0, 2),
+        (Cause.RATE_LIMITED, 2, 0, 0.0, None, "pending", 2.0, 0),
+        (Cause.RATE_LIMITED, 9, 0, 90000.0, 1.0, "dead", 0.0, 0),
+        # a lease expiry (our worker crashed mid-send) is not an attempt: straight back to the queue
+        (Cause.LEASE_EXPIRED, 3, 2, 30.0, None, "pending", 0.0, 2),
+        (Cause.LEASE_EXPIRED, 50, 0, 86401.0, None, "dead", 0.0, 0),
+    ],
+)
+def test_decide_retry(
+    cause: Cause,
+    failures: int,
+    answered: int,
+    failing_for: float,
+    retry_after: float | None,
+    state: str,
+    delay: float,
+    answered_after: int,
+) -> None:
+    decision = decide_retry(
+        cause, BUDGET, failures=failures, answered=answered, failing_for=failing_for, retry_after=retry_after
+    )
+    assert (decision.state, decision.delay, decision.answered) == (state, delay, answered_after)
+    assert decision.retry is (state == "pending")
+    # the reason says what happened, never "returned to the queue" for a dead letter
+    assert ("dead-lettered" in decision.reason) is (state != "pending")
+    assert ("queue" in decision.reason or "retry in" in decision.reason) is (state == "pending")
+
+
+def test_decide_retry_reasons_name_the_budget_spent() -> None:
+    spent = decide_retry(Cause.ANSWERED, BUDGET, failures=3, answered=2)
+    assert spent.reason == "dead-lettered: 3 retryable error(s), MAX_RETRY_ATTEMPTS is spent"
+    late = decide_retry(Cause.UNAVAILABLE, BUDGET, failures=300, failing_for=90000)
+    assert late.reason == "dead-lettered: failing for 90000s, past the 86400s retry window"
+    assert decide_retry(Cause.RATE_LIMITED, BUDGET, failures=1, retry_after=2).reason == (
+        "retry in 2.0s (rate_limited, not an attempt)"
+    )

@@ -45,11 +45,13 @@ from storeflow.crm.portals import (
 )
 from storeflow.crm.progress import Progress
 from storeflow.crm.windows import Window, auto_window, requested_window
+from storeflow.db.pool import is_connection_lost, lost_database
 from storeflow.errors import (
     EXIT_FAILED,
     EXIT_NEEDS_BOOTSTRAP,
     EXIT_OK,
     EXIT_SKIPPED,
+    EXIT_UNAVAILABLE,
     ConfigError,
     StoreflowError,
 )
@@ -121,6 +123,7 @@ class StoreOutcome:
     rejected: int = 0
     error: str | None = None
     seconds: float = 0.0
+    unavailable: bool = False  # failed because the database was lost (exit 4)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -141,14 +144,17 @@ class StoreOutcome:
 class RunSummary:
     run_id: uuid.UUID
     outcomes: list[StoreOutcome] = field(default_factory=list)
+    database_lost: bool = False  # the run's own bookkeeping could not be written
 
     @property
     def exit_code(self) -> int:
-        """3 when a store needs bootstrap (a human must act), 1 when a store failed,
-        6 when a store was skipped because another run holds its lock, else 0."""
+        """3 when a store needs bootstrap (a human must act), 4 when the database was lost,
+        1 when a store failed, 6 when a store was skipped because another run holds its lock, else 0."""
         statuses = {o.status for o in self.outcomes}
         if "needs_bootstrap" in statuses:
             return EXIT_NEEDS_BOOTSTRAP
+        if self.database_lost or any(o.unavailable for o in self.outcomes):
+            return EXIT_UNAVAILABLE
         if "failed" in statuses:
             return EXIT_FAILED
         if "skipped" in statuses:
@@ -334,8 +340,13 @@ async def run_download(
     today = options.today or date.today()
     requested = requested_window(options.start, options.end, today)
     summary = RunSummary(uuid.uuid4())
-    with db.transaction() as conn:
-        conn.execute(INSERT_RUN, (summary.run_id, options.command, ",".join(s.key for s in stores)))
+    try:
+        with db.transaction() as conn:
+            conn.execute(INSERT_RUN, (summary.run_id, options.command, ",".join(s.key for s in stores)))
+    except Exception as exc:
+        if is_connection_lost(exc):
+            raise lost_database(exc, "starting the CRM run") from exc
+        raise
     log.info("run %s: %d store(s)", summary.run_id, len(stores), event="start")
     semaphore = asyncio.Semaphore(cfg.concurrency)
     async with portal_session(settings, resolve_headless(settings, options.headless)) as (http, holder):
@@ -347,22 +358,32 @@ async def run_download(
                 )
 
         summary.outcomes = list(await asyncio.gather(*(one(s) for s in stores)))
-    status = {EXIT_OK: "ok", EXIT_FAILED: "partial", EXIT_NEEDS_BOOTSTRAP: "partial", EXIT_SKIPPED: "ok"}[
-        summary.exit_code
-    ]
+    status = {
+        EXIT_OK: "ok",
+        EXIT_FAILED: "partial",
+        EXIT_NEEDS_BOOTSTRAP: "partial",
+        EXIT_SKIPPED: "ok",
+        EXIT_UNAVAILABLE: "partial",
+    }[summary.exit_code]
     if all(o.status in ("failed", "needs_bootstrap") for o in summary.outcomes):
         status = "failed"
     failures = [o for o in summary.outcomes if o.status in ("failed", "needs_bootstrap")]
-    with db.transaction() as conn:
-        conn.execute(
-            FINISH_RUN,
-            (
-                status,
-                json.dumps({"stores": [o.as_dict() for o in summary.outcomes]}),
-                redact_error("; ".join(f"{o.key}: {o.error}" for o in failures) or None),
-                summary.run_id,
-            ),
-        )
+    try:
+        with db.transaction() as conn:
+            conn.execute(
+                FINISH_RUN,
+                (
+                    status,
+                    json.dumps({"stores": [o.as_dict() for o in summary.outcomes]}),
+                    redact_error("; ".join(f"{o.key}: {o.error}" for o in failures) or None),
+                    summary.run_id,
+                ),
+            )
+    except Exception as exc:
+        if not is_connection_lost(exc):
+            raise
+        summary.database_lost = True
+        log.error("%s; run %s stays open", lost_database(exc, "closing the CRM run"), summary.run_id, event="db")
     if failures and options.alert:
         payload = {
             "kind": "crm_download_failed",
@@ -396,7 +417,13 @@ async def _run_store(
     started = datetime.now().astimezone()
     clock = asyncio.get_running_loop().time()
     outcome = StoreOutcome(store.key, "failed")
-    lock_conn = await asyncio.to_thread(db.connect, autocommit=True)
+    try:
+        lock_conn = await asyncio.to_thread(db.connect, autocommit=True)
+    except StoreflowError as exc:  # the database cannot be reached (exit 4)
+        outcome.error, outcome.unavailable, outcome.window = str(exc), True, requested
+        slog.error("failed: %s", exc, event="db")
+        progress.update(store.key, "failed", outcome.error)
+        return outcome
     try:
         if not await asyncio.to_thread(try_lock_store, lock_conn, store.key):
             outcome.status = "skipped"
@@ -428,8 +455,7 @@ async def _run_store(
         except NeedsBootstrap as exc:
             outcome.status, outcome.error = "needs_bootstrap", str(exc)
             slog.error("%s; run: %s", exc, bootstrap_command(store), event="needs_bootstrap")
-            await asyncio.to_thread(
-                _audit,
+            await _audit_unless_lost(
                 db,
                 store,
                 run_id,
@@ -439,21 +465,24 @@ async def _run_store(
                 f"{exc}; run: {bootstrap_command(store)}",
                 store.mode,
             )
-        except StoreflowError as exc:
-            outcome.status, outcome.error = "failed", str(exc)
-            slog.error("failed: %s", exc, event="download")
-            await asyncio.to_thread(_audit, db, store, run_id, outcome.window, "failed", started, str(exc), store.mode)
-        except Exception as exc:  # a store's unexpected error (Playwright, OS) must not stop the others
-            outcome.status, outcome.error = (
-                "failed",
-                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
-            )
-            slog.exception("failed: %s", outcome.error, event="download")
-            await asyncio.to_thread(
-                _audit, db, store, run_id, outcome.window, "failed", started, outcome.error, store.mode
-            )
+        except Exception as exc:  # a store's error (portal, Playwright, OS, database) must not stop the others
+            if is_connection_lost(exc):
+                outcome.status, outcome.unavailable = "failed", True
+                outcome.error = str(lost_database(exc, f"processing store {store.key}"))
+                slog.error("failed: %s", outcome.error, event="db")
+            elif isinstance(exc, StoreflowError):
+                outcome.status, outcome.error = "failed", str(exc)
+                slog.error("failed: %s", exc, event="download")
+            else:
+                outcome.status, outcome.error = (
+                    "failed",
+                    f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                )
+                slog.exception("failed: %s", outcome.error, event="download")
+            await _audit_unless_lost(db, store, run_id, outcome.window, "failed", started, outcome.error, store.mode)
         finally:
-            await asyncio.to_thread(unlock_store, lock_conn, store.key)
+            with contextlib.suppress(Exception):  # a lost connection has released the lock already
+                await asyncio.to_thread(unlock_store, lock_conn, store.key)
     finally:
         await asyncio.to_thread(lock_conn.close)
     outcome.seconds = asyncio.get_running_loop().time() - clock
@@ -550,6 +579,16 @@ def _audit(
     )  # type: ignore[arg-type]
     with db.transaction() as conn:
         record_audit(conn, info, status, started_at=started, error=error)
+
+
+async def _audit_unless_lost(db: Database, store: CrmStore, *args: Any) -> None:
+    """`_audit` after a failure; a database that is gone cannot take the row, which the log then says."""
+    try:
+        await asyncio.to_thread(_audit, db, store, *args)
+    except Exception as exc:
+        if not is_connection_lost(exc):
+            raise
+        log.error("%s: audit row not written: %s", store.key, lost_database(exc, "auditing"), event="db")
 
 
 def _retain(settings: Settings, path: Path, result: IngestResult, keep_files: bool) -> None:

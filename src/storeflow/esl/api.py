@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any, cast
 import psycopg
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
-from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from storeflow import __version__
+from storeflow.db.connect import Database
 from storeflow.esl.models import (
     GET_MAPPING,
     INSERT_MAPPING,
@@ -169,7 +169,7 @@ class Notifier:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    pool = _open_pool(app.state.db.url)
+    pool = _open_pool(app.state.db)
     await pool.open(wait=False)
     app.state.esl_pool = pool
     app.state.esl_notifier = Notifier(pool)
@@ -183,16 +183,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.esl_pool = None
 
 
-def _open_pool(url: str) -> AsyncConnectionPool:
-    return AsyncConnectionPool(
-        url,
-        min_size=2,
-        max_size=12,
-        kwargs={"autocommit": True, "row_factory": dict_row},
-        open=False,
-        timeout=10,
-        name="esl-web",
-    )
+def _open_pool(db: Database) -> AsyncConnectionPool:
+    # storeflow.db.pool sets the timeouts: during an outage a webhook gets its 503 within
+    # DB_POOL_TIMEOUT_SECONDS (then at once), and a restarted server is used again within seconds
+    return db.async_pool("esl-web", min_size=2, max_size=12, autocommit=True)
 
 
 async def get_pool(request: Request) -> AsyncConnectionPool:
@@ -203,8 +197,8 @@ async def _ensure_pool(state: Any) -> AsyncConnectionPool:
     pool: AsyncConnectionPool | None = getattr(state, "esl_pool", None)
     if pool is None:
         # an app run without its lifespan (some test clients): open the pool on first use
-        pool = _open_pool(state.db.url)
-        await pool.open()
+        pool = _open_pool(state.db)
+        await pool.open(wait=False)
         state.esl_pool = pool
         state.esl_notifier = Notifier(pool)
         state.esl_ingester = Ingester(pool)

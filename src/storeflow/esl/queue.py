@@ -1,7 +1,7 @@
 """The durable sync queue in PostgreSQL: claim, lease, finish, dead letters, stats, resync.
 
 States are explicit text: ``pending`` -> ``in_progress`` -> ``succeeded`` | ``failed`` (permanent
-error) | ``dead`` (out of attempts). "Dead letters" are the items in ``failed`` or ``dead``.
+error) | ``dead`` (retry budget spent). "Dead letters" are the items in ``failed`` or ``dead``.
 Claims use ``FOR UPDATE SKIP LOCKED`` and set a lease (``locked_until``); an item whose worker
 vanished returns to ``pending`` once its lease has passed. Functions receive their connection
 from the caller; the sync ones leave the transaction to the caller.
@@ -39,7 +39,7 @@ WITH claimed AS (
          LIMIT %(limit)s
            FOR UPDATE SKIP LOCKED))
     RETURNING q.id, q.store_mapping_id, q.store_code, q.product_id, q.operation, q.attempts, q.inbox_id,
-              q.enqueued_at
+              q.enqueued_at, q.answered_errors, extract(epoch FROM (now() - q.retrying_since))::float8 AS retrying_for
 )
 SELECT c.*, p.pc, p.pn, p.pp, p.pi, p.pim, p.stock, p.product_status, p.validation_errors,
        h.sent_pc, m.stock_field, m.mapping_active
@@ -53,21 +53,36 @@ SELECT c.*, p.pc, p.pn, p.pp, p.pi, p.pim, p.stock, p.product_status, p.validati
  ORDER BY c.id
 """
 
-REAP = """
-WITH expired AS (
+# Items whose worker stopped renewing their lease; the caller decides each one (decide_retry) and
+# hands the decisions to RETURN_EXPIRED in the same transaction.
+EXPIRED = """
+SELECT q.id, q.inbox_id, q.store_code, q.product_id, q.operation, q.attempts, q.answered_errors, q.locked_by,
+       extract(epoch FROM (now() - q.retrying_since))::float8 AS retrying_for
+  FROM sync_queue q
+ WHERE q.state = 'in_progress' AND q.locked_until < now()
+ ORDER BY q.id
+ LIMIT 5000
+   FOR UPDATE SKIP LOCKED
+"""
+
+RETURN_EXPIRED = """
+WITH r AS (
+    SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb)
+        AS r(id bigint, state text, error text, status text, inbox_id bigint, store_code text, product_id bigint,
+             operation text, attempt int, detail text)
+), moved AS (
     UPDATE sync_queue q
-       SET state = CASE WHEN q.attempts >= %(max_attempts)s THEN 'dead' ELSE 'pending' END,
-           run_after = now(), locked_by = NULL, locked_until = NULL,
-           last_error = format('lease expired: worker %%s stopped answering', q.locked_by),
-           finished_at = CASE WHEN q.attempts >= %(max_attempts)s THEN now() END
-     WHERE q.state = 'in_progress' AND q.locked_until < now()
-    RETURNING q.id, q.inbox_id, q.store_code, q.product_id, q.operation, q.attempts, q.state, q.last_error,
-              q.enqueued_at
+       SET state = r.state, run_after = now(), locked_by = NULL, locked_until = NULL, last_error = r.error,
+           retrying_since = coalesce(q.retrying_since, now()),
+           finished_at = CASE WHEN r.state = 'pending' THEN NULL ELSE now() END
+      FROM r
+     WHERE q.id = r.id AND q.state = 'in_progress' AND q.locked_until < now()
+    RETURNING q.id
 )
-INSERT INTO sync_log (queue_item_id, inbox_id, store_code, product_id, operation, attempt, status, error, worker)
-SELECT e.id, e.inbox_id, e.store_code, e.product_id, e.operation, e.attempts,
-       CASE WHEN e.state = 'dead' THEN 'dead' ELSE 'lease_expired' END, e.last_error, %(worker)s
-  FROM expired e
+INSERT INTO sync_log (queue_item_id, inbox_id, store_code, product_id, operation, attempt, status, error, worker,
+                      detail)
+SELECT r.id, r.inbox_id, r.store_code, r.product_id, r.operation, r.attempt, r.status, r.error, %(worker)s, r.detail
+  FROM r JOIN moved m ON m.id = r.id
 RETURNING queue_item_id
 """
 
@@ -84,38 +99,55 @@ SELECT extract(epoch FROM (min(run_after) - now()))::float8 AS wait,
 
 # Per-item results travel as one jsonb document: psycopg dumps long text arrays element by element
 # in Python, which costs more than the statements themselves at a few thousand items per second.
-FINISH_QUEUE = """
-UPDATE sync_queue q
-   SET state = r.state,
-       run_after = CASE WHEN r.state = 'pending' THEN now() + make_interval(secs => r.delay) ELSE q.run_after END,
-       last_error = r.error,
-       finished_at = CASE WHEN r.state = 'pending' THEN NULL ELSE now() END,
-       locked_by = NULL, locked_until = NULL
-  FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(id bigint, state text, delay float8, error text)
- WHERE q.id = r.id AND q.id = ANY(%(ids)s::bigint[]) AND q.state = 'in_progress' AND q.locked_by = %(worker)s
+# One statement, so that running it again after a commit whose outcome was lost changes nothing:
+# only items this worker still holds in progress move, and only their log rows and Hipoink records
+# are written. Items it no longer holds (the lease passed and another worker took them back) are
+# sent again by whoever holds them now; Hipoink's create_multiple is an upsert by code.
+FINISH = """
+WITH r AS (
+    SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb)
+        AS r(id bigint, state text, delay float8, error text, answered int, inbox_id bigint, store_code text,
+             product_id bigint, pc text, operation text, attempt int, status text, http_status int,
+             error_code int, detail text, enqueued_at timestamptz, sent_at timestamptz, acked_at timestamptz,
+             payload jsonb, removed boolean)
+), done AS (
+    UPDATE sync_queue q
+       SET state = r.state,
+           run_after = CASE WHEN r.state = 'pending' THEN now() + make_interval(secs => r.delay) ELSE q.run_after END,
+           last_error = r.error,
+           answered_errors = r.answered,
+           retrying_since = CASE WHEN r.state = 'pending' THEN coalesce(q.retrying_since, now())
+                                 ELSE q.retrying_since END,
+           finished_at = CASE WHEN r.state = 'pending' THEN NULL ELSE now() END,
+           locked_by = NULL, locked_until = NULL
+      FROM r
+     WHERE q.id = r.id AND q.state = 'in_progress' AND q.locked_by = %(worker)s
+    RETURNING q.id
+), held AS (
+    SELECT r.* FROM r JOIN done d ON d.id = r.id
+), logged AS (
+    INSERT INTO sync_log (queue_item_id, inbox_id, store_code, product_id, product_code, operation, attempt,
+                          status, error, http_status, error_code, worker, detail, enqueued_at, sent_at, acked_at,
+                          latency_ms)
+    SELECT h.id, h.inbox_id, h.store_code, h.product_id, h.pc, h.operation, h.attempt, h.status, h.error,
+           h.http_status, h.error_code, %(worker)s, h.detail, h.enqueued_at, h.sent_at, h.acked_at,
+           extract(epoch FROM (h.acked_at - h.enqueued_at)) * 1000
+      FROM held h
+    RETURNING 1
+), remembered AS (
+    INSERT INTO hipoink_products (product_id, store_code, pc, payload, synced_at)
+    SELECT h.product_id, h.store_code, h.payload->>'pc', h.payload, now()
+      FROM held h WHERE h.payload IS NOT NULL AND h.status = 'succeeded'
+    ON CONFLICT (product_id) DO UPDATE SET store_code = EXCLUDED.store_code, pc = EXCLUDED.pc,
+           payload = EXCLUDED.payload, synced_at = EXCLUDED.synced_at
+    RETURNING 1
+), forgotten AS (
+    DELETE FROM hipoink_products p USING held h WHERE h.removed AND p.product_id = h.product_id
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM done) AS finished, (SELECT count(*) FROM logged) AS logged,
+       (SELECT count(*) FROM remembered) AS remembered, (SELECT count(*) FROM forgotten) AS forgotten
 """
-
-FINISH_LOG = """
-INSERT INTO sync_log (queue_item_id, inbox_id, store_code, product_id, product_code, operation, attempt, status,
-                      error, http_status, error_code, worker, detail, enqueued_at, sent_at, acked_at, latency_ms)
-SELECT r.id, r.inbox_id, r.store_code, r.product_id, r.pc, r.operation, r.attempt, r.status, r.error, r.http_status,
-       r.error_code, %(worker)s, r.detail, r.enqueued_at, r.sent_at, r.acked_at,
-       extract(epoch FROM (r.acked_at - r.enqueued_at)) * 1000
-  FROM jsonb_to_recordset(%(rows)s::jsonb)
-       AS r(id bigint, inbox_id bigint, store_code text, product_id bigint, pc text, operation text, attempt int,
-            status text, error text, http_status int, error_code int, detail text, enqueued_at timestamptz,
-            sent_at timestamptz, acked_at timestamptz)
-"""
-
-REMEMBER_SENT = """
-INSERT INTO hipoink_products (product_id, store_code, pc, payload, synced_at)
-SELECT r.product_id, r.store_code, r.payload->>'pc', r.payload, now()
-  FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(product_id bigint, store_code text, payload jsonb)
-ON CONFLICT (product_id) DO UPDATE SET store_code = EXCLUDED.store_code, pc = EXCLUDED.pc,
-       payload = EXCLUDED.payload, synced_at = EXCLUDED.synced_at
-"""
-
-FORGET_SENT = "DELETE FROM hipoink_products WHERE product_id = ANY(%(product_ids)s::bigint[])"
 
 
 @dataclass
@@ -135,17 +167,18 @@ class ItemResult:
     pc: str | None = None
     sent_payload: dict[str, Any] | None = None  # an upsert Hipoink now holds
     removed: bool = False  # a delete Hipoink has applied
+    answered: int | None = None  # retryable errors Hipoink answered so far (None: unchanged)
 
 
-def finish_params(results: Sequence[ItemResult], worker: str) -> tuple[dict[str, Any], ...]:
-    """Parameters for FINISH_QUEUE, FINISH_LOG, REMEMBER_SENT and FORGET_SENT."""
-    ids = [r.item["id"] for r in results]
-    queue_rows = [
-        {"id": r.item["id"], "state": r.state, "delay": r.delay, "error": redact_error(r.error)} for r in results
-    ]
-    log_rows = [
+def finish_params(results: Sequence[ItemResult], worker: str) -> dict[str, Any]:
+    """Parameters for FINISH: one jsonb row per item (its next state, its log row, what Hipoink now holds)."""
+    rows = [
         {
             "id": r.item["id"],
+            "state": r.state,
+            "delay": r.delay,
+            "error": redact_error(r.error),
+            "answered": r.answered if r.answered is not None else r.item.get("answered_errors", 0),
             "inbox_id": r.item.get("inbox_id"),
             "store_code": r.item["store_code"],
             "product_id": r.item["product_id"],
@@ -153,27 +186,18 @@ def finish_params(results: Sequence[ItemResult], worker: str) -> tuple[dict[str,
             "operation": r.item.get("operation"),
             "attempt": r.item.get("attempts", 0),
             "status": r.log_status,
-            "error": redact_error(r.error),
             "http_status": r.http_status,
             "error_code": r.error_code,
             "detail": r.detail,
             "enqueued_at": _iso(r.item.get("enqueued_at")),
             "sent_at": _iso(r.sent_at),
             "acked_at": _iso(r.acked_at),
+            "payload": r.sent_payload if r.log_status == "succeeded" else None,
+            "removed": r.removed,
         }
         for r in results
     ]
-    sent = [
-        {"product_id": r.item["product_id"], "store_code": r.item["store_code"], "payload": r.sent_payload}
-        for r in results
-        if r.sent_payload is not None and r.log_status == "succeeded"
-    ]
-    return (
-        {"worker": worker, "ids": ids, "rows": json.dumps(queue_rows)},
-        {"worker": worker, "rows": json.dumps(log_rows)},
-        {"rows": json.dumps(sent), "count": len(sent)},
-        {"product_ids": [r.item["product_id"] for r in results if r.removed]},
-    )
+    return {"worker": worker, "rows": json.dumps(rows)}
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -246,7 +270,7 @@ def retry_dead_letters(conn: Any, item_ids: list[int] | None = None, store_code:
         WITH again AS (
             UPDATE sync_queue
                SET state = 'pending', attempts = 0, run_after = now(), locked_by = NULL, locked_until = NULL,
-                   finished_at = NULL, reason = 'retry'
+                   finished_at = NULL, reason = 'retry', answered_errors = 0, retrying_since = NULL
              WHERE state IN ('failed', 'dead')
                AND (%(ids)s::bigint[] IS NULL OR id = ANY(%(ids)s::bigint[]))
                AND (%(store)s::text IS NULL OR store_code = %(store)s::text)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import socket
 import time
@@ -22,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import psycopg
-from psycopg.rows import dict_row
 
+from storeflow.db.pool import PoolConfig, connect_async
 from storeflow.esl import queue as q
 from storeflow.esl.hipoink import HipoinkClient
 from storeflow.esl.queue import ItemResult
@@ -35,7 +36,7 @@ from storeflow.esl.transform import (
     next_slot,
     validate_hipoink_product,
 )
-from storeflow.http.policy import backoff_delay
+from storeflow.http.policy import Cause, RetryBudget, backoff_delay, decide_retry, failure_cause
 from storeflow.logs import get_logger
 
 if TYPE_CHECKING:
@@ -57,6 +58,8 @@ class WorkerConfig:
     concurrency: int = 1
     mode: str = "batch"  # batch: create_multiple; single: one product/create per product
     request_timeout: float = 30.0
+    retry_window: float = 86400.0
+    db: PoolConfig = field(default_factory=PoolConfig)
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:4]}")
 
     @classmethod
@@ -70,12 +73,19 @@ class WorkerConfig:
             "poll_interval": settings.SYNC_WORKER_INTERVAL_SECONDS,
             "lease_seconds": settings.config.esl.lease_seconds,
             "request_timeout": settings.REQUEST_TIMEOUT_SECONDS,
+            "max_delay": settings.RETRY_MAX_DELAY_SECONDS,
+            "retry_window": settings.RETRY_WINDOW_SECONDS,
+            "db": PoolConfig.from_settings(settings),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
     def retry_delay(self, attempt: int) -> float:
         return backoff_delay(attempt, self.initial_delay, self.multiplier, self.max_delay)
+
+    @property
+    def budget(self) -> RetryBudget:
+        return RetryBudget(self.max_attempts, self.initial_delay, self.multiplier, self.max_delay, self.retry_window)
 
 
 class RateLimiter:
@@ -143,6 +153,7 @@ class Worker:
         self.wake = asyncio.Event()
         self.stop = asyncio.Event()
         self.held: set[int] = set()
+        self._renewed_at = 0.0  # when the lease of what this worker holds was last set (monotonic)
         self._last_reap = 0.0
 
     # ------------------------------------------------------------ running
@@ -183,7 +194,12 @@ class Worker:
         self.wake.set()
 
     async def _connect(self, autocommit: bool = False) -> psycopg.AsyncConnection[dict[str, Any]]:
-        return await psycopg.AsyncConnection.connect(self.db_url, autocommit=autocommit, row_factory=dict_row)
+        return await connect_async(self.db_url, self.config.db, name="esl-worker", autocommit=autocommit)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but wake at once when the worker is told to stop."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop.wait(), seconds)
 
     async def _listen(self) -> None:
         """Set `wake` on every NOTIFY; reconnect after a lost connection (polling covers the gap)."""
@@ -199,8 +215,8 @@ class Worker:
                         self.wake.set()
             except (psycopg.Error, OSError) as exc:
                 log.warning("listener connection lost (%s); polling until it is back", exc, event="listen")
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30)
+                await self._pause(delay)
+                delay = min(delay * 2, self.config.db.reconnect_timeout)
 
     async def _heartbeat(self) -> None:
         """Renew the lease of every item this worker holds, every third of the lease."""
@@ -210,16 +226,19 @@ class Worker:
             if not self.held:
                 continue
             try:
+                started = time.monotonic()
                 async with await self._connect(autocommit=True) as conn:
                     await conn.execute(
                         q.HEARTBEAT,
                         {"lease": self.config.lease_seconds, "worker": self.config.worker_id, "ids": list(self.held)},
                     )
+                self._renewed_at = started
             except psycopg.Error as exc:
                 log.warning("heartbeat failed: %s", exc, event="lease")
 
     async def _lane(self, number: int, drain: bool) -> None:
         conn: psycopg.AsyncConnection[dict[str, Any]] | None = None
+        connected = False  # the last connection worked: after a restart it is stale, reconnect at once
         try:
             while not self.stop.is_set():
                 try:
@@ -229,8 +248,14 @@ class Worker:
                     self.wake.clear()
                     await self._reap(conn)
                     items = await self._claim(conn)
+                    connected = True
                     if items:
-                        await self._process(conn, items)
+                        try:
+                            await self._process(conn, items)
+                        finally:
+                            # whatever happened, this lane no longer works on them: the heartbeat stops
+                            # renewing their lease, so none can stay in progress past it
+                            self.held.difference_update(i["id"] for i in items)
                         continue
                     wait, busy = await self._next_due(conn)
                     if drain and wait is None and busy == 0:
@@ -243,8 +268,9 @@ class Worker:
                     if conn is not None:
                         await conn.close()
                     conn = None
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.stop.wait(), 1.0)
+                    if not connected:
+                        await self._pause(min(1.0, self.config.db.reconnect_timeout))
+                    connected = False
         finally:
             if conn is not None:
                 await conn.close()
@@ -252,16 +278,40 @@ class Worker:
     # ------------------------------------------------------------ database steps
 
     async def _reap(self, conn: psycopg.AsyncConnection[dict[str, Any]]) -> None:
+        """Hand back the items of workers that stopped renewing their lease (a lease expiry is not an attempt)."""
         now = time.monotonic()
         if now - self._last_reap < min(5.0, self.config.lease_seconds / 2):
             return
         self._last_reap = now
         async with conn.transaction():
-            params = {"max_attempts": self.config.max_attempts, "worker": self.config.worker_id}
-            cur = await conn.execute(q.REAP, params)
-            reaped = await cur.fetchall()
-        if reaped:
-            log.warning("%d item(s) returned to the queue after their lease expired", len(reaped), event="lease")
+            expired = await (await conn.execute(q.EXPIRED)).fetchall()
+            if not expired:
+                return
+            rows, fates = [], Counter[str]()
+            for e in expired:
+                decision = decide_retry(
+                    Cause.LEASE_EXPIRED,
+                    self.config.budget,
+                    failures=e["attempts"],
+                    answered=e["answered_errors"],
+                    failing_for=e["retrying_for"] or 0.0,
+                )
+                fates[decision.reason] += 1
+                rows.append(
+                    {
+                        "id": e["id"],
+                        "state": decision.state,
+                        "status": "dead" if decision.state == "dead" else "lease_expired",
+                        "error": f"lease expired: worker {e['locked_by']} stopped answering",
+                        "detail": decision.reason,
+                        **{k: e[k] for k in ("inbox_id", "store_code", "product_id", "operation")},
+                        "attempt": e["attempts"],
+                    }
+                )
+            params = {"rows": json.dumps(rows), "worker": self.config.worker_id}
+            await (await conn.execute(q.RETURN_EXPIRED, params)).fetchall()
+        for reason, count in fates.items():
+            log.warning("%d item(s) whose worker stopped renewing the lease: %s", count, reason, event="lease")
 
     async def _claim(self, conn: psycopg.AsyncConnection[dict[str, Any]]) -> list[dict[str, Any]]:
         async with conn.transaction():
@@ -271,7 +321,9 @@ class Worker:
                 {"limit": self.config.batch_size, "worker": self.config.worker_id, "lease": self.config.lease_seconds},
             )
             items = await cur.fetchall()
-        self.held.update(i["id"] for i in items)
+        if items:
+            self.held.update(i["id"] for i in items)
+            self._renewed_at = time.monotonic()
         self.stats.claimed += len(items)
         return items
 
@@ -283,17 +335,63 @@ class Worker:
         return (max(0.0, wait) if wait is not None else None), row["in_progress"]
 
     async def _finish(self, conn: psycopg.AsyncConnection[dict[str, Any]], results: Sequence[ItemResult]) -> None:
-        queue_p, log_p, remember_p, forget_p = q.finish_params(results, self.config.worker_id)
-        async with conn.transaction():
-            await conn.execute(q.FINISH_QUEUE, queue_p)
-            await conn.execute(q.FINISH_LOG, log_p)
-            if remember_p["count"]:
-                await conn.execute(q.REMEMBER_SENT, {"rows": remember_p["rows"]})
-            if forget_p["product_ids"]:
-                await conn.execute(q.FORGET_SENT, forget_p)
+        """Record the batch's results; after a database error, reconnect and record them again.
+
+        FINISH is safe to repeat (it only moves items this worker still holds), so a result whose
+        commit was lost with the connection is simply recorded again. The worker keeps trying while
+        its lease lasts (the heartbeat renews it once the database answers again); after that it
+        stops holding the items and the lease returns them to the queue (a batch Hipoink received
+        is then sent again, which create_multiple and del_multiple allow).
+        """
+        params = q.finish_params(results, self.config.worker_id)
+        own: psycopg.AsyncConnection[dict[str, Any]] | None = None
+        delay = 0.1
+        try:
+            while True:
+                target = own or conn
+                try:
+                    if target.closed:
+                        own = target = await self._connect()
+                    async with target.transaction():
+                        row = await (await target.execute(q.FINISH, params)).fetchone()
+                    break
+                except (psycopg.OperationalError, OSError) as exc:
+                    if time.monotonic() + delay >= self._renewed_at + self.config.lease_seconds or self.stop.is_set():
+                        log.error(
+                            "could not record the results of %d item(s) (%s); their lease will return them"
+                            " to the queue",
+                            len(results),
+                            exc,
+                            event="worker",
+                        )
+                        raise
+                    log.warning(
+                        "recording the results of %d item(s) failed (%s); retrying", len(results), exc, event="worker"
+                    )
+                    if own is not None:
+                        await own.close()
+                        own = None
+                    elif not conn.closed:
+                        await conn.close()
+                    await self._pause(delay)
+                    delay = min(delay * 2, self.config.db.reconnect_timeout)
+        finally:
+            if own is not None:
+                await own.close()
+        assert row is not None
         for result in results:
             self.held.discard(result.item["id"])
+        if row["finished"] < len(results):
+            log.warning(
+                "%d of %d item(s) were no longer held by this worker (their lease passed): whoever holds them"
+                " now sends them again",
+                len(results) - row["finished"],
+                len(results),
+                event="lease",
+            )
+        for result in results:
             self.stats.results[result.log_status] += 1
+        _log_outcomes(results)
 
     # ------------------------------------------------------------ one claimed batch
 
@@ -460,23 +558,53 @@ class Worker:
     def _failure(
         self, item: dict[str, Any], verdict: Verdict, sent_at: datetime, acked_at: datetime, pc: str | None
     ) -> ItemResult:
-        common: dict[str, Any] = {
-            "error": verdict.error,
-            "http_status": verdict.http_status,
-            "error_code": verdict.error_code,
-            "sent_at": sent_at,
-            "acked_at": acked_at,
-            "pc": pc,
-        }
-        if not verdict.transient:
-            return ItemResult(item, "failed", "failed", **common)
-        if item["attempts"] >= self.config.max_attempts:
-            return ItemResult(item, "dead", "dead", **common)
-        delay = self.config.retry_delay(item["attempts"])
+        cause = failure_cause(verdict.http_status, verdict.transient)
+        decision = decide_retry(
+            cause,
+            self.config.budget,
+            failures=item["attempts"],
+            answered=item.get("answered_errors", 0),
+            failing_for=item.get("retrying_for") or 0.0,
+            retry_after=verdict.retry_after,
+        )
         if verdict.retry_after is not None:
-            delay = max(delay, verdict.retry_after)
             self.limiter.push_back(verdict.retry_after)
-        return ItemResult(item, "pending", "retry", delay=delay, **common)
+        log_status = {"pending": "retry"}.get(decision.state, decision.state)
+        return ItemResult(
+            item,
+            decision.state,
+            log_status,
+            error=verdict.error,
+            delay=decision.delay,
+            http_status=verdict.http_status,
+            error_code=verdict.error_code,
+            detail=decision.reason,
+            sent_at=sent_at,
+            acked_at=acked_at,
+            pc=pc,
+            answered=decision.answered,
+        )
+
+
+def _log_outcomes(results: Sequence[ItemResult]) -> None:
+    """One line per kind of failure (retries), one per dead-lettered item: what happened to each."""
+    retries: Counter[tuple[str, str | None, str | None]] = Counter()
+    for r in results:
+        if r.log_status == "retry":
+            retries[(r.item["store_code"], r.detail, r.error)] += 1
+        elif r.log_status in ("failed", "dead"):
+            log.warning(
+                "item #%s (store %s, %s %s): %s: %s",
+                r.item["id"],
+                r.item["store_code"],
+                r.item.get("operation"),
+                r.pc,
+                r.error,
+                r.detail or "dead-lettered, not sent",
+                event="dead_letter",
+            )
+    for (store, detail, error), count in retries.items():
+        log.info("%d item(s) of store %s back to pending, %s: %s", count, store, detail, error, event="retry")
 
 
 async def run_worker(

@@ -7,6 +7,8 @@ The spec's ``python main.py --order-id X`` is ``storeflow hallmark --order-id X`
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from storeflow.context import AppContext, get_context
+from storeflow.db.pool import is_connection_lost, lost_database
 from storeflow.errors import EXIT_FAILED, ConfigError, NeedsBootstrapError
 from storeflow.logs import get_logger, redact, redacting_console
 
@@ -220,6 +223,17 @@ app.callback()(extract)
 app.command("extract")(extract)
 
 
+@contextmanager
+def database_errors(doing: str) -> Iterator[None]:
+    """A database lost mid-command ends it with exit 4 and one clear line, never a traceback."""
+    try:
+        yield
+    except Exception as exc:
+        if is_connection_lost(exc):
+            raise lost_database(exc, doing) from exc
+        raise
+
+
 def run_extraction(app_ctx: AppContext, request: Any, output: Path | None, headless: bool | None) -> int:
     from storeflow.hallmark.auth import Authenticator, console_prompt
     from storeflow.hallmark.extract import Extractor
@@ -252,7 +266,8 @@ def run_extraction(app_ctx: AppContext, request: Any, output: Path | None, headl
         auth = Authenticator(settings, headless=settings.HEADLESS_MODE if headless is None else headless, prompt=prompt)
         extractor = Extractor(settings, db, auth, output=output, progress=progress)
         try:
-            summary = asyncio.run(extractor.run(request))
+            with database_errors("extracting (progress so far is saved: continue with `storeflow hallmark --resume`)"):
+                summary = asyncio.run(extractor.run(request))
         except KeyboardInterrupt:
             err_console.print("stopped: progress is saved; continue with `storeflow hallmark --resume`")
             raise
@@ -314,6 +329,15 @@ def _record_session_check(app_ctx: AppContext, valid: bool) -> None:
         log.warning("could not record the session check: %s", exc, event="session")
         return
     settings = app_ctx.settings
+    try:
+        _insert_session_check(db, settings, valid)
+    except Exception as exc:
+        if not is_connection_lost(exc):
+            raise
+        log.warning("could not record the session check: %s", lost_database(exc, "recording it"), event="session")
+
+
+def _insert_session_check(db: Any, settings: Any, valid: bool) -> None:
     with db.transaction() as conn:
         conn.execute(
             """
@@ -345,7 +369,8 @@ def import_cmd(
         raise ConfigError(f"data directory not found: {folder}")
     fallback = {s.customer_id: (s.store_number, s.store_name) for s in app_ctx.settings.config.hallmark.stores}
     try:
-        summary = import_directory(app_ctx.database(), folder, workers=workers, fallback_stores=fallback)
+        with database_errors(f"importing {folder} (a re-run imports the rest; files are upserted)"):
+            summary = import_directory(app_ctx.database(), folder, workers=workers, fallback_stores=fallback)
     finally:
         app_ctx.close()
     console.print(
@@ -385,7 +410,7 @@ def stores_load(
         source = str(app_ctx.settings.config_path or "the configuration")
         if not stores:
             raise ConfigError("no stores: pass a CSV/TOML file or set [[hallmark.stores]] in the storeflow TOML file")
-    with app_ctx.database().transaction() as conn:
+    with database_errors("loading the stores"), app_ctx.database().transaction() as conn:
         changed = upsert_stores(conn, stores)
     console.print(f"{len(stores)} store(s) from {source}; {changed} inserted or changed")
 
@@ -397,7 +422,7 @@ def runs_cmd(
     """List recent extraction runs (what `--resume` would continue)."""
     from storeflow.hallmark import runs
 
-    with get_context(ctx).database().transaction() as conn:
+    with database_errors("listing the runs"), get_context(ctx).database().transaction() as conn:
         rows = runs.recent(conn, limit)
     table = Table("run", "kind", "status", "started", "downloaded", "skipped", "failed", "last error")
     for r in rows:

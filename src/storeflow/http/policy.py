@@ -179,3 +179,95 @@ def classify_exception(exc: BaseException) -> Failure:
         if klass.__name__ in TRANSIENT_EXCEPTIONS:
             return Failure.TRANSIENT
     return Failure.PERMANENT
+
+
+# ---------------------------------------------------------------- one retry decision per failed attempt
+
+
+class Cause(Enum):
+    """Why an attempt failed, as far as the retry budget is concerned."""
+
+    PERMANENT = "permanent"  # refused (4xx, an application error code): retrying cannot help
+    ANSWERED = "answered"  # the server answered with a retryable error (500, 502, a garbled 2xx)
+    UNAVAILABLE = "unavailable"  # no real answer: timeout, connection error, 503, 504, 408
+    RATE_LIMITED = "rate_limited"  # 429: the server asks us to wait
+    LEASE_EXPIRED = "lease_expired"  # our own worker vanished mid-attempt; the server said nothing
+
+
+# 503/504/408 come from a server (or its gateway) that is down or overloaded, not from one that
+# looked at the request: like timeouts, they say nothing about the request itself
+_UNAVAILABLE_STATUSES = frozenset({408, 503, 504})
+
+
+def failure_cause(http_status: int | None, transient: bool) -> Cause:
+    """The cause of a failed attempt from its HTTP status (None: no answer) and its transience."""
+    if not transient:
+        return Cause.PERMANENT
+    if http_status is None or http_status in _UNAVAILABLE_STATUSES:
+        return Cause.UNAVAILABLE
+    if http_status == 429:
+        return Cause.RATE_LIMITED
+    return Cause.ANSWERED
+
+
+@dataclass(frozen=True)
+class RetryBudget:
+    """How long and how often a failing item is tried again (spec 002's settings plus two of ours).
+
+    ``max_attempts`` bounds the attempts the server answered with a retryable error; every
+    transient failure is bounded by ``window`` seconds since the item first failed; our own
+    backoff never exceeds ``max_delay`` (a server's Retry-After is honoured as given).
+    """
+
+    max_attempts: int = 3
+    initial_delay: float = 1.0
+    multiplier: float = 2.0
+    max_delay: float = 300.0
+    window: float = 86400.0
+
+
+@dataclass(frozen=True)
+class RetryDecision:
+    state: str  # pending (try again) | failed (permanent) | dead (budget spent)
+    delay: float  # seconds before the next attempt (pending only)
+    answered: int  # retryable errors answered so far, this attempt included
+    reason: str  # what happened to the item, for the log
+
+    @property
+    def retry(self) -> bool:
+        return self.state == "pending"
+
+
+def decide_retry(
+    cause: Cause,
+    budget: RetryBudget,
+    *,
+    failures: int,
+    answered: int = 0,
+    failing_for: float = 0.0,
+    retry_after: float | None = None,
+) -> RetryDecision:
+    """What to do with an item whose attempt just failed.
+
+    ``failures``: failed attempts of the item so far, this one included (the backoff exponent);
+    ``answered``: retryable errors the server answered before this attempt; ``failing_for``:
+    seconds since the item first failed (0 for a first failure).
+    """
+    if cause is Cause.PERMANENT:
+        return RetryDecision("failed", 0.0, answered, "permanent error: dead-lettered, not retried")
+    if cause is Cause.ANSWERED:
+        answered += 1
+        if answered >= budget.max_attempts:
+            return RetryDecision(
+                "dead", 0.0, answered, f"dead-lettered: {answered} retryable error(s), MAX_RETRY_ATTEMPTS is spent"
+            )
+    if failing_for >= budget.window:
+        reason = f"dead-lettered: failing for {failing_for:.0f}s, past the {budget.window:.0f}s retry window"
+        return RetryDecision("dead", 0.0, answered, reason)
+    if cause is Cause.LEASE_EXPIRED:
+        return RetryDecision("pending", 0.0, answered, "returned to the queue: the lease expired (not an attempt)")
+    delay = backoff_delay(max(1, failures), budget.initial_delay, budget.multiplier, budget.max_delay)
+    if retry_after is not None:
+        delay = retry_after if cause is Cause.RATE_LIMITED else max(delay, retry_after)
+    counted = f"attempt {answered} of {budget.max_attempts}" if cause is Cause.ANSWERED else "not an attempt"
+    return RetryDecision("pending", delay, answered, f"retry in {delay:.1f}s ({cause.value}, {counted})")

@@ -65,15 +65,20 @@ def test_transient_failure_schedules_a_retry_then_goes_dead() -> None:
     handler, _ = fake_hipoink(status=503)
     results = send(handler, 3, max_attempts=3, initial_delay=0.5, multiplier=2.0)
     assert {(r.log_status, r.state, r.delay) for r in results} == {("retry", "pending", 2.0)}
-    handler429, _ = fake_hipoink(status=429)
 
-    async def last_attempt() -> Any:
-        async with httpx.AsyncClient(transport=httpx.MockTransport(handler429)) as http:
+    async def last_attempt(status: int, answered: int) -> Any:
+        handler, _ = fake_hipoink(status=status)
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
             worker = Worker("postgresql://unused", HipoinkClient(http, "http://h"), WorkerConfig(max_attempts=3))
-            return await worker._send_group("001", [({"id": 1, "attempts": 3}, {"pc": "A", "pn": "a", "pp": "1"})])
+            item = {"id": 1, "attempts": 3, "answered_errors": answered}
+            return await worker._send_group("001", [(item, {"pc": "A", "pn": "a", "pp": "1"})])
 
-    (result,) = asyncio.run(last_attempt())
-    assert (result.log_status, result.state, result.http_status) == ("dead", "dead", 429)
+    # issue 11: a 500 Hipoink answered is an attempt (the third one spends MAX_RETRY_ATTEMPTS) ...
+    (result,) = asyncio.run(last_attempt(500, answered=2))
+    assert (result.log_status, result.state, result.http_status) == ("dead", "dead", 500)
+    # ... a 429 is not: its Retry-After is honoured, whatever the attempt count
+    (result,) = asyncio.run(last_attempt(429, answered=2))
+    assert (result.log_status, result.state, result.http_status, result.delay) == ("retry", "pending", 429, 2.0)
 
 
 def test_single_mode_uses_product_create() -> None:
