@@ -63,13 +63,15 @@ install_tools() {
 # A Debian bookworm image made with mmdebstrap from Debian's packages; the tarball is cached.
 debian_image() {
     local image=$1 tar=$2 include=$3
+    local partial=${tar%.tar}.partial.tar  # mmdebstrap picks its output format by the name's ending
     pm image exists "$image" && return 0
-    if [ ! -s "$tar" ]; then
+    if [ ! -f "$tar" ]; then
         say "mmdebstrap $include -> $tar"
+        rm -rf "$partial" "$tar"
         mmdebstrap --variant=minbase --include="$include" \
             --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
-            bookworm "$tar.tmp" >>"$LOG" 2>&1 || { rm -f "$tar.tmp"; return 1; }
-        mv "$tar.tmp" "$tar"
+            bookworm "$partial" >>"$LOG" 2>&1 || { rm -rf "$partial"; return 1; }
+        mv "$partial" "$tar"
     fi
     pm import "$tar" "$image" >>"$LOG" 2>&1
 }
