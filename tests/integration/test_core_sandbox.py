@@ -82,3 +82,28 @@ def test_sandbox_sigint_stops_within_seconds(tmp_path: Path) -> None:
     proc.communicate(timeout=20)
     assert proc.returncode == 0
     assert time.monotonic() - started < 10
+
+
+def test_sandbox_binds_host_and_hands_clients_the_public_host(tmp_path: Path) -> None:
+    """In a container the sandbox binds 0.0.0.0 and its clients call it by the compose service name."""
+    config = tmp_path / "sb" / "storeflow.toml"
+    proc = _start(
+        ["--only", "hipoink,tumbledry", "--port-base", "0", "--host", "127.0.0.2", "--public-host", "sandbox.test",
+         "--write-config", str(config)],
+        tmp_path,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        urls = json.loads(proc.stdout.readline())
+        ports = {name: int(url.rsplit(":", 1)[1]) for name, url in urls.items()}
+        assert urls == {name: f"http://sandbox.test:{port}" for name, port in ports.items()}
+        assert httpx.get(f"http://127.0.0.2:{ports['hipoink']}/_sandbox/health").json()["ok"] is True
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{ports['hipoink']}/_sandbox/health")
+        env_text = (config.parent / ".env").read_text()
+        assert f"HIPOINK_API_BASE_URL=http://sandbox.test:{ports['hipoink']}\n" in env_text
+        assert f'td_base_url = "http://sandbox.test:{ports["tumbledry"]}"' in config.read_text()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err

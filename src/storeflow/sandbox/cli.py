@@ -34,27 +34,33 @@ def up(
         int, typer.Option(help="First port; simulators take consecutive ports (0 = any free ports).")
     ] = 18000,
     seed: Annotated[int, typer.Option(help="Seed of the deterministic data.")] = 0,
+    host: Annotated[str, typer.Option(help="Address to bind (0.0.0.0 in a container).")] = "127.0.0.1",
+    public_host: Annotated[
+        str | None, typer.Option(help="Host name clients reach the simulators by (default: --host).")
+    ] = None,
     write_config: Annotated[
         Path | None,
         typer.Option(help="Write a storeflow TOML here (and a .env beside it) pointing every client at the sandbox."),
     ] = None,
 ) -> None:
-    """Run simulators on 127.0.0.1 until SIGINT/SIGTERM; print {name: base_url} as one JSON line when ready."""
+    """Run simulators on --host until SIGINT/SIGTERM; print {name: base_url} as one JSON line when ready."""
     _ = get_context(ctx).settings  # logging set up, config validated
-    host = SandboxHost(parse_only(only, SIMULATORS), port_base=port_base, seed=seed)
-    host.bind()
+    sandbox = SandboxHost(
+        parse_only(only, SIMULATORS), port_base=port_base, seed=seed, host=host, public_host=public_host
+    )
+    sandbox.bind()
     if write_config is not None:
-        host.write_config(write_config)
+        sandbox.write_config(write_config)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, host.request_stop)
-        serving = asyncio.ensure_future(host.serve())
-        while not host._ready.is_set() and not serving.done():
+            loop.add_signal_handler(sig, sandbox.request_stop)
+        serving = asyncio.ensure_future(sandbox.serve())
+        while not sandbox._ready.is_set() and not serving.done():
             await asyncio.sleep(0.01)
         if not serving.done():
-            typer.echo(json.dumps(host.urls), nl=True)
+            typer.echo(json.dumps(sandbox.urls), nl=True)
         with contextlib.suppress(asyncio.CancelledError):
             await serving
 

@@ -1,4 +1,4 @@
-"""Runs simulators in one process on 127.0.0.1, each on its own port.
+"""Runs simulators in one process on 127.0.0.1 (or a given address), each on its own port.
 
 Used by ``storeflow sandbox up`` (foreground, until SIGINT/SIGTERM), by
 ``storeflow demo`` and by the tests (`SandboxHost.start_in_thread`).
@@ -27,17 +27,17 @@ log = get_logger("sandbox")
 HOST = "127.0.0.1"
 
 
-def bind_port(port: int, name: str) -> socket.socket:
-    """A listening socket on 127.0.0.1:port (0 = any free port), or a clear error."""
+def bind_port(port: int, name: str, host: str = HOST) -> socket.socket:
+    """A listening socket on host:port (default 127.0.0.1; port 0 = any free port), or a clear error."""
     # proto IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets that say so (else 40 ms delayed-ACK stalls)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((HOST, port))
+        sock.bind((host, port))
     except OSError as exc:
         sock.close()
         raise UnavailableError(
-            f"port {port} on {HOST} (simulator {name}) is in use: {exc.strerror}. "
+            f"port {port} on {host} (simulator {name}) is in use: {exc.strerror}. "
             "Stop what uses it or pick another --port-base."
         ) from exc
     sock.listen(2048)
@@ -50,6 +50,7 @@ class RunningSim:
     sim: Simulator
     sock: socket.socket
     server: uvicorn.Server | None = None
+    public_host: str = HOST
 
     @property
     def port(self) -> int:
@@ -58,7 +59,7 @@ class RunningSim:
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return f"http://{self.public_host}:{self.port}"
 
 
 @dataclass
@@ -68,6 +69,9 @@ class SandboxHost:
     names: list[str]
     port_base: int = 18000
     seed: int = 0
+    # a container binds 0.0.0.0 and hands its clients the name they reach it by (compose: the service name)
+    host: str = HOST
+    public_host: str | None = None
     sims: dict[str, RunningSim] = field(default_factory=dict)
     _thread: threading.Thread | None = None
     _loop: asyncio.AbstractEventLoop | None = None
@@ -84,9 +88,9 @@ class SandboxHost:
         try:
             for index, name in enumerate(self.names):
                 port = self.port_base + index if self.port_base else 0
-                sock = bind_port(port, name)
+                sock = bind_port(port, name, self.host)
                 sim = simulator_class(name)(seed=self.seed)
-                self.sims[name] = RunningSim(sim, sock)
+                self.sims[name] = RunningSim(sim, sock, public_host=self.public_host or self.host)
                 sim.base_url = self.sims[name].url
         except BaseException:
             for running in self.sims.values():
