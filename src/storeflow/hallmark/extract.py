@@ -150,8 +150,8 @@ class Extractor:
                     self._finish(summary, "ok", None)
                     return summary
                 await self._fetch_all(client, run_id, params, request, summary)
-                status = "ok" if summary.failed == 0 else "failed"
-                self._finish(summary, status, summary.failures[-1][1] if summary.failures else None)
+                # the run's status follows its items' tally, which _finish reads
+                self._finish(summary, None, summary.failures[-1][1] if summary.failures else None)
             except RateLimitStop as exc:
                 self._finish(summary, "stopped", str(exc))
                 raise RateLimitStop(
@@ -189,9 +189,11 @@ class Extractor:
             log.info("run %s: %s %s", run_id, request.kind, params, event="run")
             return run_id, request.kind, request.kind not in BULK_KINDS, params
 
-    def _finish(self, summary: RunSummary, status: str, error: str | None) -> None:
+    def _finish(self, summary: RunSummary, status: str | None, error: str | None) -> None:
+        """Record the run's end; ``status`` None: "failed" when any item failed, else "ok"."""
         with self.db.transaction() as conn:
             tally = runs.counts(conn, summary.run_id)
+            status = status or ("failed" if tally["failed"] else "ok")
             runs.finish(conn, summary.run_id, status, tally, error, self._portal_figures())
         summary.status = status
         summary.downloaded, summary.skipped, summary.failed = tally["downloaded"], tally["skipped"], tally["failed"]

@@ -50,3 +50,7 @@ def test_traversal_ids_from_the_portal_fail_their_record_and_write_nothing_outsi
     assert set(errors) == {bad, ESCAPING_ORDER}
     assert "customerId '/../../../../customer-escape' cannot be used in a file name" in errors[bad]
     assert "orderId 'x/../../../../../order-escape' cannot be used in a file name" in errors[ESCAPING_ORDER]
+    # a run with failed records is stored as failed (it used to read the tally before counting it: "ok")
+    run = conn.execute("SELECT status, failed FROM hallmark_runs").fetchone()
+    audit = conn.execute("SELECT status FROM pipeline_runs WHERE pipeline = 'hallmark'").fetchone()
+    assert (summary.status, run["status"], run["failed"], audit["status"]) == ("failed", "failed", 2, "failed")
