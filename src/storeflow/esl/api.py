@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from storeflow import __version__
 from storeflow.db.connect import Database
+from storeflow.db.pool import is_connection_lost
 from storeflow.esl.models import (
     GET_MAPPING,
     INSERT_MAPPING,
@@ -67,7 +68,8 @@ class Ingester:
     Each delivery still gets its own inbox row and queue items and is acknowledged only after the
     transaction holding them commits; deliveries that arrive together share one statement, one
     commit and one round trip, which is what lets the receiver keep up with bursts. A batch that
-    fails (two batches racing on the same delivery, say) is retried one delivery per transaction.
+    fails (two batches racing on the same delivery, say) is retried one delivery per transaction, unless
+    the database itself is gone: then every delivery of the batch fails at once (503).
     """
 
     def __init__(self, pool: AsyncConnectionPool, max_batch: int = 64, lanes: int = 3) -> None:
@@ -93,9 +95,11 @@ class Ingester:
             try:
                 rows = await self._run([d for d, _ in batch])
             except Exception as exc:
-                if len(batch) == 1:
-                    if not batch[0][1].done():
-                        batch[0][1].set_exception(exc)
+                if len(batch) == 1 or is_connection_lost(exc):
+                    # the database is gone: one at a time would only fail again, later (Shopify waits 5 s)
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
                 else:
                     for item in batch:
                         await self._run_one(item)
@@ -131,6 +135,27 @@ class Ingester:
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+class EveryFewSeconds:
+    """One log line per ``seconds`` for a repeated failure (a database outage would write one per webhook)."""
+
+    def __init__(self, seconds: float = 5.0) -> None:
+        self.seconds = seconds
+        self._last = -float("inf")
+        self._suppressed = 0
+
+    def take(self, now: float | None = None) -> int | None:
+        """The number of lines skipped since the last one when a line may be written now, else None."""
+        now = time.monotonic() if now is None else now
+        if now - self._last < self.seconds:
+            self._suppressed += 1
+            return None
+        self._last, skipped, self._suppressed = now, self._suppressed, 0
+        return skipped
+
+
+_not_stored_log = EveryFewSeconds()
 
 
 class Notifier:
@@ -236,7 +261,7 @@ async def health(request: Request) -> JSONResponse:
     """Service health: the database answers."""
     try:
         pool = await get_pool(request)
-        async with pool.connection(timeout=3) as conn:
+        async with pool.connection() as conn:  # the pool's own short wait (DB_POOL_TIMEOUT_SECONDS)
             await conn.execute("SELECT 1")
     except Exception as exc:
         return JSONResponse({"status": "degraded", "database": f"unreachable: {type(exc).__name__}"}, 503)
@@ -382,7 +407,9 @@ async def handle_webhook(
         row = await _ingest(state, prepared)
     except Exception as exc:
         # not committed: answer 503 so Shopify delivers it again
-        log.error("webhook %s from %r not stored: %s", prepared.topic, shop, exc, event="webhook")
+        if (suppressed := _not_stored_log.take()) is not None:
+            more = f" ({suppressed} more not stored since the last such line)" if suppressed else ""
+            log.error("webhook %s from %r not stored: %s%s", prepared.topic, shop, exc, more, event="webhook")
         return 503, {"ok": False, "error": "temporarily unavailable"}
     if row["enqueued"]:
         state.esl_notifier.poke()
