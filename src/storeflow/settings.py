@@ -86,10 +86,25 @@ class HallmarkConfig(BaseModel):
     pingone_url: str | None = None
 
 
+class ShopifyShop(BaseModel):
+    """Shopify Admin API access for one mapped shop (reconciliation, webhook subscriptions)."""
+
+    shop: str
+    admin_token_env: str  # the env var holding the shop's Admin API access token
+    admin_api_base_url: str | None = None  # default https://{shop}; the sandbox points it at its simulator
+    api_version: str | None = None  # default [esl] shopify_api_version
+    callback_base_url: str | None = None  # public base URL Shopify delivers to (default APP_BASE_URL)
+    inactive_products: Literal["remove", "keep"] = "remove"  # ARCHIVED / DRAFT products on labels
+
+
 class EslConfig(BaseModel):
     lease_seconds: float = Field(default=60.0, gt=0)
     bind_host: str = "127.0.0.1"
     port: int = 8000
+    # reconciliation and webhook subscriptions (issue 13)
+    shopify_api_version: str = Field(default="2026-10", pattern=r"^\d{4}-\d{2}$")
+    reconcile_overlap_seconds: float = Field(default=300.0, ge=0)
+    shops: list[ShopifyShop] = Field(default_factory=list)
 
 
 class DashboardConfig(BaseModel):
@@ -220,6 +235,7 @@ class Settings(BaseSettings):
             pw = self.env_value(store.password_env)
             if pw:
                 found.append(pw)
+        found += [self.env_value(shop.admin_token_env) or "" for shop in self.config.esl.shops]
         return [v for v in found if v and len(v) >= 4]
 
     def env_value(self, name: str) -> str | None:
