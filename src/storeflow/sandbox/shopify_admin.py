@@ -26,6 +26,7 @@ Control (``/_sandbox/...``): ``POST shops`` (create/reset a shop: products, scop
 from __future__ import annotations
 
 import base64
+import bisect
 import hashlib
 import json
 import random
@@ -148,8 +149,11 @@ class Shop:
     bulk_ops: dict[int, BulkOp] = field(default_factory=dict)
     bulk_fail_next: str | None = None
     bulk_objects_per_second: float = 200_000.0
+    bulk_min_seconds: float = 0.5
     removed_subscriptions: list[dict[str, Any]] = field(default_factory=list)
     nodes: dict[int, dict[str, Any]] = field(default_factory=dict)  # GraphQL view, rebuilt on change
+    sorted: dict[str, tuple[int, list[Any], list[Any]]] = field(default_factory=dict)
+    version: int = 0  # bumped by every change of the catalogue
     throttled: int = 0
     mutations: int = 0
     queries: int = 0
@@ -175,6 +179,7 @@ class ShopSpec(BaseModel):
     bucket_size: float = Field(default=2000.0, gt=0)
     restore_rate: float = Field(default=100.0, gt=0)
     bulk_objects_per_second: float = Field(default=200_000.0, gt=0)
+    bulk_min_seconds: float = Field(default=0.5, ge=0, description="shortest run of a bulk operation")
 
 
 class MutateSpec(BaseModel):
@@ -527,11 +532,13 @@ class Execution:
     # QueryRoot
     def r_QueryRoot_products(self, _: Any, args: dict[str, Any]) -> Conn:
         self.require("read_products", "products")
-        products = [self.sim.product_node(self.shop, p) for p in self.shop.live()]
-        products = self.search(products, args.get("query"))
         sort = args.get("sortKey") or "ID"
         key = _sort_key(sort)
-        return _paginate("Product", products, key, args)
+        ordered = self.sim.sorted_products(self.shop, sort)
+        if args.get("query"):
+            products = self.search(ordered[0], args.get("query"))
+            return _paginate("Product", products, key, args, (products, [key(n) for n in products]))
+        return _paginate("Product", ordered[0], key, args, ordered)
 
     def r_QueryRoot_productVariants(self, _: Any, args: dict[str, Any]) -> Conn:
         self.require("read_products", "productVariants")
@@ -675,24 +682,38 @@ def _sort_key(name: str) -> Callable[[dict[str, Any]], Any]:
     return lambda n: _gid_number(n["id"])
 
 
-def _paginate(node_type: str, nodes: list[Any], key: Callable[[Any], Any], args: dict[str, Any]) -> Conn:
+def _paginate(
+    node_type: str,
+    nodes: list[Any],
+    key: Callable[[Any], Any],
+    args: dict[str, Any],
+    ordered: tuple[list[Any], list[Any]] | None = None,
+) -> Conn:
+    """A page of ``nodes`` in ``key`` order (``ordered``: the nodes and keys already sorted)."""
     first, last = args.get("first"), args.get("last")
     size = first if first is not None else last
     if not isinstance(size, int) or size < 0 or size > 250:
         raise GqlError("The first and last arguments must be between 0 and 250", "BAD_REQUEST")
-    ordered = sorted(nodes, key=key, reverse=bool(args.get("reverse")))
-    keys = [key(n) for n in ordered]
+    reverse = bool(args.get("reverse"))
+    if ordered is None:
+        items = sorted(nodes, key=key)
+        keys = [key(n) for n in items]
+    else:
+        items, keys = ordered
+    if reverse:
+        items, keys = items[::-1], keys[::-1]
     start = 0
     if args.get("after"):
         after = _uncursor(args["after"])
         after = tuple(after) if isinstance(after, list) else after
-        start = next((i + 1 for i, k in enumerate(keys) if k == after), len(keys))
-        if not any(k == after for k in keys):
-            # the cursor's node is gone (deleted or changed): continue after its sort position
-            start = sum(1 for k in keys if (k < after if not args.get("reverse") else k > after))
-    page = ordered[start : start + size]
+        # past the cursor's sort position (the node itself may have changed or gone since)
+        if reverse:
+            start = len(keys) - bisect.bisect_left(keys[::-1], after)
+        else:
+            start = bisect.bisect_right(keys, after)
+    page = items[start : start + size]
     cursors = [_cursor(list(k) if isinstance(k, tuple) else k) for k in keys[start : start + size]]
-    return Conn(node_type, page, cursors, start + size < len(ordered), start > 0)
+    return Conn(node_type, page, cursors, start + size < len(items), start > 0)
 
 
 # ---------------------------------------------------------------- the simulator
@@ -720,6 +741,7 @@ class ShopifyAdminSimulator(Simulator):
             scopes=list(spec.scopes),
             bucket=Bucket(spec.bucket_size, spec.restore_rate, spec.bucket_size),
             bulk_objects_per_second=spec.bulk_objects_per_second,
+            bulk_min_seconds=spec.bulk_min_seconds,
         )
         for index in range(spec.products):
             product = make_product(seed, index)
@@ -791,6 +813,16 @@ class ShopifyAdminSimulator(Simulator):
         node["_variants"] = variants
         shop.nodes[pid] = node
         return node
+
+    def sorted_products(self, shop: Shop, sort: str) -> tuple[list[Any], list[Any]]:
+        """The live products' nodes and keys in ``sort`` order (cached until the catalogue changes)."""
+        cached = shop.sorted.get(sort)
+        if cached is not None and cached[0] == shop.version:
+            return cached[1], cached[2]
+        key = _sort_key(sort)
+        nodes = sorted((self.product_node(shop, p) for p in shop.live()), key=key)
+        shop.sorted[sort] = (shop.version, nodes, [key(n) for n in nodes])
+        return nodes, shop.sorted[sort][2]
 
     def truth(self, params: dict[str, str]) -> dict[str, Any]:
         shop = self.shops.get((params.get("shop") or DEFAULT_SHOP).lower())
@@ -895,6 +927,7 @@ class ShopifyAdminSimulator(Simulator):
                 shop.touch(pid, now)
             for pid in deleted:
                 shop.nodes.pop(pid, None)
+            shop.version += 1
         return {
             "ok": True,
             "changed": [str(p) for p in sorted(changed)],
@@ -951,7 +984,7 @@ class ShopifyAdminSimulator(Simulator):
         with self.lock:
             op_id = self.next_id
             self.next_id += 1
-        seconds = max(0.05, objects / shop.bulk_objects_per_second)
+        seconds = max(shop.bulk_min_seconds, objects / shop.bulk_objects_per_second)
         op = BulkOp(op_id, query, ex.now, ex.now + seconds, lines, objects, root_count, shop.bulk_fail_next)
         shop.bulk_fail_next = None
         shop.bulk_ops[op_id] = op
