@@ -355,3 +355,38 @@ def _finish(conn: Any, client: AdminClient, result: RunResult, started: float, d
         result.skipped_newer,
         event="reconcile",
     )
+
+
+_OVERVIEW = """
+SELECT m.source_store_id AS shop, m.hipoink_store_code AS store,
+       (SELECT max(w.received_at) FROM webhook_inbox w
+         WHERE w.shop_domain = m.source_store_id AND NOT (w.headers ? %(source)s)) AS last_webhook_at,
+       c.checked_at AS subscriptions_checked_at, c.expected AS subscriptions_expected,
+       c.present AS subscriptions_present, c.missing AS subscriptions_missing,
+       r.id AS last_run_id, r.mode AS last_run_mode, r.status AS last_run_status, r.finished_at AS last_run_at,
+       r.created AS last_run_created, r.updated AS last_run_updated, r.deleted AS last_run_deleted,
+       r.unchanged AS last_run_unchanged, r.error AS last_run_error
+  FROM store_mappings m
+  LEFT JOIN LATERAL (SELECT * FROM webhook_subscription_checks k WHERE k.shop_domain = m.source_store_id
+                      ORDER BY k.id DESC LIMIT 1) c ON true
+  LEFT JOIN LATERAL (SELECT * FROM reconcile_runs x WHERE x.shop_domain = m.source_store_id
+                      ORDER BY x.id DESC LIMIT 1) r ON true
+ WHERE m.source_system = 'shopify' AND m.is_active
+ ORDER BY m.source_store_id
+"""
+
+
+def shop_overview(conn: Any) -> list[dict[str, Any]]:
+    """Per active shop, for the dashboard's ESL page: subscriptions OK/missing, last webhook, last
+    reconciliation with its counts, and its drift (non-zero: webhooks were lost)."""
+    out = []
+    for row in conn.execute(_OVERVIEW, {"source": SOURCE_HEADER}).fetchall():
+        item = dict(row)
+        if item["subscriptions_checked_at"] is None:
+            item["subscriptions"] = "unknown"
+        else:
+            item["subscriptions"] = "ok" if not item["subscriptions_missing"] else "missing"
+        counts = (item["last_run_created"], item["last_run_updated"], item["last_run_deleted"])
+        item["drift"] = sum(counts) if item["last_run_id"] is not None else None
+        out.append(item)
+    return out

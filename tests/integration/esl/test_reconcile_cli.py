@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from storeflow.doctor import shopify_scope_checks
+from storeflow.esl.reconcile_run import shop_overview
 from storeflow.settings import load_settings
 
 from .conftest import SHOP
@@ -125,6 +126,11 @@ def test_check_recreates_a_removed_subscription_with_one_alert_and_reconciles(
     assert checks[2]["missing"] == ["PRODUCTS_UPDATE"] and checks[2]["reconcile_run_id"] is not None
     runs = rows(admin.esl, "SELECT trigger, mode FROM reconcile_runs")
     assert runs == [{"trigger": "subscriptions-check", "mode": "incremental"}]
+
+    with admin.esl.connect() as conn:
+        [overview] = shop_overview(conn)
+    assert overview["shop"] == SHOP and overview["subscriptions"] == "ok" and overview["drift"] >= 3
+    assert overview["last_webhook_at"] is not None and overview["last_run_status"] == "succeeded"
 
 
 def test_prune_deletes_our_topics_pointing_elsewhere(admin: Admin, tmp_path: Path) -> None:
