@@ -153,6 +153,16 @@ def error_codes(errors: Any) -> tuple[str, ...]:
     return tuple(codes)
 
 
+def page_size(throttle: Throttle | None, now: float, per_item: int, largest: int, smallest: int = 10) -> int:
+    """Items per page: as many as the bucket holds points for now (Shopify charges the requested
+    cost up front and refunds the unused part), between ``smallest`` and ``largest``; below
+    ``smallest`` the request waits for the bucket instead of crawling in tiny pages."""
+    if throttle is None:
+        return largest
+    fits = int((throttle.available_at(now) - 2) // max(1, per_item))
+    return max(min(smallest, largest), min(largest, fits))
+
+
 def bulk_poll_interval(attempt: int, base: float = 0.2, cap: float = 5.0) -> float:
     """Wait before poll ``attempt`` (0-based) of a running bulk operation."""
     return min(cap, base * (1.5**attempt))
@@ -194,11 +204,14 @@ class AdminClient:
             self.stats.waited_seconds += seconds
             self.sleep(seconds)
 
-    def query(self, document: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Run ``document``; returns ``data``. THROTTLED, 429 and 5xx wait and retry; other errors raise."""
+    def query(self, document: str, variables: dict[str, Any] | None = None, cost: int | None = None) -> dict[str, Any]:
+        """Run ``document``; returns ``data``. THROTTLED, 429 and 5xx wait and retry; other errors raise.
+
+        ``cost``: the requested cost when the caller knows it (else the document's last one).
+        """
         shop = self.config.shop
         for attempt in range(self.max_attempts):
-            expected = self._costs.get(document, 50)
+            expected = cost if cost is not None else self._costs.get(document, 50)
             self._wait(pace_wait(self.throttle, expected, self.clock()))
             try:
                 response = self.http.post(
@@ -231,12 +244,13 @@ class AdminClient:
             now = self.clock()
             extensions = body.get("extensions") or {}
             self.throttle = throttle_from(extensions, now) or self.throttle
-            cost = extensions.get("cost") if isinstance(extensions, dict) else None
-            if isinstance(cost, dict):
-                if isinstance(cost.get("requestedQueryCost"), int):
-                    self._costs[document] = cost["requestedQueryCost"]
-                if isinstance(cost.get("actualQueryCost"), int):
-                    self.stats.cost_used += cost["actualQueryCost"]
+            spent = extensions.get("cost") if isinstance(extensions, dict) else None
+            if isinstance(spent, dict):
+                if isinstance(spent.get("requestedQueryCost"), int):
+                    self._costs[document] = spent["requestedQueryCost"]
+                    cost = spent["requestedQueryCost"]  # a THROTTLED retry waits for this much
+                if isinstance(spent.get("actualQueryCost"), int):
+                    self.stats.cost_used += spent["actualQueryCost"]
             codes = error_codes(body.get("errors"))
             if "THROTTLED" in codes:
                 # the wait happens at the top of the loop: pace_wait for the cost Shopify just asked
@@ -261,15 +275,17 @@ class AdminClient:
         return [s["handle"] for s in data["currentAppInstallation"]["accessScopes"]]
 
     # -- products
-    def product_pages(self, query: str | None, variants_per_product: int = 20) -> Iterator[list[dict[str, Any]]]:
+    def product_pages(self, query: str | None, variants_per_product: int = 5) -> Iterator[list[dict[str, Any]]]:
         """Pages of products (sorted by updatedAt) with all their variants; ``query`` is Shopify search
-        syntax such as ``updated_at:>'2026-01-05T09:00:00Z'``."""
+        syntax such as ``updated_at:>'2026-01-05T09:00:00Z'``. Each page is as large as the bucket
+        can pay for now (see `page_size`); a product with more variants gets the rest by `product(id:)`."""
         per_product = 1 + 1 + 2 + variants_per_product * 3  # node, featuredImage, connection, variants
-        first = max(1, min(250, (MAX_QUERY_COST - 2) // per_product))
+        largest = max(1, min(250, (MAX_QUERY_COST - 2) // per_product))
         document = PRODUCTS_PAGE.replace("VARIANTS_FIRST", str(variants_per_product))
         after: str | None = None
         while True:
-            data = self.query(document, {"first": first, "after": after, "query": query})
+            first = page_size(self.throttle, self.clock(), per_product, largest)
+            data = self.query(document, {"first": first, "after": after, "query": query}, cost=2 + first * per_product)
             page = data["products"]
             nodes = [edge["node"] for edge in page["edges"]]
             for node in nodes:

@@ -747,6 +747,8 @@ class ShopifyAdminSimulator(Simulator):
             product = make_product(seed, index)
             shop.products[product["id"]] = product
             shop.updated[product["id"]] = _rest_time(product["updated_at"])
+        for product in shop.products.values():  # build the GraphQL view now, not in the first query
+            self.product_node(shop, product)
         with self.lock:
             self.shops[domain] = shop
         return shop

@@ -17,6 +17,7 @@ from storeflow.esl.admin import (
     bulk_poll_interval,
     error_codes,
     pace_wait,
+    page_size,
     throttle_from,
 )
 from storeflow.esl.reconcile import (
@@ -290,3 +291,18 @@ def test_client_errors_name_the_shop_not_the_token() -> None:
         AdminClient(http, _config()).query("{ shop { name } }")
     assert "s.myshopify.com" in str(caught.value) and "shpat_secret" not in str(caught.value)
     assert "shpat_secret" not in repr(_config())
+
+
+@pytest.mark.parametrize(
+    ("available", "elapsed", "expected"),
+    [
+        (None, 0, 52),  # nothing known yet: the largest page
+        (2000, 0, 52),
+        (500, 0, 26),  # (500 - 2) // 19
+        (100, 0, 10),  # below the smallest page: wait for 10 rather than crawl
+        (100, 3, 20),  # 3 s restored 300 points: (400 - 2) // 19
+    ],
+)
+def test_page_size_table(available: float | None, elapsed: float, expected: int) -> None:
+    throttle = None if available is None else Throttle(2000, available, 100, at=0)
+    assert page_size(throttle, elapsed, per_item=19, largest=52) == expected
