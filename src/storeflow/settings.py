@@ -428,4 +428,8 @@ def describe(settings: Settings) -> list[tuple[str, str, str]]:
     rows.append(("[hallmark] default_customer_ids", ",".join(cfg.hallmark.default_customer_ids) or "(none)", src))
     rows.append(("[hallmark] stores", str(len(cfg.hallmark.stores)), src))
     rows.append(("[esl] lease_seconds", str(cfg.esl.lease_seconds), src))
+    for shop in cfg.esl.shops:  # reconciliation and subscriptions (issue 13)
+        token = SECRET_MARK if settings.env_value(shop.admin_token_env) else "(unset)"
+        version = shop.api_version or cfg.esl.shopify_api_version
+        rows.append((f"[esl] shop {shop.shop}", f"{shop.admin_token_env}={token} api {version}", src))
     return rows

@@ -153,7 +153,7 @@ def error_codes(errors: Any) -> tuple[str, ...]:
     return tuple(codes)
 
 
-def page_size(throttle: Throttle | None, now: float, per_item: int, largest: int, smallest: int = 10) -> int:
+def page_size(throttle: Throttle | None, now: float, per_item: int, largest: int, smallest: int = 5) -> int:
     """Items per page: as many as the bucket holds points for now (Shopify charges the requested
     cost up front and refunds the unused part), between ``smallest`` and ``largest``; below
     ``smallest`` the request waits for the bucket instead of crawling in tiny pages."""

@@ -82,6 +82,7 @@ class RunResult:
     requests: int = 0
     cost_used: int = 0
     throttled_retries: int = 0
+    waited_seconds: float = 0.0  # pacing for the bucket (not stored)
     seconds: float = 0.0
     status: str = "succeeded"
     error: str | None = None
@@ -340,6 +341,7 @@ def _finish(conn: Any, client: AdminClient, result: RunResult, started: float, d
     result.requests = client.stats.requests
     result.cost_used = client.stats.cost_used
     result.throttled_retries = client.stats.throttled_retries
+    result.waited_seconds = round(client.stats.waited_seconds, 3)
     result.seconds = round(time.monotonic() - started, 3)
     if not dry_run and result.run_id is not None:
         _finish_run(conn, result)

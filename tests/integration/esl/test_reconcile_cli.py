@@ -39,6 +39,7 @@ def write_config(tmp_path: Path, admin: Admin) -> Path:
 
 
 def cli(tmp_path: Path, admin: Admin, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`storeflow esl ARGS` (or `storeflow ARGS` when the first one is ``--top``)."""
     base = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "DATABASE_URL": admin.esl.db_url,
@@ -49,8 +50,9 @@ def cli(tmp_path: Path, admin: Admin, *args: str, **env: str) -> subprocess.Comp
         TOKEN_ENV: admin.token,
         "COLUMNS": "200",
     }
+    command = list(args[1:]) if args and args[0] == "--top" else ["esl", *args]
     return subprocess.run(
-        [sys.executable, "-m", "storeflow", "esl", *args],
+        [sys.executable, "-m", "storeflow", *command],
         env={**base, **env},
         cwd=tmp_path,
         capture_output=True,
@@ -74,9 +76,12 @@ def test_reconcile_cli_dry_run_then_for_real_and_the_token_never_logged(admin: A
     assert cli(tmp_path, admin, "reconcile", "--shop", "nope.myshopify.com").returncode == 2
     bad = cli(tmp_path, admin, "reconcile", "--shop", SHOP, **{TOKEN_ENV: "shpat_wrong"})
     assert bad.returncode == 1 and "refused the access token" in bad.stdout + bad.stderr
+    shown = cli(tmp_path, admin, "--top", "config", "show")
+    assert shown.returncode == 0, shown.stderr
+    assert f"{TOKEN_ENV}=********" in shown.stdout
     logged = "".join(p.read_text(errors="replace") for p in (tmp_path / "logs").rglob("*") if p.is_file())
     assert "reconciliation" in logged
-    for output in (logged, dry.stdout, dry.stderr, real.stdout, real.stderr, bad.stdout, bad.stderr):
+    for output in (logged, dry.stdout, dry.stderr, real.stdout, real.stderr, bad.stdout, bad.stderr, shown.stdout):
         assert admin.token not in output and "shpat_wrong" not in output
 
 

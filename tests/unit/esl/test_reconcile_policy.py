@@ -299,7 +299,7 @@ def test_client_errors_name_the_shop_not_the_token() -> None:
         (None, 0, 52),  # nothing known yet: the largest page
         (2000, 0, 52),
         (500, 0, 26),  # (500 - 2) // 19
-        (100, 0, 10),  # below the smallest page: wait for 10 rather than crawl
+        (60, 0, 5),  # below the smallest page: wait for 5 rather than crawl
         (100, 3, 20),  # 3 s restored 300 points: (400 - 2) // 19
     ],
 )
