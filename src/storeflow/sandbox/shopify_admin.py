@@ -155,7 +155,6 @@ class Shop:
     sorted: dict[str, tuple[int, list[Any], list[Any]]] = field(default_factory=dict)
     version: int = 0  # bumped by every change of the catalogue
     throttled: int = 0
-    mutations: int = 0
     queries: int = 0
     cost_used: int = 0
     last_stamp: float = 0.0
@@ -728,6 +727,7 @@ class ShopifyAdminSimulator(Simulator):
         self.shops: dict[str, Shop] = {}
         self.lock = threading.RLock()
         self.next_id = 1
+        self.mutations = 0
         self.create_shop(ShopSpec(shop=DEFAULT_SHOP, seed=seed))
 
     # -- state
@@ -888,8 +888,9 @@ class ShopifyAdminSimulator(Simulator):
         shop = self._shop(spec.shop)
         now = time.time()
         changed: set[int] = set()
-        shop.mutations += 1
-        rng = random.Random(f"{shop.seed}-{shop.mutations}")
+        # one counter for the simulator: a shop reset and changed again gets other changes
+        self.mutations += 1
+        rng = random.Random(f"{shop.seed}-{self.mutations}")
         with self.lock:
             by_variant = {v["id"]: p for p in shop.live() for v in p.get("variants") or []}
             for vid, price in spec.prices.items():
