@@ -14,6 +14,7 @@ import pytest
 
 from storeflow.doctor import shopify_scope_checks
 from storeflow.esl.reconcile_run import shop_overview
+from storeflow.sandbox.shopify import make_product
 from storeflow.settings import load_settings
 
 from .conftest import SHOP
@@ -162,3 +163,24 @@ def test_doctor_names_a_missing_scope(admin: Admin, tmp_path: Path, monkeypatch:
     monkeypatch.setenv(TOKEN_ENV, "")
     [unset] = shopify_scope_checks(load_settings(config))
     assert unset.status == "fail" and TOKEN_ENV in unset.detail
+
+
+def test_sender_drop_applies_every_change_to_the_admin_simulator(admin: Admin, tmp_path: Path) -> None:
+    sent = subprocess.run(
+        [sys.executable, "-m", "storeflow", "sandbox", "shopify", "send", "--url", admin.esl.app_url,
+         "--secret", admin.esl.secret, "--topic", "products/update", "--count", str(PRODUCTS), "--shop", SHOP,
+         "--seed", str(SEED), "--drop", "0.25", "--admin-url", admin.url],
+        env={**os.environ, "LOG_DIRECTORY": str(tmp_path / "logs")},
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert sent.returncode == 0, sent.stderr
+    summary = json.loads(sent.stdout)
+    assert 0 < summary["dropped"] < PRODUCTS and summary["statuses"] == {"200": PRODUCTS - summary["dropped"]}
+    truth = httpx.get(f"{admin.url}/_sandbox/truth", params={"shop": SHOP}).json()
+    version1 = {str(v["id"]): v["price"] for i in range(PRODUCTS) for v in make_product(SEED, i, version=1)["variants"]}
+    assert {v["variant_id"]: v["price"] for v in truth["variants"]} == version1  # dropped ones too
+    assert rows(admin.esl, "SELECT count(*) AS n FROM webhook_inbox") == [{"n": PRODUCTS - summary["dropped"]}]
+    full = cli(tmp_path, admin, "reconcile", "--shop", SHOP, "--full", "--json")
+    assert json.loads(full.stdout)[0]["created"] > 0  # the dropped products reach the labels anyway
+    admin.esl.drain()
+    assert admin.labels() == admin.expected_labels()
