@@ -98,4 +98,37 @@ def run_checks(ctx: AppContext) -> list[Check]:
             checks.append(
                 Check(f"credentials {store.key}", "fail", f"set {', '.join(missing)} in the environment or .env")
             )
+    checks += shopify_scope_checks(settings)
+    return checks
+
+
+def shopify_scope_checks(settings: Settings) -> list[Check]:
+    """Per [[esl.shops]] entry: the token works and grants the scopes product webhooks need."""
+    import httpx
+
+    from storeflow.esl.admin import REQUIRED_SCOPES, AdminClient, AdminConfig, admin_shops
+
+    checks: list[Check] = []
+    for entry in admin_shops(settings):
+        name = f"shopify {entry.shop}"
+        try:
+            with httpx.Client(timeout=settings.REQUEST_TIMEOUT_SECONDS) as http:
+                granted = AdminClient(
+                    http, AdminConfig.from_settings(settings, entry.shop), max_attempts=3
+                ).access_scopes()
+        except StoreflowError as exc:
+            checks.append(Check(name, "fail", str(exc)))
+            continue
+        missing = [s for s in REQUIRED_SCOPES if s not in granted]
+        if missing:
+            checks.append(
+                Check(
+                    name,
+                    "fail",
+                    f"the app lacks access scope {', '.join(missing)}: product webhooks never arrive and "
+                    "reconciliation cannot read them; add it to the app's scopes and reinstall",
+                )
+            )
+        else:
+            checks.append(Check(name, "ok", f"scopes {', '.join(REQUIRED_SCOPES)} granted"))
     return checks

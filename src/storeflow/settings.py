@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, PrivateAttr, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from storeflow.errors import ConfigError
@@ -99,23 +99,43 @@ class HallmarkConfig(BaseModel):
     pingone_url: str | None = None
 
 
-# esl webhooks: a shop's own webhook secret, named by environment variable (issue 10)
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
 class EslShop(BaseModel):
-    """``[[esl.shops]]``: a shop whose webhooks verify only with its own secret."""
+    """``[[esl.shops]]``: one Shopify shop's own webhook secret and/or Admin API access, by env var name.
+
+    ``webhook_secret_env``: its webhooks verify only with that secret (docs/security.md).
+    ``admin_token_env``: reconciliation and webhook subscriptions through the Admin API (docs/esl.md).
+    """
 
     shop: str = Field(min_length=1, max_length=255, description="the shop domain, e.g. x.myshopify.com")
-    webhook_secret_env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    webhook_secret_env: str | None = Field(default=None, pattern=ENV_NAME)
+    admin_token_env: str | None = Field(default=None, pattern=ENV_NAME)  # the shop's Admin API access token
+    admin_api_base_url: str | None = None  # default https://{shop}; the sandbox points it at its simulator
+    api_version: str | None = None  # default [esl] shopify_api_version
+    callback_base_url: str | None = None  # public base URL Shopify delivers to (default APP_BASE_URL)
+    inactive_products: Literal["remove", "keep"] = "remove"  # ARCHIVED / DRAFT products on labels
 
     @field_validator("shop")
     @classmethod
     def _shop(cls, value: str) -> str:
         return value.strip().lower()
 
+    @model_validator(mode="after")
+    def _says_something(self) -> EslShop:
+        if not self.webhook_secret_env and not self.admin_token_env:
+            raise ValueError(f"shop {self.shop}: set webhook_secret_env, admin_token_env or both")
+        return self
+
 
 class EslConfig(BaseModel):
     lease_seconds: float = Field(default=60.0, gt=0)
     bind_host: str = "127.0.0.1"
     port: int = 8000
+    # reconciliation and webhook subscriptions (docs/esl.md)
+    shopify_api_version: str = Field(default="2026-10", pattern=r"^\d{4}-\d{2}$")
+    reconcile_overlap_seconds: float = Field(default=300.0, ge=0)
     shops: list[EslShop] = Field(default_factory=list)
 
     @field_validator("shops")
@@ -271,7 +291,8 @@ class Settings(BaseSettings):
             pw = self.env_value(store.password_env)
             if pw:
                 found.append(pw)
-        found += [self.env_value(shop.webhook_secret_env) or "" for shop in self.config.esl.shops]
+        for shop in self.config.esl.shops:
+            found += [self.env_value(name) or "" for name in (shop.webhook_secret_env, shop.admin_token_env) if name]
         return [v for v in found if v and len(v) >= 4]
 
     def env_value(self, name: str) -> str | None:
@@ -475,6 +496,11 @@ def describe(settings: Settings) -> list[tuple[str, str, str]]:
     rows.append(("[hallmark] stores", str(len(cfg.hallmark.stores)), src))
     rows.append(("[esl] lease_seconds", str(cfg.esl.lease_seconds), src))
     for shop in cfg.esl.shops:
-        secret = SECRET_MARK if settings.env_value(shop.webhook_secret_env) else "(unset)"
-        rows.append((f"[esl] {shop.shop} webhook secret", f"{shop.webhook_secret_env}={secret}", src))
+        if shop.webhook_secret_env:
+            secret = SECRET_MARK if settings.env_value(shop.webhook_secret_env) else "(unset)"
+            rows.append((f"[esl] {shop.shop} webhook secret", f"{shop.webhook_secret_env}={secret}", src))
+        if shop.admin_token_env:  # reconciliation and subscriptions
+            token = SECRET_MARK if settings.env_value(shop.admin_token_env) else "(unset)"
+            version = shop.api_version or cfg.esl.shopify_api_version
+            rows.append((f"[esl] shop {shop.shop}", f"{shop.admin_token_env}={token} api {version}", src))
     return rows

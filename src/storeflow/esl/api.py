@@ -362,6 +362,7 @@ class WebhookSecrets:
         per_shop = {
             s.shop: (s.webhook_secret_env, settings.env_value(s.webhook_secret_env) or "")
             for s in settings.config.esl.shops
+            if s.webhook_secret_env
         }
         return cls(default, per_shop)
 

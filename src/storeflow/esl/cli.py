@@ -328,3 +328,164 @@ def mappings_deactivate(
         conn.commit()
     assert row is not None
     _print_mappings([row])
+
+
+# ---------------------------------------------------------------- reconciliation and subscriptions (issue 13)
+
+subscriptions_app = typer.Typer(help="Shopify webhook subscriptions of the mapped shops.", no_args_is_help=True)
+app.add_typer(subscriptions_app, name="subscriptions")
+ShopOpt = Annotated[str, typer.Option("--shop", help="Shop domain from [[esl.shops]] in the TOML, or all.")]
+
+
+def _each_shop(ctx: typer.Context, shop: str) -> Any:
+    """(settings, shop domain, AdminClient) for every shop ``--shop`` names, with one HTTP client."""
+    import httpx
+
+    from storeflow.esl.admin import AdminClient, AdminConfig, shop_names
+
+    settings = get_context(ctx).settings
+    names = shop_names(settings, shop)
+    with httpx.Client(timeout=settings.REQUEST_TIMEOUT_SECONDS) as http:
+        for name in names:
+            yield settings, name, AdminClient(http, AdminConfig.from_settings(settings, name))
+
+
+@app.command()
+def reconcile(
+    ctx: typer.Context,
+    shop: ShopOpt,
+    full: Annotated[
+        bool, typer.Option("--full", help="List every product (a bulk operation); finds deletions.")
+    ] = False,
+    since: Annotated[
+        str | None, typer.Option(help="Incremental from this ISO time (default: last run's high-water mark).")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the differences; change nothing.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Make labels equal Shopify: compare the Admin API's products with ours and apply the differences."""
+    from psycopg.rows import dict_row
+
+    from storeflow.esl.admin import AdminError
+    from storeflow.esl.reconcile_run import reconcile_shop
+    from storeflow.esl.transform import FieldError, parse_timestamp
+
+    try:
+        since_at = parse_timestamp(since, "--since") if since else None
+    except FieldError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--since") from exc
+    if full and since_at:
+        raise typer.BadParameter("--since is for incremental runs; --full lists everything", param_hint="--since")
+    db = get_context(ctx).database()
+    results, failed = [], False
+    for _, name, client in _each_shop(ctx, shop):
+        with db.connect(row_factory=dict_row) as conn:
+            try:
+                result = reconcile_shop(conn, client, full=full, since=since_at, dry_run=dry_run)
+            except (AdminError, ConfigError) as exc:
+                console.print(f"[red]shop {name}: reconciliation failed: {exc}[/red]")
+                failed = True
+                continue
+        results.append(result)
+        if dry_run and not as_json:
+            for line in result.changes:
+                typer.echo(line)
+    if as_json:
+        _echo_json([{**r.as_dict(), **({"changes": r.changes} if dry_run else {})} for r in results])
+    else:
+        table = Table("shop", "mode", "via", "seen", "created", "updated", "deleted", "unchanged", "newer", "cost")
+        for r in results:
+            table.add_row(
+                r.shop,
+                r.mode + (" (dry run)" if dry_run else ""),
+                r.method,
+                str(r.products_seen),
+                str(r.created),
+                str(r.updated),
+                str(r.deleted),
+                str(r.unchanged),
+                str(r.skipped_newer),
+                str(r.cost_used),
+            )
+        console.print(table)
+    if failed:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@subscriptions_app.command("list")
+def subscriptions_list(ctx: typer.Context, shop: ShopOpt, as_json: JsonOpt = False) -> None:
+    """Shopify's webhook subscriptions per shop, and whether each expected topic is covered."""
+    from storeflow.esl.subscriptions import expected_subscriptions, plan_subscriptions
+
+    out = []
+    for _, name, client in _each_shop(ctx, shop):
+        actual = client.subscriptions()
+        plan = plan_subscriptions(expected_subscriptions(client.config.callback_base_url), actual)
+        out.append({"shop": name, "subscriptions": actual, "missing": list(plan.missing)})
+    if as_json:
+        _echo_json(out)
+        return
+    table = Table("shop", "topic", "uri", "id")
+    for entry in out:
+        for sub in entry["subscriptions"]:
+            table.add_row(entry["shop"], sub["topic"], sub["uri"] or "-", sub["id"])
+        for topic in entry["missing"]:
+            table.add_row(entry["shop"], topic, "[red]missing[/red]", "-")
+    console.print(table)
+
+
+@subscriptions_app.command("sync")
+def subscriptions_sync(
+    ctx: typer.Context,
+    shop: ShopOpt,
+    prune: Annotated[
+        bool, typer.Option("--prune", help="Delete our topics' subscriptions pointing elsewhere.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ensure the four product/inventory topics point at our callback URLs."""
+    from psycopg.rows import dict_row
+
+    from storeflow.esl.subscriptions import record_check, sync_subscriptions
+
+    db = get_context(ctx).database()
+    results = []
+    for _, _name, client in _each_shop(ctx, shop):
+        result = sync_subscriptions(client, prune=prune)
+        with db.connect(row_factory=dict_row) as conn:
+            record_check(conn, result)
+        results.append(result)
+    _print_subscription_results(results, as_json)
+
+
+@subscriptions_app.command("check")
+def subscriptions_check(ctx: typer.Context, shop: ShopOpt, as_json: JsonOpt = False) -> None:
+    """Re-create subscriptions Shopify removed; alert once and reconcile since the last webhook."""
+    from psycopg.rows import dict_row
+
+    from storeflow.esl.subscriptions import check_subscriptions
+
+    db = get_context(ctx).database()
+    results = []
+    for settings, _name, client in _each_shop(ctx, shop):
+        with db.connect(row_factory=dict_row) as conn:
+            results.append(check_subscriptions(conn, client, settings))
+    _print_subscription_results(results, as_json)
+
+
+def _print_subscription_results(results: list[Any], as_json: bool) -> None:
+    if as_json:
+        _echo_json([r.as_dict() for r in results])
+    else:
+        for r in results:
+            console.print(
+                f"shop {r.shop}: {r.present}/{r.expected} present"
+                + (f", missing {', '.join(r.missing)}" if r.missing else "")
+                + (f", created {', '.join(r.created)}" if r.created else "")
+                + (f", deleted {', '.join(r.deleted)}" if r.deleted else ""),
+                highlight=False,
+            )
+            for error in r.errors:
+                console.print(f"[red]  {error}[/red]")
+    if any(r.errors for r in results):
+        raise typer.Exit(EXIT_FAILED)

@@ -12,6 +12,7 @@ SIMULATORS: dict[str, str] = {
     "tumbledry": "storeflow.sandbox.tumbledry:TumbleDrySimulator",
     "uclean": "storeflow.sandbox.uclean:UCleanSimulator",
     "hipoink": "storeflow.sandbox.hipoink:HipoinkSimulator",
+    "shopify-admin": "storeflow.sandbox.shopify_admin:ShopifyAdminSimulator",
 }
 
 

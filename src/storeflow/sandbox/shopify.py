@@ -277,6 +277,30 @@ async def send_deliveries(
     return result
 
 
+def drop_deliveries(plan: Plan, share: float, seed: int = 0) -> tuple[list[Delivery], list[Delivery]]:
+    """(sent, dropped): ``share`` of the changes never send their webhook (every copy of one is
+    dropped together), as when Shopify gives up on a delivery."""
+    if share <= 0:
+        return plan.deliveries, []
+    rng = random.Random(seed * 104_729 + 13)
+    lost = {index for index in sorted(plan.latest) if rng.random() < share}
+    return (
+        [d for d in plan.deliveries if d.product_index not in lost],
+        [d for d in plan.deliveries if d.product_index in lost],
+    )
+
+
+def apply_to_admin(admin_url: str, shop: str, topic: str, plan: Plan) -> None:
+    """Make the Admin API simulator's shop hold what the plan's deliveries say (sent or dropped)."""
+    if topic == "products/delete":
+        body: dict[str, Any] = {"shop": shop, "delete": [str(p["id"]) for p in plan.latest.values()]}
+    elif topic in ("products/create", "products/update"):
+        body = {"shop": shop, "upsert": list(plan.latest.values())}
+    else:
+        return
+    httpx.post(f"{admin_url.rstrip('/')}/_sandbox/mutate", json=body, timeout=60).raise_for_status()
+
+
 @app.command("send")
 def send(
     url: Annotated[str, typer.Option(help="storeflow's base URL, or a full /webhooks/shopify/... URL.")],
@@ -304,6 +328,10 @@ def send(
     seed: Annotated[int, typer.Option(help="Data set; the same seed means the same products.")] = 0,
     start: Annotated[int, typer.Option(min=0, help="Index of the first product.")] = 0,
     concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight.")] = 16,
+    drop: Annotated[float, typer.Option(min=0, max=1, help="Share of changes that never send their webhook.")] = 0.0,
+    admin_url: Annotated[
+        str | None, typer.Option(help="Apply every change (dropped too) to this shopify-admin simulator first.")
+    ] = None,
 ) -> None:
     """Send signed webhooks; print a JSON summary (statuses, duplicates, seconds)."""
     if topic not in TOPICS:
@@ -314,11 +342,15 @@ def send(
             "no secret: set SHOPIFY_WEBHOOK_SECRET, or pass --secret-file (or --secret)", param_hint="--secret"
         )
     plan = build_deliveries(topic, count, signing, shop, seed, start, duplicates, shuffle)
-    result = asyncio.run(send_deliveries(plan.deliveries, url, rate, concurrency))
+    if admin_url:
+        apply_to_admin(admin_url, shop, topic, plan)
+    deliveries, dropped = drop_deliveries(plan, drop, seed)
+    result = asyncio.run(send_deliveries(deliveries, url, rate, concurrency))
     summary = {
         "topic": topic,
         "sent": result.sent,
         "duplicates": sum(d.duplicate for d in plan.deliveries),
+        "dropped": len(dropped),
         "statuses": {str(k): v for k, v in sorted(result.statuses.items())},
         "errors": dict(result.errors),
         "seconds": round(result.seconds, 3),

@@ -271,6 +271,40 @@ def test_the_toml_names_each_shops_secret_variable(tmp_path: Any) -> None:
         load_settings(config, env={})
 
 
+@pytest.mark.parametrize(
+    ("entry", "verifies_alone", "admin"),
+    [
+        ('webhook_secret_env = "SHOP_A_SECRET"', True, False),
+        ('admin_token_env = "SHOP_A_TOKEN"', False, True),
+        ('webhook_secret_env = "SHOP_A_SECRET"\nadmin_token_env = "SHOP_A_TOKEN"', True, True),
+    ],
+)
+def test_one_shop_entry_serves_webhook_secrets_and_admin_access(
+    tmp_path: Any, entry: str, verifies_alone: bool, admin: bool
+) -> None:
+    """``[[esl.shops]]`` is one table: a shop listed only for reconciliation keeps the shared webhook secret."""
+    from storeflow.esl.admin import admin_shops
+    from storeflow.settings import load_settings
+
+    config = tmp_path / "storeflow.toml"
+    config.write_text(f'[[esl.shops]]\nshop = "a.myshopify.com"\n{entry}\n')
+    settings = load_settings(config, env={"SHOPIFY_WEBHOOK_SECRET": "shared-secret"})
+    secret, setting = WebhookSecrets.from_settings(settings).for_shop("a.myshopify.com")
+    assert (setting == "SHOP_A_SECRET") is verifies_alone
+    assert (secret == "shared-secret") is not verifies_alone
+    assert [s.shop for s in admin_shops(settings)] == (["a.myshopify.com"] if admin else [])
+
+
+def test_a_shop_entry_must_name_a_secret_or_a_token(tmp_path: Any) -> None:
+    from storeflow.errors import ConfigError
+    from storeflow.settings import load_settings
+
+    config = tmp_path / "storeflow.toml"
+    config.write_text('[[esl.shops]]\nshop = "a.myshopify.com"\n')
+    with pytest.raises(ConfigError, match="webhook_secret_env, admin_token_env or both"):
+        load_settings(config, env={})
+
+
 def test_the_secrets_never_show_in_a_repr() -> None:
     secrets = WebhookSecrets("global-secret", {"a.myshopify.com": ("SHOP_A_SECRET", "shop-secret")})
     assert "global-secret" not in repr(secrets) and "shop-secret" not in repr(secrets)
