@@ -79,17 +79,18 @@ class Sizes:
     receiver_kills: int
     drain_items: int
     worker_kills: int
-    pg_seconds: float
+    pg_extra_seconds: float
     pg_outage_seconds: float
     outage_503_seconds: float
     phase_seconds: float
     storm_products: int
     fuzz_per_case: int
     hallmark_orders: int
+    crm_quick: bool
 
 
-QUICK = Sizes(20, 5, 6_000, 5, 20, 3, 10, 6, 150, 12, 24)
-FULL = Sizes(60, 5, 20_000, 10, 40, 10, 60, 20, 500, 25, 60)
+QUICK = Sizes(15, 5, 4_000, 5, 2, 3, 10, 6, 100, 10, 24, True)
+FULL = Sizes(60, 5, 20_000, 10, 10, 10, 60, 20, 500, 25, 60, False)
 
 
 # ---------------------------------------------------------------- the stack
@@ -264,7 +265,8 @@ def sender_rows(name: str, sender: ShopifySender) -> list[dict[str, Any]]:
     s = sender.stats
     print(
         f"  sender: {s.deliveries} deliveries, {s.attempts} attempts, CPU {s.cpu_seconds:.1f} s of "
-        f"{s.wall_seconds:.1f} s wall ({100 * s.cpu_share:.0f}% of one core)",
+        f"{s.wall_seconds:.1f} s wall ({100 * s.cpu_share:.0f}% of one core), at most {s.max_in_flight} requests in "
+        f"flight (limit {sender.concurrency})",
         flush=True,
     )
     return [
@@ -433,15 +435,19 @@ def exp_worker_kills(stack: Stack, sz: Sizes) -> tuple[list[dict[str, Any]], dic
 def exp_postgres(stack: Stack, sz: Sizes) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     stack.reset()
     stack.start_worker(HIPOINK_RATE_LIMIT_PER_SECOND="50")
-    n = int(sz.pg_seconds * 100)
+    # each outage: 3 s of slow Hipoink (a batch of what piled up meanwhile is in flight), the outage, 3 s after
+    span = 3 + sz.pg_outage_seconds + 3
+    n = int((1 + 2 * span + sz.pg_extra_seconds) * 100)
     deliveries = deliveries_for("PG", n)
     outages: dict[str, tuple[float, float, float]] = {}  # kind -> (down at, back at, back wall-clock)
     held: dict[str, list[int]] = {}
 
     def outage(kind: str) -> Callable[[], None]:
         def go() -> None:
-            stack.fault(latency_ms=2000, seconds=6)  # batches are in flight when the database goes
-            time.sleep(1.0)
+            # sends that start in the 3.5 s window take 2 s: the second batch (of what piled up while the first
+            # was slow) is in flight when the database goes
+            stack.fault(latency_ms=2000, seconds=3.5)
+            time.sleep(3.0)
             held[kind] = [r[0] for r in stack.sql("SELECT product_id FROM sync_queue WHERE state = 'in_progress'")]
             down = time.monotonic()
             if kind == "fast_stop":
@@ -454,8 +460,7 @@ def exp_postgres(stack: Stack, sz: Sizes) -> tuple[list[dict[str, Any]], dict[st
 
         return go
 
-    third = sz.pg_seconds / 3
-    thread = at_times(time.monotonic(), [(third - 1, outage("fast_stop")), (2 * third - 1, outage("kill9"))])
+    thread = at_times(time.monotonic(), [(1.0, outage("fast_stop")), (1.0 + span, outage("kill9"))])
     sender = stack.send(deliveries, rate=100)
     join(thread)
     # a price change of the products held at the outages and of every 5th other one, after the outages
@@ -465,7 +470,7 @@ def exp_postgres(stack: Stack, sz: Sizes) -> tuple[list[dict[str, Any]], dict[st
     held_pcs = {r[0] for r in stack.sql("SELECT pc FROM products WHERE id = ANY(%s)", (held_ids,))}
     again = [d for d in deliveries_for("PG", n, version=1) if d.key in held_pcs or int(d.key[3:]) % 5 == 0]
     stack.send(again, rate=200)
-    settle = stack.wait_drained(3 * LEASE)
+    settle = stack.wait_drained(2 * LEASE)
     everything = deliveries + again
     stored = inbox_stored(stack, everything)
     acked = [d for d in everything if d.acked_at is not None]
@@ -491,7 +496,8 @@ def exp_postgres(stack: Stack, sz: Sizes) -> tuple[list[dict[str, Any]], dict[st
         "settle_s": round(settle, 1),
     }
     for kind, (down, back, back_wall) in outages.items():
-        during = [e - s for d in deliveries for s, e, _ in d.attempts if down <= s < back]
+        # capped at Shopify's 5 s: a longer one is the sender's own lag on this loaded machine, still no answer
+        during = [min(e - s, 5.0) for d in deliveries for s, e, _ in d.attempts if down <= s < back]
         first_ok = min((d.acked_at for d in everything if d.acked_at and d.acked_at > back), default=float("inf"))
         recovery = first_ok - back
         first_sent = stack.one(
@@ -512,6 +518,7 @@ def exp_postgres(stack: Stack, sz: Sizes) -> tuple[list[dict[str, Any]], dict[st
             {
                 f"{kind}_answers_during": len(during),
                 f"{kind}_slowest_answer_s": round(slowest, 2),
+                f"{kind}_answers_over_2s": sum(1 for x in during if x > 2),
                 f"{kind}_receiver_recovery_s": round(recovery, 2),
                 f"{kind}_worker_recovery_s": round(worker_recovery, 2),
                 f"{kind}_held_then_stuck": held_stuck,
@@ -520,7 +527,14 @@ def exp_postgres(stack: Stack, sz: Sizes) -> tuple[list[dict[str, Any]], dict[st
         rows += [
             metric(f"pg_{kind}_slowest_answer_during", slowest, "s", 10.0, "<= 2 s (503 fast)", slowest <= 2),
             metric(f"pg_{kind}_receiver_recovery", recovery, "s", None, "<= 2 s after PG is back", recovery <= 2),
-            metric(f"pg_{kind}_worker_recovery", worker_recovery, "s", None, "(PG back -> next label sent)", None),
+            metric(
+                f"pg_{kind}_worker_recovery",
+                worker_recovery,
+                "s",
+                None,
+                "<= 2 s (PG back -> next send acked)",
+                worker_recovery <= 2,
+            ),
         ]
     figures_row("postgres outages", fig)
     stack.stop_worker()
@@ -554,14 +568,14 @@ def exp_hipoink(stack: Stack, sz: Sizes) -> tuple[list[dict[str, Any]], dict[str
         ("latency", {"latency_ms": 3000, "seconds": p}, p),
         ("429", {"status": 429, "retry_after": 2, "seconds": p}, p),
     ]
-    total = sum(s for _, _, s in phases) + 2 * (len(phases) + 1)
+    total = sum(s for _, _, s in phases) + 1 * (len(phases) + 1) + 1
     n = int(total * 50)
     deliveries = deliveries_for("HP", n)
     actions: list[tuple[float, Callable[[], None]]] = []
-    t = 2.0
+    t = 1.0
     for _, spec, seconds in phases:
         actions.append((t, lambda spec=spec: stack.fault(**spec)))
-        t += seconds + 2
+        t += seconds + 1
     thread = at_times(time.monotonic(), actions)
     sender = stack.send(deliveries, rate=50)
     join(thread)
@@ -861,7 +875,10 @@ def exp_crm(stack: Stack, sz: Sizes) -> tuple[list[dict[str, Any]], dict[str, An
         settings.config.crm.download_dir = folder / "downloads"
         settings.config.crm.download_timeout_seconds = 15
         settings.MAX_RETRIES = 1
-        stores = [s for s in settings.config.crm.stores if s.mode in ("api", "export")]  # no browser needed
+        # no browser needed: the API and export stores (--quick: one of each CRM)
+        stores = [s for s in settings.config.crm.stores if s.mode in ("api", "export")]
+        if sz.crm_quick:
+            stores = [s for s in stores if (s.crm, s.mode) in {("td", "api"), ("uc", "export")}]
         boot = asyncio.run(run_bootstrap(settings, stores, None, True, False, db))
         if any(o.status != "ok" for o in boot):
             raise RuntimeError(f"CRM bootstrap failed: {[(o.key, o.error) for o in boot]}")

@@ -296,6 +296,7 @@ class SendStats:
     attempts: int = 0
     acked: int = 0
     gave_up: int = 0
+    max_in_flight: int = 0  # reaching the sender's concurrency would make it the bottleneck
     wall_seconds: float = 0.0
     cpu_seconds: float = 0.0
 
@@ -314,7 +315,7 @@ class ShopifySender:
         timeout: float = 5.0,
         retries: int = 8,
         backoff: Sequence[float] = (0.5, 1, 2, 2, 3, 3, 4, 4),
-        concurrency: int = 256,
+        concurrency: int = 1024,
     ) -> None:
         self.base_url = base_url
         self.timeout = timeout
@@ -322,11 +323,14 @@ class ShopifySender:
         self.backoff = backoff
         self.concurrency = concurrency
         self.stats = SendStats()
+        self._in_flight = 0
 
     async def _one(self, http: httpx.AsyncClient, sem: asyncio.Semaphore, delivery: Delivery) -> None:
         url = self.base_url + (delivery.path or f"/webhooks/shopify/{delivery.topic}")
         for attempt in range(self.retries + 1):
             async with sem:
+                self._in_flight += 1
+                self.stats.max_in_flight = max(self.stats.max_in_flight, self._in_flight)
                 start = time.monotonic()
                 try:  # Shopify's 5 s is for the whole answer, not per read
                     post = http.post(url, content=delivery.body, headers=delivery.headers)
@@ -334,9 +338,10 @@ class ShopifySender:
                     outcome: int | str = response.status_code
                 except TimeoutError:
                     outcome = "Timeout"
-                except httpx.HTTPError as exc:
+                except (httpx.HTTPError, OSError) as exc:
                     outcome = type(exc).__name__
                 end = time.monotonic()
+                self._in_flight -= 1
             delivery.attempts.append((start, end, outcome))
             self.stats.attempts += 1
             if isinstance(outcome, int) and 200 <= outcome < 300:
