@@ -700,6 +700,38 @@ def _same_price(a: str | None, b: str) -> bool:
 # ---------------------------------------------------------------- 6. fuzz
 
 
+def lose_database(
+    stack: Stack, procs: Processes, args: list[str], mid_run: Callable[[], bool], env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Run a command, `pg_ctl -m fast stop` once ``mid_run()`` says it is working, start PostgreSQL again when
+    the command has ended (or after 30 s); what the command did: exit code, last line, a traceback or not."""
+    proc = procs.start(args, env=env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None and not mid_run():
+        time.sleep(0.05)
+    ran_into_it = proc.poll() is None
+    stack.pg.stop_fast()
+    down = time.monotonic()
+    try:
+        code: int | None = proc.wait(30)
+    except subprocess.TimeoutExpired:
+        code = None  # still running with the database gone
+    exited_after = time.monotonic() - down
+    stack.pg.start()
+    if code is None:
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            procs.kill9(proc)
+    return {
+        "mid_run": ran_into_it,
+        "exit": code,
+        "exit_s_after_stop": round(exited_after, 1),
+        "traceback": procs.traceback_in(proc),
+        "said": procs.last_line(proc),
+    }
+
+
 def fuzz_cases(per_case: int) -> list[Delivery]:
     """Bad deliveries: signed but strange (the receiver must store or refuse them cleanly), or unsigned."""
     rng = random.Random(5)
@@ -922,6 +954,30 @@ def exp_crm(stack: Stack, sz: Sizes) -> tuple[list[dict[str, Any]], dict[str, An
                 {"d": day},
             )
         )
+        # a download that loses the database mid-run: exit 4 and a clear message, never a traceback
+        import tomllib
+
+        import tomli_w
+
+        doc = tomllib.loads(config.read_text())
+        doc.setdefault("crm", {}).update(
+            {"profiles_dir": str(folder / "profiles"), "download_dir": str(folder / "downloads")}
+        )
+        config.write_text(tomli_w.dumps(doc))
+        td = next(s for s in stores if s.crm == "td")
+        day += timedelta(days=1)  # a window of its own
+        httpx.post(
+            f"{host.urls['tumbledry']}/_sandbox/report-faults", json={"kind": "slow", "store": td.code, "seconds": 6}
+        )
+        procs = Processes({**env, "STOREFLOW_CONFIG": str(config)}, folder)
+        try:
+            held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+            args = ["--config", str(config), "crm", "download", "--crm", "td", "--store", td.code]
+            lost_db = lose_database(
+                stack, procs, [*args, "--from", day.isoformat(), "--to", day.isoformat()], lambda: stack.one(held) > 0
+            )
+        finally:
+            procs.stop_all()
     finally:
         db.close()
         host.stop()
@@ -933,6 +989,7 @@ def exp_crm(stack: Stack, sz: Sizes) -> tuple[list[dict[str, Any]], dict[str, An
         "audits_naming_reason": sum(1 for r in results if r[4]),
         "unnamed": unnamed,
         "good_file_exit": good.exit_code,
+        "db_lost_mid_run": lost_db,
         "good_file_rows": good_rows,
     }
     figures_row("crm report faults", fig)
@@ -940,7 +997,16 @@ def exp_crm(stack: Stack, sz: Sizes) -> tuple[list[dict[str, Any]], dict[str, An
         metric("crm_bad_file_fact_rows", fact_rows, "rows", None, "0", fact_rows == 0),
         metric("crm_bad_file_audit_named", len(results) - len(unnamed), "files", len(results), "all", not unnamed),
         metric("crm_good_file_rows", good_rows, "rows", None, "> 0 (the pipeline works)", good_rows > 0),
+        *lost_db_rows("crm", lost_db),
     ], fig
+
+
+def lost_db_rows(name: str, got: dict[str, Any]) -> list[dict[str, Any]]:
+    code = got["exit"] if got["exit"] is not None else -1
+    return [
+        metric(f"{name}_db_lost_exit_code", code, "exit", None, "4 (-1: still running 30 s later)", code == 4),
+        metric(f"{name}_db_lost_traceback", int(got["traceback"]), "tracebacks", None, "0", not got["traceback"]),
+    ]
 
 
 # ---------------------------------------------------------------- 8. Hallmark SIGKILL + --resume
@@ -991,33 +1057,37 @@ def exp_hallmark(stack: Stack, sz: Sizes) -> tuple[list[dict[str, Any]], dict[st
                 ["--config", str(config), "hallmark", "--resume"], env={"RATE_LIMIT_DETAIL_SECONDS": "0.02"}
             )
             code = resumed.wait(180)
+            missing, duplicate, broken = file_check(data, ids)
+            # a second extraction that loses the database a third of the way (exit 4, no traceback), resumed
+            for path in data.rglob("order_*.json"):
+                path.unlink()
+            lost_db = lose_database(
+                stack,
+                procs,
+                [*args, "--update"],
+                lambda: len(list(data.rglob("order_*.json"))) >= len(ids) // 3,
+            )
+            again = procs.start(
+                ["--config", str(config), "hallmark", "--resume"], env={"RATE_LIMIT_DETAIL_SECONDS": "0.02"}
+            )
+            again_code = again.wait(180)
             tracebacks = procs.errors()
         finally:
             procs.stop_all()
     finally:
         host.stop()
-    files = list((folder / "data").rglob("order_*.json"))
-    names = [p.name for p in files]
-    wanted = {f"order_{i}.json" for i in ids}
-    missing = len(wanted - set(names))
-    duplicate = len(names) - len(set(names))
-    broken = 0
-    for path in files:
-        try:
-            json.loads(path.read_text())
-        except (ValueError, OSError):
-            broken += 1
-    leftovers = [p.name for p in (folder / "data").rglob("*") if p.is_file() and not p.name.endswith(".json")]
+    missing2, duplicate2, broken2 = file_check(folder / "data", ids)
     fig = {
         "orders": len(ids),
         "files_before_kill": before,
         "resume_exit": code,
-        "files": len(files),
         "missing": missing,
         "duplicate": duplicate,
         "unreadable": broken,
-        "leftovers": leftovers[:5],
         "tracebacks": tracebacks,
+        "db_lost_mid_run": lost_db,
+        "resume_after_db_loss_exit": again_code,
+        "after_db_loss_missing_duplicate_unreadable": (missing2, duplicate2, broken2),
     }
     figures_row("hallmark kill + resume", fig)
     return [
@@ -1025,14 +1095,38 @@ def exp_hallmark(stack: Stack, sz: Sizes) -> tuple[list[dict[str, Any]], dict[st
         metric("hallmark_resume_duplicate_files", duplicate, "files", None, "0", duplicate == 0),
         metric(
             "hallmark_resume_unreadable_files",
-            broken + len(leftovers),
+            broken,
             "files",
             None,
-            "0",
-            broken + len(leftovers) == 0,
+            "0 (not JSON, or not a .json file)",
+            broken == 0,
         ),
         metric("hallmark_resume_exit_code", code, "exit", None, "0", code == 0),
+        *lost_db_rows("hallmark", lost_db),
+        metric("hallmark_resume_after_db_loss_exit", again_code, "exit", None, "0", again_code == 0),
+        metric(
+            "hallmark_resume_after_db_loss_missing_or_duplicate",
+            missing2 + duplicate2 + broken2,
+            "files",
+            len(ids),
+            "0",
+            missing2 + duplicate2 + broken2 == 0,
+        ),
     ], fig
+
+
+def file_check(data: Path, ids: list[str]) -> tuple[int, int, int]:
+    """(missing, duplicate, unreadable) order files: one readable order_<id>.json per id, nothing else."""
+    files = list(data.rglob("order_*.json"))
+    names = [p.name for p in files]
+    missing = len({f"order_{i}.json" for i in ids} - set(names))
+    broken = sum(1 for p in data.rglob("*") if p.is_file() and not p.name.endswith(".json"))
+    for path in files:
+        try:
+            json.loads(path.read_text())
+        except (ValueError, OSError):
+            broken += 1
+    return missing, len(names) - len(set(names)), broken
 
 
 # ---------------------------------------------------------------- running it all

@@ -180,12 +180,14 @@ class Processes:
         self.env = env
         self.cwd = cwd
         self.live: list[subprocess.Popen[str]] = []
+        self.log_of: dict[int, Path] = {}
         self.logs = cwd / "proc-logs"
         self.logs.mkdir(parents=True, exist_ok=True)
 
     def start(self, args: list[str], env: dict[str, str] | None = None, pipe: bool = False) -> subprocess.Popen[str]:
         name = "-".join(a for a in args[:3] if not a.startswith("-"))
-        log = (self.logs / f"{name}-{uuid.uuid4().hex[:6]}.log").open("w")
+        path = self.logs / f"{name}-{uuid.uuid4().hex[:6]}.log"
+        log = path.open("w")
         proc = subprocess.Popen(
             [sys.executable, "-m", "storeflow", *args],
             env={**self.env, **(env or {})},
@@ -196,6 +198,7 @@ class Processes:
         )
         log.close()
         self.live.append(proc)
+        self.log_of[proc.pid] = path
         return proc
 
     def kill9(self, proc: subprocess.Popen[str]) -> None:
@@ -219,6 +222,13 @@ class Processes:
         for proc in reversed(self.live):
             self.stop(proc)
         self.live.clear()
+
+    def last_line(self, proc: subprocess.Popen[str]) -> str:
+        lines = self.log_of[proc.pid].read_text(errors="replace").strip().splitlines()
+        return lines[-1][:200] if lines else ""
+
+    def traceback_in(self, proc: subprocess.Popen[str]) -> bool:
+        return "Traceback (most recent call last)" in self.log_of[proc.pid].read_text(errors="replace")
 
     def errors(self) -> list[str]:
         """Tracebacks the processes wrote (a command must fail with a message, never a traceback)."""
