@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import random
 import shutil
@@ -391,7 +392,7 @@ def exp_worker_kills(stack: Stack, sz: Sizes) -> tuple[list[dict[str, Any]], dic
         stack.procs.kill9(worker)
         kills += 1
     stack.start_worker(**env)
-    drain_s = stack.wait_drained(300)
+    drain_s = stack.wait_drained(60 + sz.drain_items / 100)
     total_s = time.monotonic() - started
     stack.faults_clear()
     q = stack.queue()
@@ -1196,9 +1197,12 @@ def stack_up(work: Path) -> Iterator[Stack]:
         pg.destroy()
 
 
-def write_results(rows: list[dict[str, Any]], notes: list[str], figures: dict[str, Any]) -> None:
+def write_results(rows: list[dict[str, Any]], notes: list[str], figures: dict[str, Any], name: str) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "chaos.json").write_text(json.dumps(rows, indent=2) + "\n")
+    for m in rows:  # "never" (an infinite wait) is not a JSON number
+        if isinstance(m["value"], float) and not math.isfinite(m["value"]):
+            m["value"], m["ratio"] = None, None
+    (RESULTS / f"{name}.json").write_text(json.dumps(rows, indent=2) + "\n")
     lines = [
         "# Chaos suite (bench/chaos.py)",
         "",
@@ -1213,7 +1217,7 @@ def write_results(rows: list[dict[str, Any]], notes: list[str], figures: dict[st
     lines += ["", "Figures per experiment:", ""]
     lines += [f"- {name}: " + ", ".join(f"{k} {v}" for k, v in fig.items()) for name, fig in figures.items()]
     lines += ["", *notes, ""]
-    (RESULTS / "chaos.md").write_text("\n".join(lines))
+    (RESULTS / f"{name}.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
 
@@ -1224,7 +1228,7 @@ def _sigterm(signum: int, frame: object) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller runs (under 5 minutes)")
-    parser.add_argument("--only", help="comma-separated experiment numbers (default all)")
+    parser.add_argument("--only", help="comma-separated experiment numbers (default all; results: chaos.partial.*)")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _sigterm)
     sizes = QUICK if args.quick else FULL
@@ -1269,7 +1273,7 @@ def main() -> int:
     ]
     if crashed:
         notes.append("Experiments that could not run: " + "; ".join(crashed))
-    write_results(rows, notes, figures)
+    write_results(rows, notes, figures, "chaos.partial" if args.only else "chaos")
     return 1 if crashed else 0
 
 
