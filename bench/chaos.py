@@ -420,7 +420,12 @@ def exp_worker_kills(stack: Stack, sz: Sizes) -> tuple[list[dict[str, Any]], dic
     rows = [
         metric("worker_kill_items_not_on_labels", lost, "items", None, "0", lost == 0),
         metric(
-            "worker_kill_dead_letters", q.get("dead", 0) + q.get("failed", 0), "items", None, "0", not q.get("dead")
+            "worker_kill_dead_letters",
+            q.get("dead", 0) + q.get("failed", 0),
+            "items",
+            None,
+            "0",
+            not q.get("dead") and not q.get("failed"),
         ),
         metric("worker_kill_duplicate_sends", dup, "products", bound, "<= batches in flight x batch", dup <= bound),
         metric("worker_kill_label_mismatches", mismatch, "products", None, "0", mismatch == 0),
@@ -467,7 +472,7 @@ def exp_postgres(stack: Stack, sz: Sizes) -> tuple[list[dict[str, Any]], dict[st
     # a price change of the products held at the outages and of every 5th other one, after the outages
     stack.faults_clear()
     time.sleep(1.0)
-    held_ids = [pid for ids in held.values() for pid in ids]
+    held_ids = sorted({pid for ids in held.values() for pid in ids})
     held_pcs = {r[0] for r in stack.sql("SELECT pc FROM products WHERE id = ANY(%s)", (held_ids,))}
     again = [d for d in deliveries_for("PG", n, version=1) if d.key in held_pcs or int(d.key[3:]) % 5 == 0]
     stack.send(again, rate=200)
