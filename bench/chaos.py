@@ -18,7 +18,8 @@ results). It exits non-zero only when it could not run an experiment.
 
     python bench/chaos.py [--quick] [--only 1,3,...]
 
-Results: bench/results/chaos.json (one object per metric) and bench/results/chaos.md.
+Results: bench/results/chaos.json (one object per metric) and bench/results/chaos.md (the full run:
+chaos.full.*, a run with --only: chaos.partial.*).
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ ADMIN_TOKEN = "chaos-admin-token-0123456789"
 SHOP = "chaos-shop.myshopify.com"
 STORE = "CHAOS1"
 ID0 = 2**53 + 7_000_000_000
-LEASE = 5.0  # [esl] lease_seconds of every worker the suite starts
+LEASE = 5.0  # [esl] lease_seconds of the workers the suite starts
+PG_LEASE = 10.0  # ... in the PostgreSQL experiment: longer than the outage, as in issue 11's reproduction
 STUCK_SQL = (
     "SELECT count(*) FROM sync_queue WHERE state = 'in_progress' AND claimed_at < now() - make_interval(secs => %s)"
 )
@@ -149,8 +151,8 @@ class Stack:
         return dict(self.sql("SELECT state, count(*) FROM sync_queue GROUP BY 1"))
 
     def stuck(self) -> int:
-        """Items in progress for longer than three leases (no send takes that long here)."""
-        return int(self.one(STUCK_SQL, (3 * LEASE,)))
+        """Items in progress for longer than a lease (no send here takes more than 4 s)."""
+        return int(self.one(STUCK_SQL, (PG_LEASE,)))
 
     def wait_drained(self, timeout: float) -> float:
         """Wait until nothing is pending or in progress (except stuck items); the seconds it took (timeout if never)."""
@@ -415,6 +417,7 @@ def exp_worker_kills(stack: Stack, sz: Sizes) -> tuple[list[dict[str, Any]], dic
     }
     figures_row("worker kills", fig)
     stack.stop_worker()
+    fig["same_batch_killed_3x_dead"] = same_batch_kills(stack, env)
     bound = kills * batch
     lost = sz.drain_items - len(labels)
     rows = [
@@ -430,9 +433,43 @@ def exp_worker_kills(stack: Stack, sz: Sizes) -> tuple[list[dict[str, Any]], dic
         metric("worker_kill_duplicate_sends", dup, "products", bound, "<= batches in flight x batch", dup <= bound),
         metric("worker_kill_label_mismatches", mismatch, "products", None, "0", mismatch == 0),
         metric("worker_kill_drain_seconds", total_s, "s", None, f"(reported: {sz.drain_items} items)", None),
+        metric(
+            "worker_kill_same_batch_3x_dead",
+            fig["same_batch_killed_3x_dead"],
+            "items",
+            SAME_BATCH,
+            "0 (a lease expiry is no refusal)",
+            fig["same_batch_killed_3x_dead"] == 0,
+        ),
     ]
     del drain_s
     return rows, fig
+
+
+SAME_BATCH = 50
+
+
+def same_batch_kills(stack: Stack, env: dict[str, str], kills: int = 3) -> int:
+    """Kill the worker three times while it sends the same batch (Hipoink takes 4 s to answer), then let a
+    worker finish: how many of the batch's items were dead-lettered although Hipoink never refused them."""
+    stack.reset()
+    stack.sql(BACKLOG_SQL, {"shop": SHOP, "store": STORE, "n": SAME_BATCH, "base": ID0})
+    stack.fault(latency_ms=4000, seconds=3600)
+    for _ in range(kills):
+        since = stack.one("SELECT now()")
+        worker = stack.start_worker(**env)
+        deadline = time.monotonic() + 4 * LEASE + 30
+        while time.monotonic() < deadline:
+            if stack.one("SELECT count(*) FROM sync_queue WHERE state = 'in_progress' AND claimed_at > %s", (since,)):
+                break
+            time.sleep(0.05)
+        time.sleep(0.5)  # the request is in flight
+        stack.procs.kill9(worker)
+    stack.faults_clear()
+    stack.start_worker(**env)
+    stack.wait_drained(4 * LEASE + 20)
+    stack.stop_worker()
+    return int(stack.one("SELECT count(*) FROM sync_queue WHERE state IN ('dead', 'failed')"))
 
 
 # ---------------------------------------------------------------- 3. PostgreSQL outages
@@ -440,7 +477,7 @@ def exp_worker_kills(stack: Stack, sz: Sizes) -> tuple[list[dict[str, Any]], dic
 
 def exp_postgres(stack: Stack, sz: Sizes) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     stack.reset()
-    stack.start_worker(HIPOINK_RATE_LIMIT_PER_SECOND="50")
+    stack.start_worker(HIPOINK_RATE_LIMIT_PER_SECOND="50", STOREFLOW_CONFIG=str(stack.work / "storeflow-pg.toml"))
     # each outage: 3 s of slow Hipoink (a batch of what piled up meanwhile is in flight), the outage, 3 s after
     span = 3 + sz.pg_outage_seconds + 3
     n = int((1 + 2 * span + sz.pg_extra_seconds) * 100)
@@ -476,14 +513,15 @@ def exp_postgres(stack: Stack, sz: Sizes) -> tuple[list[dict[str, Any]], dict[st
     held_pcs = {r[0] for r in stack.sql("SELECT pc FROM products WHERE id = ANY(%s)", (held_ids,))}
     again = [d for d in deliveries_for("PG", n, version=1) if d.key in held_pcs or int(d.key[3:]) % 5 == 0]
     stack.send(again, rate=200)
-    settle = stack.wait_drained(2 * LEASE)
+    settle = stack.wait_drained(PG_LEASE + 5)
     everything = deliveries + again
     stored = inbox_stored(stack, everything)
     acked = [d for d in everything if d.acked_at is not None]
     lost = sum(1 for d in acked if d.headers["X-Shopify-Webhook-Id"] not in stored)
     in_prog = stack.stuck()
     sends = {pc: p["updates"] for pc, p in stack.labels().items()}
-    resent = sum(max(0, n_sent - (2 if pc in {d.key for d in again} else 1)) for pc, n_sent in sends.items())
+    changed = {d.key for d in again}
+    resent = sum(max(0, n_sent - (2 if pc in changed else 1)) for pc, n_sent in sends.items())
     dead = int(stack.one("SELECT count(*) FROM sync_queue WHERE state IN ('dead', 'failed')"))
     mismatch = stack.label_mismatches()
     labels = stack.labels()
@@ -1171,6 +1209,7 @@ def stack_up(work: Path) -> Iterator[Stack]:
             )
         config = work / "storeflow.toml"
         config.write_text(f"[esl]\nlease_seconds = {LEASE}\n")
+        (work / "storeflow-pg.toml").write_text(f"[esl]\nlease_seconds = {PG_LEASE}\n")
         keep = ("HIPOINK_", "SHOPIFY_", "DATABASE_URL", "STOREFLOW_", "TEST_DATABASE_URL", "MAX_RETRY", "RETRY_")
         base = {k: v for k, v in os.environ.items() if not k.startswith(keep)}
         env = {
@@ -1278,7 +1317,7 @@ def main() -> int:
     ]
     if crashed:
         notes.append("Experiments that could not run: " + "; ".join(crashed))
-    write_results(rows, notes, figures, "chaos.partial" if args.only else "chaos")
+    write_results(rows, notes, figures, "chaos.partial" if args.only else "chaos" if args.quick else "chaos.full")
     return 1 if crashed else 0
 
 
