@@ -92,8 +92,8 @@ class Sizes:
     crm_quick: bool
 
 
-QUICK = Sizes(15, 5, 4_000, 5, 2, 3, 10, 6, 100, 10, 24, True)
-FULL = Sizes(60, 5, 20_000, 10, 10, 10, 60, 20, 500, 25, 60, False)
+QUICK = Sizes(15, 5, 4_000, 5, 2, 8, 10, 6, 100, 10, 24, True)
+FULL = Sizes(60, 5, 20_000, 10, 10, 20, 60, 20, 500, 25, 60, False)
 
 
 # ---------------------------------------------------------------- the stack
@@ -479,8 +479,11 @@ def exp_postgres(stack: Stack, sz: Sizes) -> tuple[list[dict[str, Any]], dict[st
     stack.reset()
     stack.start_worker(HIPOINK_RATE_LIMIT_PER_SECOND="50", STOREFLOW_CONFIG=str(stack.work / "storeflow-pg.toml"))
     # each outage: 3 s of slow Hipoink (a batch of what piled up meanwhile is in flight), the outage, 3 s after
-    span = 3 + sz.pg_outage_seconds + 3
-    n = int((1 + 2 * span + sz.pg_extra_seconds) * 100)
+    # the fast stop lasts 3 s (the reproduction: shorter than the lease), the kill -9 longer (reconnect
+    # back-off); each has 3 s of slow Hipoink before (a batch of what piled up meanwhile is in flight) and 3 s after
+    lengths = {"fast_stop": 3.0, "kill9": sz.pg_outage_seconds}
+    span = 3 + lengths["fast_stop"] + 3
+    n = int((1 + span + 3 + lengths["kill9"] + 3 + sz.pg_extra_seconds) * 100)
     deliveries = deliveries_for("PG", n)
     outages: dict[str, tuple[float, float, float]] = {}  # kind -> (down at, back at, back wall-clock)
     held: dict[str, list[int]] = {}
@@ -497,7 +500,7 @@ def exp_postgres(stack: Stack, sz: Sizes) -> tuple[list[dict[str, Any]], dict[st
                 stack.pg.stop_fast()
             else:
                 stack.pg.kill9()
-            time.sleep(sz.pg_outage_seconds)
+            time.sleep(lengths[kind])
             back = stack.pg.start()
             outages[kind] = (down, back, time.time() - (time.monotonic() - back))
 
