@@ -330,7 +330,7 @@ class ShopifySender:
         timeout: float = 5.0,
         retries: int = 8,
         backoff: Sequence[float] = (0.5, 1, 2, 2, 3, 3, 4, 4),
-        concurrency: int = 2048,
+        concurrency: int = 6000,
     ) -> None:
         self.base_url = base_url
         self.port = int(base_url.rsplit(":", 1)[1].rstrip("/"))
