@@ -493,10 +493,19 @@ def exp_postgres(stack: Stack, sz: Sizes) -> tuple[list[dict[str, Any]], dict[st
 
     def outage(kind: str) -> Callable[[], None]:
         def go() -> None:
-            # sends that start in the 3.5 s window take 2 s: the second batch (of what piled up while the first
-            # was slow) is in flight when the database goes
+            # sends that start in the 3.5 s window take 2 s: the database goes while the second batch (of what
+            # piled up while the first was slow) is in flight, right after it was claimed
             stack.fault(latency_ms=2000, seconds=3.5)
-            time.sleep(3.0)
+            since = stack.one("SELECT now()")
+            deadline = time.monotonic() + 3.0
+            while time.monotonic() < deadline:
+                time.sleep(0.02)
+                second = stack.one(
+                    "SELECT count(*) FROM sync_queue WHERE state = 'in_progress' AND claimed_at > %s + interval '1 s'",
+                    (since,),
+                )
+                if second:
+                    break
             held[kind] = [r[0] for r in stack.sql("SELECT product_id FROM sync_queue WHERE state = 'in_progress'")]
             down = time.monotonic()
             if kind == "fast_stop":
