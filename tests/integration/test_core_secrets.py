@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 pytestmark = pytest.mark.integration
@@ -37,7 +38,8 @@ def _free_port() -> int:
 
 
 def test_serve_warns_at_start_in_development(tmp_path: Path, db_url: str) -> None:
-    cmd = [sys.executable, "-m", "storeflow", "serve", "--port", str(_free_port())]
+    port = _free_port()
+    cmd = [sys.executable, "-m", "storeflow", "serve", "--port", str(port)]
     proc = subprocess.Popen(
         cmd, cwd=tmp_path, env=_env(tmp_path, db_url), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -46,10 +48,27 @@ def test_serve_warns_at_start_in_development(tmp_path: Path, db_url: str) -> Non
         assert proc.stdout is not None
         while "storeflow serving on" not in proc.stdout.readline():
             assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
+        # the line comes before uvicorn installs its signal handlers: a SIGINT that early can be swallowed
+        # (by a weakref callback, say), so stop it once it answers
+        while not _answers(port):
+            assert proc.poll() is None and time.monotonic() < deadline, "serve did not answer /health"
+            time.sleep(0.1)
     finally:
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
+        try:
+            _, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+            raise
     assert WARNING in err
+
+
+def _answers(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code in {200, 503}
+    except httpx.HTTPError:
+        return False
 
 
 def test_serve_refuses_the_public_sign_in_production(tmp_path: Path, db_url: str) -> None:
