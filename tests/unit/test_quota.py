@@ -93,10 +93,10 @@ def test_batch_size(rate: float, lease: float, size: int) -> None:
     ("slot", "now", "gap", "ok"),
     [
         (10.0, 9.0, 0.05, True),  # ahead: wait for it
-        (10.0, 10.02, 0.05, True),  # a little late: still inside the tolerance (half a gap)
-        (10.0, 10.03, 0.05, False),  # too late: dropped, two requests would come too close
-        (10.0, 10.029, 1.0, True),
-        (10.0, 10.031, 1.0, False),  # the tolerance is capped at 30 ms
+        (10.0, 10.01, 0.05, True),  # a little late: still inside the tolerance (a quarter of a gap)
+        (10.0, 10.015, 0.05, False),  # too late: dropped, two requests would come too close
+        (10.0, 10.019, 1.0, True),
+        (10.0, 10.021, 1.0, False),  # the tolerance is capped at 20 ms
     ],
 )
 def test_a_missed_slot_is_dropped(slot: float, now: float, gap: float, ok: bool) -> None:

@@ -83,7 +83,7 @@ def batch_size(rate_per_second: float, lease_seconds: float) -> int:
 
 
 def usable(slot: float, now: float, gap: float) -> bool:
-    """A slot may still be used at ``now`` (local clock) if it is not late by more than a fraction of a gap.
+    """A slot may still be used at ``now`` (local clock) unless it is late by over a quarter gap (20 ms at most).
 
     Sending a missed slot later would squeeze two requests together; dropping it keeps every
     1-second window at the rate (+ that fraction).
@@ -92,7 +92,7 @@ def usable(slot: float, now: float, gap: float) -> bool:
 
 
 def late_tolerance(gap: float) -> float:
-    return min(0.5 * gap, 0.03)
+    return min(0.25 * gap, 0.02)
 
 
 def clock_offset(sent_at: float, received_at: float, server_now: float) -> float:
