@@ -54,6 +54,7 @@ def test_three_holders_of_one_key_never_exceed_the_rate(db_url: str) -> None:
             for _ in range(each):
                 await limit.acquire()
         finally:
+            await limit.aclose()
             await limit.book.aclose()
         return limit.granted
 
@@ -75,6 +76,7 @@ def test_a_process_alone_pays_one_round_trip_per_batch_not_per_request(db_url: s
             for _ in range(40):
                 await limit.acquire()
         finally:
+            await limit.aclose()
             await limit.book.aclose()
         return limit
 

@@ -52,6 +52,8 @@ class SharedHipoinkLimiter:
         limit.push_back(seconds)
 
     async def aclose(self) -> None:
+        for limit in (self.server, *self._stores.values()):
+            await limit.aclose()
         await self.book.aclose()
 
     async def _limit(self, store: str | None) -> SharedRate:

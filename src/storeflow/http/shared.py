@@ -218,6 +218,13 @@ class SharedRate:
         task = asyncio.ensure_future(self.book.push_back(self.key, seconds))
         task.add_done_callback(_log_failure)
 
+    async def aclose(self) -> None:
+        """Stop a batch being fetched in the background (the caller closes the book)."""
+        if self._filling is not None and not self._filling.done():
+            self._filling.cancel()
+            with contextlib.suppress(asyncio.CancelledError, psycopg.Error, OSError):
+                await self._filling
+
     def _drop_missed(self) -> None:
         now = self.clock()
         while self._slots and not usable(self._slots[0][0], now, self.gap):
