@@ -19,6 +19,7 @@ from storeflow.db.pool import PoolConfig
 from storeflow.http.policy import PolitePolicy
 from storeflow.http.quota import SlotAsk, peak_in_window
 from storeflow.http.shared import SharedRate, SharedThrottle, SlotBook
+from tests.integration.pgserver import private_server
 
 pytestmark = pytest.mark.integration
 
@@ -164,3 +165,19 @@ def test_a_retry_after_from_one_process_holds_back_the_others(db_url: str) -> No
 
     slot, now = asyncio.run(scenario())
     assert slot >= now + 29
+
+
+def test_a_database_restart_costs_no_grant() -> None:
+    with private_server() as pg:  # migrated
+
+        async def scenario() -> tuple[tuple[float, ...], tuple[float, ...]]:
+            book = SlotBook(pg.url, PoolConfig(), "restarted")
+            before = await book.grant(KEY, SlotAsk(0.01, 2))
+            pg.stop()
+            pg.start()
+            after = await book.grant(KEY, SlotAsk(0.01, 2))  # the stale connection is replaced, not raised
+            await book.aclose()
+            return before.db_slots, after.db_slots
+
+        before, after = asyncio.run(scenario())
+    assert len(after) == 2 and after[0] >= before[-1] + 0.01

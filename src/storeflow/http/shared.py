@@ -87,14 +87,21 @@ class SlotBook:
         return self._conn
 
     async def _run(self, step: Callable[[psycopg.AsyncConnection[dict[str, Any]]], Awaitable[Any]]) -> Any:
+        """Run ``step``; a connection a database restart left stale is replaced and ``step`` run once more.
+
+        Every step is safe to repeat: a grant whose commit was lost only leaves its slots unused.
+        """
         async with self._lock:
-            try:
-                conn = await self._connection()
-                self.round_trips += 1
-                return await step(conn)
-            except (psycopg.OperationalError, OSError):
-                await self.aclose()
-                raise
+            for attempt in (1, 2):
+                fresh = self._conn is None or self._conn.closed or self._conn.broken
+                try:
+                    conn = await self._connection()
+                    self.round_trips += 1
+                    return await step(conn)
+                except (psycopg.OperationalError, OSError):
+                    await self.aclose()
+                    if fresh or attempt == 2:
+                        raise
 
     async def grant(self, key: str, ask: SlotAsk) -> Granted:
         """Take ``ask.count`` slots of ``key`` (created on first use)."""
