@@ -486,10 +486,15 @@ def report(
 
 
 def write_results(metrics: list[dict[str, Any]], notes: list[str]) -> None:
+    write_table("esl", "ESL benchmarks (bench/esl.py)", metrics, notes)
+
+
+def write_table(name: str, title: str, metrics: list[dict[str, Any]], notes: list[str]) -> None:
+    """bench/results/<name>.json (the metrics) and <name>.md (them as a table, then the notes)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "esl.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (RESULTS / f"{name}.json").write_text(json.dumps(metrics, indent=2) + "\n")
     lines = [
-        "# ESL benchmarks (bench/esl.py)",
+        f"# {title}",
         "",
         "| metric | value | unit | baseline | ratio | target | met |",
         "| --- | ---: | --- | ---: | ---: | --- | --- |",
@@ -500,7 +505,7 @@ def write_results(metrics: list[dict[str, Any]], notes: list[str]) -> None:
         ratio = m["ratio"] if m["ratio"] is not None else "-"
         lines.append(f"| {m['metric']} | {m['value']} | {m['unit']} | {baseline} | {ratio} | {m['target']} | {met} |")
     lines += ["", *notes, ""]
-    (RESULTS / "esl.md").write_text("\n".join(lines))
+    (RESULTS / f"{name}.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
 

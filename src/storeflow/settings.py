@@ -241,6 +241,10 @@ class Settings(BaseSettings):
     DB_CONNECT_TIMEOUT_SECONDS: float = Field(default=2.0, gt=0)
     DB_POOL_TIMEOUT_SECONDS: float = Field(default=1.5, gt=0)
     DB_RECONNECT_TIMEOUT_SECONDS: float = Field(default=2.0, gt=0)
+    # issue 14 (ratelimit): HIPOINK_RATE_LIMIT_PER_SECOND and the Hallmark pacing per server/account across
+    # every process (global, through PostgreSQL's rate_limits table) or per process as before (process)
+    RATE_LIMIT_SCOPE: Literal["global", "process"] = "global"
+    RATE_LIMIT_LEASE_SECONDS: float = Field(default=0.5, gt=0, le=10)
 
     # dashboard
     DASHBOARD_USERNAME: str = "admin"

@@ -7,10 +7,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
+
+from storeflow.sandbox.host import SandboxHost
 
 pytestmark = pytest.mark.integration
 
@@ -107,3 +110,18 @@ def test_sandbox_binds_host_and_hands_clients_the_public_host(tmp_path: Path) ->
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
+
+
+def test_sandbox_arrivals_record_each_request_outside_the_control_endpoints(
+    sandbox: Callable[..., SandboxHost],
+) -> None:
+    host = sandbox("hipoink")
+    url = host.urls["hipoink"]
+    before = time.time()
+    for _ in range(3):
+        httpx.post(f"{url}/api/default/product/create_multiple", content=b"{}")
+    httpx.get(f"{url}/_sandbox/state")
+    arrivals = httpx.get(f"{url}/_sandbox/arrivals").json()["arrivals"]
+    assert len(arrivals) == 3 and all(before <= t <= time.time() for t in arrivals)
+    httpx.delete(f"{url}/_sandbox/arrivals").raise_for_status()
+    assert httpx.get(f"{url}/_sandbox/arrivals").json()["arrivals"] == []

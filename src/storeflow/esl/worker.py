@@ -28,6 +28,7 @@ from storeflow.db.pool import PoolConfig, connect_async
 from storeflow.esl import queue as q
 from storeflow.esl.hipoink import HipoinkClient
 from storeflow.esl.queue import ItemResult
+from storeflow.esl.ratelimit import SharedHipoinkLimiter
 from storeflow.esl.transform import (
     Verdict,
     chunks,
@@ -59,6 +60,8 @@ class WorkerConfig:
     mode: str = "batch"  # batch: create_multiple; single: one product/create per product
     request_timeout: float = 30.0
     retry_window: float = 86400.0
+    rate_scope: str = "process"  # global: HIPOINK_RATE_LIMIT_PER_SECOND holds across processes (esl.ratelimit)
+    rate_lease_seconds: float = 0.5
     db: PoolConfig = field(default_factory=PoolConfig)
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:4]}")
 
@@ -75,6 +78,8 @@ class WorkerConfig:
             "request_timeout": settings.REQUEST_TIMEOUT_SECONDS,
             "max_delay": settings.RETRY_MAX_DELAY_SECONDS,
             "retry_window": settings.RETRY_WINDOW_SECONDS,
+            "rate_scope": settings.RATE_LIMIT_SCOPE,
+            "rate_lease_seconds": settings.RATE_LIMIT_LEASE_SECONDS,
             "db": PoolConfig.from_settings(settings),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -97,7 +102,7 @@ class RateLimiter:
         self._not_before = 0.0
         self._lock = asyncio.Lock()
 
-    async def acquire(self) -> None:
+    async def acquire(self, store: str | None = None) -> None:
         async with self._lock:
             now = time.monotonic()
             slot = max(next_slot(now, self._last, self.rate), self._not_before)
@@ -116,9 +121,12 @@ class RateLimiter:
         if slot > now:
             await asyncio.sleep(slot - now)
 
-    def push_back(self, seconds: float) -> None:
+    def push_back(self, seconds: float, store: str | None = None) -> None:
         """After a 429 with Retry-After: nothing is sent before then."""
         self._not_before = max(self._not_before, time.monotonic() + seconds)
+
+    async def aclose(self) -> None:
+        """Nothing to release (the shared limiter closes its connection)."""
 
 
 @dataclass
@@ -148,7 +156,13 @@ class Worker:
         self.db_url = db_url
         self.client = client
         self.config = config
-        self.limiter = RateLimiter(config.rate_per_second)
+        self.limiter: RateLimiter | SharedHipoinkLimiter = (
+            SharedHipoinkLimiter(
+                db_url, config.db, config.worker_id, client.base_url, config.rate_per_second, config.rate_lease_seconds
+            )
+            if config.rate_scope == "global"
+            else RateLimiter(config.rate_per_second)
+        )
         self.stats = WorkerStats()
         self.wake = asyncio.Event()
         self.stop = asyncio.Event()
@@ -161,11 +175,12 @@ class Worker:
     async def run(self, drain: bool = False, stop_after: float | None = None) -> WorkerStats:
         """Work until `stop` is set (or, with ``drain``, until no item is pending or in progress)."""
         log.info(
-            "worker %s started (batch %d, %s mode, %.1f req/s, lease %.0fs)",
+            "worker %s started (batch %d, %s mode, %.1f req/s per %s, lease %.0fs)",
             self.config.worker_id,
             self.config.batch_size,
             self.config.mode,
             self.config.rate_per_second,
+            "server" if self.config.rate_scope == "global" else "process",
             self.config.lease_seconds,
             event="worker",
         )
@@ -185,6 +200,7 @@ class Worker:
             for task in helpers:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            await self.limiter.aclose()
         log.info("worker %s stopped: %s", self.config.worker_id, self.stats.as_dict(), event="worker")
         return self.stats
 
@@ -459,7 +475,7 @@ class Worker:
             and r.item["sent_pc"] != r.sent_payload["pc"]
         ]
         if stale:
-            await self.limiter.acquire()
+            await self.limiter.acquire(store)
             verdict = await self.client.delete_multiple(store, stale)
             self.stats.requests += 1
             if not verdict.ok:
@@ -476,7 +492,7 @@ class Worker:
     async def _post_products(
         self, store: str, pairs: list[tuple[dict[str, Any], dict[str, Any]]], single: bool = False
     ) -> tuple[Verdict, datetime, datetime]:
-        await self.limiter.acquire()
+        await self.limiter.acquire(store)
         sent_at = _now()
         if single:
             verdict = await self.client.create(store, pairs[0][1])
@@ -530,7 +546,7 @@ class Worker:
                 results.append(ItemResult(item, "succeeded", "succeeded", detail="no product code: nothing to remove"))
         for group in chunks(with_code, self.config.batch_size):
             codes = sorted({i.get("sent_pc") or i["pc"] for i in group})
-            await self.limiter.acquire()
+            await self.limiter.acquire(store)
             sent_at = _now()
             verdict = await self.client.delete_multiple(store, codes)
             acked_at = _now()
@@ -568,7 +584,7 @@ class Worker:
             retry_after=verdict.retry_after,
         )
         if verdict.retry_after is not None:
-            self.limiter.push_back(verdict.retry_after)
+            self.limiter.push_back(verdict.retry_after, item.get("store_code"))
         log_status = {"pending": "retry"}.get(decision.state, decision.state)
         return ItemResult(
             item,

@@ -32,7 +32,8 @@ from storeflow.hallmark.records import (
     split_ids,
 )
 from storeflow.hallmark.storage import OutputIndex
-from storeflow.http.throttle import Throttle, policy_from_settings
+from storeflow.http.shared import account_throttle
+from storeflow.http.throttle import Throttle
 from storeflow.logs import get_logger
 from storeflow.paths import UnsafePathError, shown
 from storeflow.settings import Settings
@@ -132,7 +133,7 @@ class Extractor:
         self.auth = auth
         self.output = output or settings.OUTPUT_DIRECTORY
         self.progress = progress or (lambda phase, done, total: None)
-        self.throttle = throttle or Throttle(policy_from_settings(settings))
+        self.throttle = throttle or account_throttle(settings, db.url, db.pool_config)
         self._client: AuraClient | None = None
 
     async def run(self, request: ExtractRequest) -> RunSummary:
@@ -161,6 +162,7 @@ class Extractor:
                 self._finish(summary, "stopped", f"interrupted: {type(exc).__name__}: {exc}"[:500])
                 raise
             finally:
+                await self.throttle.aclose()
                 summary.elapsed = time.monotonic() - started
                 summary.logins = self.auth.logins
                 summary.reused_session = self.auth.reused > 0

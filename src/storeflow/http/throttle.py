@@ -83,6 +83,9 @@ class Throttle:
         """After a 429 or backoff: the next request may not start before now + seconds."""
         self._not_before = max(self._not_before, self.clock() + seconds)
 
+    async def aclose(self) -> None:
+        """Release what the throttle holds (nothing here; the shared throttle's database connection)."""
+
 
 def policy_from_settings(s: Settings) -> PolitePolicy:
     """Spec 000's environment settings as a policy."""

@@ -4,6 +4,7 @@ A simulator subclasses `Simulator`, adds its own routes in `install`, and gets:
 
 - ``GET  /_sandbox/health``  -> ``{"ok": true, "name": ...}``
 - ``GET  /_sandbox/state``   -> the simulator's state plus active faults
+- ``GET  /_sandbox/arrivals`` -> arrival times of the latest requests (``DELETE`` clears them)
 - ``POST /_sandbox/faults``  -> inject a fault (see `Fault`); ``DELETE`` clears them
 - ``GET  /_sandbox/otp?user=U`` -> ``{"code": "123456"}`` (spec 000's MFA webhook format)
 - ``GET  /_sandbox/truth?...`` -> ground truth for a store/date range
@@ -18,6 +19,7 @@ import asyncio
 import random
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -150,6 +152,8 @@ class Simulator:
         self.otp = OtpBook(random.Random(seed + 7919))
         self.base_url = ""
         self.requests = 0
+        # arrival time (time.time()) of the latest requests outside /_sandbox/: what a rate benchmark measures
+        self.arrivals: deque[float] = deque(maxlen=100_000)
 
     # -- hooks for subclasses
     def install(self, app: FastAPI) -> None:
@@ -182,6 +186,7 @@ class _FaultMiddleware(BaseHTTPMiddleware):
         if path.startswith("/_sandbox/"):
             return await call_next(request)
         self.sim.requests += 1
+        self.sim.arrivals.append(time.time())
         spec = self.sim.faults.take(path)
         if spec is None:
             return await call_next(request)
@@ -219,6 +224,16 @@ def create_app(sim: Simulator) -> FastAPI:
     @app.get("/_sandbox/state")
     async def state() -> dict[str, Any]:
         return {"name": sim.name, "requests": sim.requests, "faults": sim.faults.describe(), **sim.state()}
+
+    @app.get("/_sandbox/arrivals")
+    async def arrivals() -> dict[str, Any]:
+        """When each of the latest requests arrived (Unix seconds): rate measurements from outside."""
+        return {"arrivals": list(sim.arrivals)}
+
+    @app.delete("/_sandbox/arrivals")
+    async def clear_arrivals() -> dict[str, Any]:
+        sim.arrivals.clear()
+        return {"ok": True}
 
     @app.post("/_sandbox/faults")
     async def add_fault(spec: FaultSpec) -> dict[str, Any]:
