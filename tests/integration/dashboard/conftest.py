@@ -102,7 +102,7 @@ def one(conn: psycopg.Connection[Any], query: str, params: Any = None) -> Any:
 def _id(row: Any) -> Any:
     if row is None:
         pytest.fail("INSERT ... RETURNING id returned no row")
-    return row["id"] if isinstance(row, dict) else row[0]
+    return row["id"]
 
 
 def seed(conn: psycopg.Connection[Any], profiles: Path, session_file: Path) -> dict[str, Any]:
