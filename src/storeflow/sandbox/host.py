@@ -21,7 +21,7 @@ from storeflow.errors import UnavailableError
 from storeflow.files import write_private_text
 from storeflow.logs import get_logger
 from storeflow.sandbox.base import ClientConfig, Simulator, create_app
-from storeflow.sandbox.registry import SIMULATORS, simulator_class
+from storeflow.sandbox.registry import SIMULATORS
 
 log = get_logger("sandbox")
 HOST = "127.0.0.1"
@@ -89,7 +89,7 @@ class SandboxHost:
             for index, name in enumerate(self.names):
                 port = self.port_base + index if self.port_base else 0
                 sock = bind_port(port, name, self.host)
-                sim = simulator_class(name)(seed=self.seed)
+                sim = SIMULATORS[name](seed=self.seed)
                 self.sims[name] = RunningSim(sim, sock, public_host=self.public_host or self.host)
                 sim.base_url = self.sims[name].url
         except BaseException:
