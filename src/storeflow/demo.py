@@ -126,11 +126,11 @@ def _point_paths_at(config_path: Path, workdir: Path) -> None:
 def _serve_dashboard(settings: Settings, db: Database, console: Console) -> None:
     import uvicorn
 
-    from storeflow.sandbox.host import bind_port
     from storeflow.web.app import create_app
+    from storeflow.web.ports import bind_port
     from storeflow.web.server import uvicorn_config
 
-    sock = bind_port(0, "dashboard")
+    sock = bind_port(0, "demo dashboard")
     port = sock.getsockname()[1]
     console.print(f"\n[bold]Dashboard:[/] http://127.0.0.1:{port}/dashboard   (Ctrl-C to stop)")
     console.file.flush()  # stdout to a pipe is block-buffered: `storeflow demo | tee demo.log` shows the URL now
