@@ -1,6 +1,6 @@
 """Simulator of the Hallmark Connect portal (a Salesforce Experience Cloud community).
 
-Reproduces what `portal-facts.md` records: a landing page with "Retailer Login",
+Reproduces the portal as docs/hallmark.md describes it: a landing page with "Retailer Login",
 a PingOne-style sign-on (password on the same page or on a second step), an MFA
 page (sandbox code from ``/_sandbox/otp`` or the sandbox user's TOTP secret),
 ``/secur/frontdoor.jsp`` -> ``/s/`` with the Aura token in localStorage and the
