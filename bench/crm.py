@@ -97,6 +97,7 @@ def bench_ingest(server: str, n: int, work: Path) -> list[dict[str, Any]]:
     from python_calamine import CalamineWorkbook
 
     from storeflow.crm.ingest import FileInfo, ingest_file
+    from storeflow.db import connect
 
     first, second = work / "TD_OrderReport_bench_fresh.xlsx", work / "TD_OrderReport_bench_changed.xlsx"
     t = time.perf_counter()
@@ -112,7 +113,7 @@ def bench_ingest(server: str, n: int, work: Path) -> list[dict[str, Any]]:
     url, name = fresh_database(server)
     try:
         info = FileInfo(uuid.uuid4(), "td", "a668", "OrderReport", "bench", date(2020, 1, 1), date(2020, 12, 31))
-        with psycopg.connect(url) as conn:
+        with connect(url) as conn:
             t = time.perf_counter()
             fresh = ingest_file(conn, first, info)
             ours_fresh = time.perf_counter() - t
@@ -161,11 +162,12 @@ def postgres_share(server: str, path: Path, info: Any) -> tuple[float, float]:
     Reading, converting and formatting happen before the clock starts: no client can go below this."""
     from storeflow.crm import ingest
     from storeflow.crm.reports import parse_report
+    from storeflow.db import connect
 
     parsed = parse_report(path, "td")
     url, name = fresh_database(server)
     try:
-        with psycopg.connect(url) as conn:
+        with connect(url) as conn:
             ledger_id = ingest._ledger(conn, info, path.name, "0" * 32, path.stat().st_size)
             chunks = list(ingest.copy_chunks(info, ledger_id, parsed))
             t = time.perf_counter()

@@ -52,6 +52,8 @@ _CL = re.compile(rb"(?i)\r\ncontent-length:\s*(\d+)")
 
 sys.path.insert(0, str(ROOT / "src"))
 
+from storeflow.db import connect  # noqa: E402
+from storeflow.db.pool import PoolConfig, open_async_pool  # noqa: E402
 from storeflow.sandbox.shopify import shopify_dumps  # noqa: E402
 from storeflow.sandbox.shopify import sign_webhook as sign_body  # noqa: E402
 
@@ -195,9 +197,8 @@ def floor_server(port: int, db_url: str) -> None:
     from contextlib import asynccontextmanager
 
     import uvicorn
-    from psycopg_pool import AsyncConnectionPool
 
-    pool = AsyncConnectionPool(db_url, min_size=2, max_size=12, kwargs={"autocommit": True}, open=False)
+    pool = open_async_pool(db_url, PoolConfig(), name="bench-floor", min_size=2, max_size=12, autocommit=True)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
@@ -213,7 +214,7 @@ def floor_server(port: int, db_url: str) -> None:
         async with pool.connection() as conn:
             cur = await conn.execute("INSERT INTO bench_floor (body) VALUES (%s) RETURNING id", (body,))
             row = await cur.fetchone()
-        return JSONResponse({"ok": True, "id": row[0] if row else None})
+        return JSONResponse({"ok": True, "id": row["id"] if row else None})
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -311,8 +312,9 @@ def bench_ingest(env: dict[str, str], cwd: Path, db_url: str, seconds: float) ->
             our_parts.append(load(port, mine, seconds / segments, warmup=0.5, keep=True))
         assert proc.poll() is None
     floor, ours = _merge(floor_parts, seconds), _merge(our_parts, seconds)
-    with psycopg.connect(db_url) as conn:
-        outcomes = dict(conn.execute("SELECT outcome, count(*) FROM webhook_inbox GROUP BY 1").fetchall())
+    with connect(db_url) as conn:
+        rows = conn.execute("SELECT outcome, count(*) AS n FROM webhook_inbox GROUP BY 1").fetchall()
+    outcomes = {r["outcome"]: r["n"] for r in rows}
     print(f"  floor: {floor}\n  storeflow: {ours}  inbox outcomes: {outcomes}", flush=True)
     return {"floor": floor, "ours": ours, "outcomes": outcomes, "segments": segments}
 
@@ -367,9 +369,9 @@ def bench_e2e(env: dict[str, str], cwd: Path, db_url: str, hipoink: str, seconds
         assert worker.poll() is None
     received = {p["pc"]: p["received_at"] for p in labels}
     latencies = [(received[pc] - t) * 1000 for pc, t in acked.items() if pc in received]
-    with psycopg.connect(db_url) as conn:
+    with connect(db_url) as conn:
         db_lat = [
-            r[0]
+            r["latency_ms"]
             for r in conn.execute(
                 "SELECT latency_ms FROM sync_log WHERE status = 'succeeded' AND product_code LIKE 'E2E-%%'"
             ).fetchall()
@@ -418,13 +420,13 @@ def bench_drain(env: dict[str, str], cwd: Path, db_url: str, hipoink: str, n: in
     wall = time.monotonic() - started
     if proc.returncode != 0:
         raise RuntimeError(f"worker failed: {err[-2000:]}")
-    with psycopg.connect(db_url) as conn:
+    with connect(db_url) as conn:
         row = conn.execute(
-            "SELECT count(*) FILTER (WHERE state = 'succeeded'), extract(epoch FROM max(finished_at) - min(claimed_at))"
-            " FROM sync_queue"
+            "SELECT count(*) FILTER (WHERE state = 'succeeded') AS done,"
+            " extract(epoch FROM max(finished_at) - min(claimed_at)) AS seconds FROM sync_queue"
         ).fetchone()
     assert row is not None
-    done, seconds = row
+    done, seconds = row["done"], row["seconds"]
     arrived = httpx.get(f"{hipoink}/_sandbox/state").json()["stores"].get(STORE, 0)
     result = {
         "mode": mode,

@@ -188,9 +188,12 @@ def bench_import(server_url: str, count: int) -> list[dict[str, Any]]:
             our_seconds += time.perf_counter() - started
         print(f"baseline (row by row): {base_seconds:.1f}s; storeflow import: {our_seconds:.1f}s", file=sys.stderr)
         with our_db.connect() as a, base_db.connect() as b:
-            q = "SELECT count(*), sum(order_total), (SELECT count(*) FROM order_items) FROM orders"
+            q = (
+                "SELECT count(*) AS orders, sum(order_total) AS total,"
+                " (SELECT count(*) FROM order_items) AS items FROM orders"
+            )
             ours, theirs = a.execute(q).fetchone(), b.execute(q).fetchone()
-        if failed or ours != theirs or ours is None or ours[0] != count:
+        if failed or ours != theirs or ours is None or ours["orders"] != count:
             raise SystemExit(f"import results differ: ours={ours} baseline={theirs} failed={failed[:3]}")
         base_db.close()
         our_db.close()

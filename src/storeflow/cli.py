@@ -101,6 +101,22 @@ def db_url(
     typer.echo(db.url if show_password else mask_url(db.url))
 
 
+@db_app.command("schema")
+def db_schema(
+    ctx: typer.Context,
+    write: Annotated[bool, typer.Option("--write", help="Rewrite src/storeflow/db/schema.sql.")] = False,
+) -> None:
+    """Print the schema a freshly migrated database has (pg_dump of a scratch database on this server)."""
+    from storeflow.db.schema import SCHEMA_FILE, snapshot
+
+    text = snapshot(get_context(ctx).database(migrate=False).url)
+    if write:
+        SCHEMA_FILE.write_text(text, encoding="utf-8")
+        console.print(f"wrote {SCHEMA_FILE}")
+    else:
+        typer.echo(text, nl=False)
+
+
 @db_app.command("stop")
 def db_stop(ctx: typer.Context) -> None:
     """Stop the embedded PostgreSQL server (it otherwise keeps running between commands)."""

@@ -1,12 +1,11 @@
 """`storeflow demo`: every pipeline end to end on the sandbox and the embedded database.
 
-Each pipeline contributes a step in `DEMO_STEPS` ("module:function"); the
-function takes a `DemoContext` and returns a `DemoResult`.
+Each pipeline contributes a step (see `demo_steps`): a function that takes a `DemoContext` and
+returns a `DemoResult`.
 """
 
 from __future__ import annotations
 
-import importlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,20 +15,14 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
-from storeflow.errors import EXIT_FAILED, EXIT_OK
+from storeflow.errors import EXIT_FAILED, EXIT_OK, ConfigError
 from storeflow.sandbox.host import SandboxHost
-from storeflow.sandbox.registry import available
+from storeflow.sandbox.registry import SIMULATORS
 
 if TYPE_CHECKING:
     from storeflow.context import AppContext
     from storeflow.db.connect import Database
     from storeflow.settings import Settings
-
-DEMO_STEPS: dict[str, str] = {
-    "hallmark": "storeflow.hallmark.demo:run_demo",
-    "crm": "storeflow.crm.demo:run_demo",
-    "esl": "storeflow.esl.demo:run_demo",
-}
 
 
 @dataclass
@@ -49,16 +42,14 @@ class DemoResult:
     note: str = ""
 
 
-def _step(spec: str) -> Callable[[DemoContext], DemoResult] | None:
-    module_name, _, attr = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            return None
-        raise
-    fn: Callable[[DemoContext], DemoResult] | None = getattr(module, attr, None)
-    return fn
+def demo_steps() -> dict[str, Callable[[DemoContext], DemoResult]]:
+    """Each pipeline's demo step, in the order they run."""
+    # imported here: the step modules import DemoContext and DemoResult from this module
+    from storeflow.crm.demo import run_demo as crm_demo
+    from storeflow.esl.demo import run_demo as esl_demo
+    from storeflow.hallmark.demo import run_demo as hallmark_demo
+
+    return {"hallmark": hallmark_demo, "crm": crm_demo, "esl": esl_demo}
 
 
 def run_demo(ctx: AppContext, only: str | None, seed: int, serve: bool, console: Console) -> int:
@@ -69,9 +60,13 @@ def run_demo(ctx: AppContext, only: str | None, seed: int, serve: bool, console:
     base = ctx.settings
     workdir = base.home.resolve() / "demo"
     workdir.mkdir(parents=True, exist_ok=True)
-    wanted = [p.strip() for p in only.split(",")] if only else list(DEMO_STEPS)
+    steps = demo_steps()
+    wanted = [p.strip() for p in only.split(",")] if only else list(steps)
+    unknown = [name for name in wanted if name not in steps]
+    if unknown:
+        raise ConfigError(f"unknown demo pipeline(s): {', '.join(unknown)}; known: {', '.join(steps)}")
     console.print(f"[bold]storeflow demo[/] — sandbox simulators on 127.0.0.1, data in {workdir}")
-    with SandboxHost(available(), port_base=0, seed=seed) as host:
+    with SandboxHost(list(SIMULATORS), port_base=0, seed=seed) as host:
         config_path = workdir / "storeflow.toml"
         host.write_config(config_path)
         _point_paths_at(config_path, workdir)
@@ -83,10 +78,7 @@ def run_demo(ctx: AppContext, only: str | None, seed: int, serve: bool, console:
         demo_ctx = DemoContext(settings, db, host, workdir, console)
         results: list[DemoResult] = []
         for name in wanted:
-            fn = _step(DEMO_STEPS.get(name, ""))
-            if fn is None:
-                results.append(DemoResult(name, True, note="not part of this build yet"))
-                continue
+            fn = steps[name]
             started = time.monotonic()
             console.print(f"[bold]→ {name}[/]")
             try:
@@ -134,11 +126,11 @@ def _point_paths_at(config_path: Path, workdir: Path) -> None:
 def _serve_dashboard(settings: Settings, db: Database, console: Console) -> None:
     import uvicorn
 
-    from storeflow.sandbox.host import bind_port
     from storeflow.web.app import create_app
+    from storeflow.web.ports import bind_port
     from storeflow.web.server import uvicorn_config
 
-    sock = bind_port(0, "dashboard")
+    sock = bind_port(0, "demo dashboard")
     port = sock.getsockname()[1]
     console.print(f"\n[bold]Dashboard:[/] http://127.0.0.1:{port}/dashboard   (Ctrl-C to stop)")
     console.file.flush()  # stdout to a pipe is block-buffered: `storeflow demo | tee demo.log` shows the URL now

@@ -1,9 +1,9 @@
 """Component loggers and central redaction.
 
-Each component (spec 000's auth, extractors, api, storage, main; plus crm, esl,
+Each component (Hallmark's auth, extractors, api, storage, main; plus crm, esl,
 sandbox, db, web) writes ``logs/<component>.log``; the console shows WARNING and
 above unless the level says otherwise. Lines read
-``[timestamp] [component/store] [event] message`` (spec 001's format).
+``[timestamp] [component/store] [event] message`` (README "Logs", docs/crm.md).
 
 Secrets never reach a handler: every record passes through `RedactingFilter`,
 which masks the known secret values and anything that looks like a password,

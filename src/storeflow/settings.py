@@ -34,9 +34,11 @@ PLACEHOLDER_SECRETS = {
     "password",
     "secret",
 }
+# Hipoink's documented default sign (public: every Hipoink server starts with it); the one copy in src/
+HIPOINK_DEFAULT_SIGN = "80805d794841f1b4"
 # secrets whose default value is public (Hipoink's documented default sign), with the setting that puts them
 # to use: placeholders outside the sandbox once that setting is set
-PUBLIC_DEFAULT_SECRETS = {"HIPOINK_API_SECRET": ("80805d794841f1b4", "HIPOINK_API_BASE_URL")}
+PUBLIC_DEFAULT_SECRETS = {"HIPOINK_API_SECRET": (HIPOINK_DEFAULT_SIGN, "HIPOINK_API_BASE_URL")}
 _log = get_logger("main")
 
 
@@ -222,7 +224,7 @@ class Settings(BaseSettings):
     HIPOINK_API_BASE_URL: str | None = None
     HIPOINK_USERNAME: str | None = None
     HIPOINK_PASSWORD: SecretStr | None = None
-    HIPOINK_API_SECRET: SecretStr = SecretStr("80805d794841f1b4")
+    HIPOINK_API_SECRET: SecretStr = SecretStr(HIPOINK_DEFAULT_SIGN)
     HIPOINK_CLIENT_ID: str = "default"
     HIPOINK_BATCH_SIZE: int = Field(default=200, ge=1, le=5000)
     SHOPIFY_WEBHOOK_SECRET: SecretStr | None = None

@@ -7,7 +7,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from storeflow.db.connect import Database, open_database
+from storeflow.db.connect import Database, connect, open_database
 from storeflow.db.migrate import load_migrations, migrate, migration_status
 from storeflow.errors import UnavailableError
 
@@ -20,9 +20,9 @@ def test_migrations_apply_once_and_are_idempotent(empty_db_url: str) -> None:
     assert [m.version for m in first] == [m.version for m in load_migrations()]
     assert migrate(db) == []
     assert all(state.startswith("applied") for _, _, state in migration_status(db))
-    with psycopg.connect(empty_db_url) as conn:
-        count = conn.execute("SELECT count(*) FROM schema_migrations").fetchone()
-    assert count == (len(first),)
+    with connect(empty_db_url) as conn:
+        count = conn.execute("SELECT count(*) AS n FROM schema_migrations").fetchone()
+    assert count == {"n": len(first)}
     db.close()
 
 
@@ -39,9 +39,9 @@ def test_two_processes_migrating_at_once(empty_db_url: str, tmp_path: Path) -> N
     assert all(p.returncode == 0 for p in procs)
     # every migration applied exactly once, by one process or the other
     assert sorted(int(o) for o in outputs)[0] + sorted(int(o) for o in outputs)[1] == len(load_migrations())
-    with psycopg.connect(empty_db_url) as conn:
+    with connect(empty_db_url) as conn:
         rows = conn.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall()
-    assert [r[0] for r in rows] == [m.version for m in load_migrations()]
+    assert [r["version"] for r in rows] == [m.version for m in load_migrations()]
 
 
 def test_unreachable_database_url_fails_fast_without_traceback(make_settings) -> None:  # type: ignore[no-untyped-def]
@@ -117,5 +117,37 @@ def test_cli_db_commands_on_embedded(tmp_path: Path) -> None:
 def test_open_database_migrates(make_settings, empty_db_url: str) -> None:  # type: ignore[no-untyped-def]
     db = open_database(make_settings(db_url=empty_db_url))
     with db.connect() as conn:
-        assert conn.execute("SELECT to_regclass('pipeline_runs')").fetchone() == ("pipeline_runs",)
+        assert conn.execute("SELECT to_regclass('pipeline_runs') AS t").fetchone() == {"t": "pipeline_runs"}
     db.close()
+
+
+def test_every_connection_factory_gives_dict_rows_and_names_itself(db_url: str) -> None:
+    import asyncio
+
+    from storeflow.db.pool import PoolConfig, connect_async
+
+    db = Database(db_url, kind="test")
+    query = "SELECT current_setting('application_name') AS app"
+    try:
+        with db.connect() as conn:
+            assert conn.execute(query).fetchone() == {"app": "storeflow"}
+        with db.connect(name="import") as conn:
+            assert conn.execute(query).fetchone() == {"app": "storeflow-import"}
+        with db.pool.connection() as conn:
+            assert conn.execute(query).fetchone() == {"app": "storeflow-storeflow"}
+
+        async def async_rows() -> list[object]:
+            pool = db.async_pool("probe")
+            await pool.open(wait=True)
+            try:
+                async with pool.connection() as aconn:
+                    pooled = await (await aconn.execute(query)).fetchone()
+            finally:
+                await pool.close()
+            async with await connect_async(db_url, PoolConfig(), name="lane") as aconn:
+                single = await (await aconn.execute(query)).fetchone()
+            return [pooled, single]
+
+        assert asyncio.run(async_rows()) == [{"app": "storeflow-probe"}, {"app": "storeflow-lane"}]
+    finally:
+        db.close()

@@ -48,6 +48,8 @@ def test_crm_audit_errors_are_redacted(conn: psycopg.Connection[Any]) -> None:
 
 def test_esl_queue_and_log_errors_are_redacted() -> None:
     item = {"id": 1, "store_code": "S1", "product_id": 7, "operation": "upsert", "attempts": 1}
-    # one jsonb row per item carries the error for both the queue row and its sync_log row
     params = finish_params([ItemResult(item, "pending", "retry", error=LEAKY)], "w1")
-    _clean([r["error"] for r in json.loads(params["rows"])])
+    rows = json.loads(params["rows"])
+    # FINISH writes each row's error to both sync_queue.last_error and sync_log.error
+    assert len(rows) == 1
+    _clean([r["error"] for r in rows])

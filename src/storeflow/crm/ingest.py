@@ -112,7 +112,7 @@ def last_success_end(conn: psycopg.Connection[Any], crm: str, store: str) -> dat
 def _scalar(row: Any) -> Any:
     if row is None:
         return None
-    return next(iter(row.values())) if isinstance(row, dict) else row[0]
+    return next(iter(row.values()))
 
 
 def record_audit(
@@ -226,7 +226,7 @@ def _ledger(conn: psycopg.Connection[Any], info: FileInfo, name: str, md5: str, 
         (info.run_id, info.crm, info.store, info.report_type, info.mode, name, md5, size, info.start, info.end),
     ).fetchone()
     assert row is not None
-    return int(row["id"] if isinstance(row, dict) else row[0])
+    return int(row["id"])
 
 
 def _copy_staging(conn: psycopg.Connection[Any], info: FileInfo, ledger_id: int, parsed: ParsedReport) -> None:
@@ -299,7 +299,7 @@ def upsert(
     )
     row = conn.execute(query, (info.run_id, ledger_id)).fetchone()
     assert row is not None
-    inserted, written = (row["inserted"], row["written"]) if isinstance(row, dict) else row
+    inserted, written = row["inserted"], row["written"]
     return int(inserted), int(written) - int(inserted)
 
 

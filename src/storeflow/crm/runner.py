@@ -35,6 +35,7 @@ from storeflow.crm.ingest import (
 )
 from storeflow.crm.portals import (
     REPORT_TYPES,
+    Downloaded,
     DownloadError,
     OtpSource,
     PortalClient,
@@ -53,6 +54,7 @@ from storeflow.errors import (
     EXIT_SKIPPED,
     EXIT_UNAVAILABLE,
     ConfigError,
+    NeedsBootstrapError,
     StoreflowError,
 )
 from storeflow.logs import get_logger, redact_error, register_secrets
@@ -310,8 +312,11 @@ def _session_check(db: Database | None, settings: Settings, store: CrmStore, val
     path = vault.path(store.key)
     age = vault.age_seconds(store.key)
     saved = datetime.fromtimestamp(path.stat().st_mtime).astimezone() if age is not None else None
-    with contextlib.suppress(Exception), db.transaction() as conn:
-        conn.execute(UPSERT_SESSION_CHECK, (store.key, store.code, str(path), saved, valid, detail))
+    try:
+        with db.transaction() as conn:
+            conn.execute(UPSERT_SESSION_CHECK, (store.key, store.code, str(path), saved, valid, detail))
+    except Exception as exc:  # the dashboard's session row is a convenience: the run goes on without it
+        log.warning("%s: session check not recorded: %s", store.key, _first_line(exc), event="session")
 
 
 # ---------------------------------------------------------------- download
@@ -452,7 +457,7 @@ async def _run_store(
             outcome.status, outcome.file, outcome.error = result.status, downloaded.path.name, result.error
             outcome.inserted, outcome.updated, outcome.rejected = result.inserted, result.updated, result.rejected
             _retain(settings, downloaded.path, result, options.keep_files)
-        except NeedsBootstrap as exc:
+        except NeedsBootstrapError as exc:
             outcome.status, outcome.error = "needs_bootstrap", str(exc)
             slog.error("%s; run: %s", exc, bootstrap_command(store), event="needs_bootstrap")
             await _audit_unless_lost(
@@ -481,8 +486,10 @@ async def _run_store(
                 slog.exception("failed: %s", outcome.error, event="download")
             await _audit_unless_lost(db, store, run_id, outcome.window, "failed", started, outcome.error, store.mode)
         finally:
-            with contextlib.suppress(Exception):  # a lost connection has released the lock already
+            try:
                 await asyncio.to_thread(unlock_store, lock_conn, store.key)
+            except Exception as exc:  # a lost connection has released the lock already
+                slog.info("lock not released explicitly: %s", _first_line(exc), event="lock")
     finally:
         await asyncio.to_thread(lock_conn.close)
     outcome.seconds = asyncio.get_running_loop().time() - clock
@@ -490,8 +497,8 @@ async def _run_store(
     return outcome
 
 
-class NeedsBootstrap(StoreflowError):
-    pass
+def _first_line(exc: BaseException) -> str | None:
+    return redact_error((str(exc).strip().splitlines() or [type(exc).__name__])[0])
 
 
 async def _download_with_session(
@@ -502,7 +509,7 @@ async def _download_with_session(
     window: Window,
     progress: Progress,
     slog: Any,
-) -> Any:
+) -> Downloaded:
     vault = SessionVault(settings.config.crm.profiles_dir)
     state: StorageState | None = vault.load(store.key)
     relogged = False
@@ -511,13 +518,13 @@ async def _download_with_session(
         nonlocal relogged
         if store.otp_required or relogged:
             await asyncio.to_thread(_session_check, db, settings, store, False, reason)
-            raise NeedsBootstrap(f"{store.key}: {reason}; the session needs a bootstrap (OTP)")
+            raise NeedsBootstrapError(f"{store.key}: {reason}; the session needs a bootstrap (OTP)")
         relogged = True
         progress.update(store.key, "login", "re-authenticating")
         slog.info("%s: logging in again (no OTP needed)", reason, event="auth")
 
         async def no_otp() -> str:
-            raise NeedsBootstrap(f"{store.key}: the portal asked for an OTP")
+            raise NeedsBootstrapError(f"{store.key}: the portal asked for an OTP")
 
         new_state = await client.login(no_otp)
         vault.save(store.key, new_state)

@@ -1,8 +1,8 @@
 """A Prometheus collector that reads the database at scrape time.
 
 Counters are totals over what the tables hold (so they survive restarts and
-agree between processes); a pipeline whose tables are absent simply exports
-nothing. `storeflow_up` says whether the database answered.
+agree between processes); every served database is migrated, so each pipeline's
+tables exist. `storeflow_up` says whether the database answered.
 """
 
 from __future__ import annotations
@@ -98,32 +98,23 @@ class DatabaseCollector(Collector):
 
     def _collect(self, conn: psycopg.Connection[Any]) -> Iterator[Metric]:
         now = datetime.now(UTC)
-        present = queries.present_tables(conn)
         yield from self._overview(conn, now)
-        if "webhook_inbox" in present:
-            yield from self._webhooks(conn)
-        if "sync_queue" in present:
-            yield from self._queue(conn, now)
-        if "sync_log" in present:
-            attempts = CounterMetricFamily(
-                "storeflow_sync_attempts", "Hipoink sync attempts recorded in sync_log", labels=["store", "status"]
-            )
-            for r in conn.execute(SYNC_ATTEMPTS).fetchall():
-                attempts.add_metric([str(r["store_code"]), str(r["status"])], r["n"])
-            yield attempts
-        if "dashboard_alert_state" in present:
-            active = GaugeMetricFamily("storeflow_alerts_active", "Alert conditions holding now", labels=["kind"])
-            for r in conn.execute(ALERTS_ACTIVE).fetchall():
-                active.add_metric([r["kind"]], r["n"])
-            yield active
-        if "download_ledger" in present:
-            yield from self._downloads(conn)
-        if "ingest_audit" in present:
-            yield from self._ingests(conn)
-        if "hallmark_runs" in present:
-            yield from self._hallmark(conn, present)
-        if "pipeline_runs" in present:
-            yield from self._pipeline_runs(conn)
+        yield from self._webhooks(conn)
+        yield from self._queue(conn, now)
+        attempts = CounterMetricFamily(
+            "storeflow_sync_attempts", "Hipoink sync attempts recorded in sync_log", labels=["store", "status"]
+        )
+        for r in conn.execute(SYNC_ATTEMPTS).fetchall():
+            attempts.add_metric([str(r["store_code"]), str(r["status"])], r["n"])
+        yield attempts
+        active = GaugeMetricFamily("storeflow_alerts_active", "Alert conditions holding now", labels=["kind"])
+        for r in conn.execute(ALERTS_ACTIVE).fetchall():
+            active.add_metric([r["kind"]], r["n"])
+        yield active
+        yield from self._downloads(conn)
+        yield from self._ingests(conn)
+        yield from self._hallmark(conn)
+        yield from self._pipeline_runs(conn)
 
     def _overview(self, conn: psycopg.Connection[Any], now: datetime) -> Iterator[Metric]:
         cells = queries.overview_cells(conn, self.settings, now)
@@ -249,7 +240,7 @@ class DatabaseCollector(Collector):
         yield runs
         yield rows
 
-    def _hallmark(self, conn: psycopg.Connection[Any], present: set[str]) -> Iterator[Metric]:
+    def _hallmark(self, conn: psycopg.Connection[Any]) -> Iterator[Metric]:
         runs = CounterMetricFamily(
             "storeflow_hallmark_runs", "Hallmark extraction runs by kind and status", labels=["kind", "status"]
         )
@@ -267,10 +258,9 @@ class DatabaseCollector(Collector):
             items.add_metric([k], n)
         yield runs
         yield items
-        if "orders" in present:
-            orders = GaugeMetricFamily("storeflow_hallmark_orders_imported", "Hallmark orders in PostgreSQL")
-            orders.add_metric([], conn.execute(HALLMARK_ORDERS).fetchone()["n"])  # type: ignore[index]
-            yield orders
+        orders = GaugeMetricFamily("storeflow_hallmark_orders_imported", "Hallmark orders in PostgreSQL")
+        orders.add_metric([], conn.execute(HALLMARK_ORDERS).fetchone()["n"])  # type: ignore[index]
+        yield orders
 
     def _pipeline_runs(self, conn: psycopg.Connection[Any]) -> Iterator[Metric]:
         runs = CounterMetricFamily(

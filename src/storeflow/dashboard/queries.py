@@ -1,8 +1,7 @@
 """Every read the dashboard, /metrics and the alert engine make, as SQL constants with bound parameters.
 
-Each pipeline's tables may be absent (a build without that pipeline, or a database
-not yet migrated): callers ask `present_tables` first and skip what is missing.
-Functions receive a connection with dict rows from their caller.
+Every served database is migrated, so every pipeline's tables exist. Functions receive a
+connection with dict rows from their caller.
 """
 
 from __future__ import annotations
@@ -23,32 +22,6 @@ if TYPE_CHECKING:
     from storeflow.settings import Settings
 
 Row = dict[str, Any]
-
-TABLES = (
-    "download_ledger",
-    "ingest_audit",
-    "fact_td_orders",
-    "fact_uc_gst",
-    "hallmark_runs",
-    "hallmark_run_items",
-    "orders",
-    "stores",
-    "store_mappings",
-    "sync_queue",
-    "sync_log",
-    "webhook_inbox",
-    "pipeline_runs",
-    "session_checks",
-    "dashboard_alert_state",
-    "dashboard_alert_log",
-)
-
-PRESENT = "SELECT name FROM unnest(%s::text[]) AS name WHERE to_regclass(name) IS NOT NULL"
-
-
-def present_tables(conn: psycopg.Connection[Any]) -> set[str]:
-    """Which of the pipelines' tables exist in this database."""
-    return {r["name"] for r in conn.execute(PRESENT, (list(TABLES),)).fetchall()}
 
 
 def _all(conn: psycopg.Connection[Any], query: str, params: Any = None) -> list[Row]:
@@ -90,18 +63,12 @@ def _by_store(rows: list[Row]) -> dict[tuple[str, str], Row]:
     return {(r["crm"], r["store"]): r for r in rows}
 
 
-def crm_observations(conn: psycopg.Connection[Any], settings: Settings, present: set[str]) -> list[Observation]:
+def crm_observations(conn: psycopg.Connection[Any], settings: Settings) -> list[Observation]:
     stores: list[tuple[str, str, str]] = [(s.crm, s.code, s.name) for s in settings.config.crm.stores if s.enabled]
-    last: dict[tuple[str, str], Row] = {}
-    ok: dict[tuple[str, str], Row] = {}
-    problem: dict[tuple[str, str], Row] = {}
-    dl_ok: dict[tuple[str, str], Row] = {}
-    if "ingest_audit" in present:
-        last = _by_store(_all(conn, CRM_INGEST_LAST))
-        ok = _by_store(_all(conn, CRM_INGEST_SUCCESS, (list(CRM_SUCCESS),)))
-        problem = _by_store(_all(conn, CRM_DOWNLOAD_PROBLEM))
-    if "download_ledger" in present:
-        dl_ok = _by_store(_all(conn, CRM_DOWNLOAD_SUCCESS))
+    last = _by_store(_all(conn, CRM_INGEST_LAST))
+    ok = _by_store(_all(conn, CRM_INGEST_SUCCESS, (list(CRM_SUCCESS),)))
+    problem = _by_store(_all(conn, CRM_DOWNLOAD_PROBLEM))
+    dl_ok = _by_store(_all(conn, CRM_DOWNLOAD_SUCCESS))
     known = {(crm, code) for crm, code, _ in stores}
     for crm, code in sorted(set(last) | set(dl_ok) | set(problem)):
         if (crm, code) not in known:
@@ -157,21 +124,15 @@ SELECT checked_at, detail FROM session_checks WHERE pipeline = %s AND NOT valid 
 SESSION_VALID_SINCE = "SELECT max(checked_at) AS at FROM session_checks WHERE pipeline = %s AND valid"
 
 
-def hallmark_observations(conn: psycopg.Connection[Any], present: set[str]) -> list[Observation]:
-    if "hallmark_runs" not in present and "orders" not in present:
-        return []
-    run: Row = {}
-    last_ok = None
-    if "hallmark_runs" in present:
-        run = _one(conn, HALLMARK_LAST_RUN)
-        last_ok = _one(conn, HALLMARK_LAST_OK).get("at")
-    fresh: Row = _one(conn, HALLMARK_FRESHNESS) if "orders" in present else {}
+def hallmark_observations(conn: psycopg.Connection[Any]) -> list[Observation]:
+    run = _one(conn, HALLMARK_LAST_RUN)
+    last_ok = _one(conn, HALLMARK_LAST_OK).get("at")
+    fresh = _one(conn, HALLMARK_FRESHNESS)
     status, error, at = run.get("status"), run.get("last_error"), run.get("started_at")
-    if "session_checks" in present:
-        bad = _one(conn, SESSION_INVALID_FOR, ("hallmark",))
-        good = _one(conn, SESSION_VALID_SINCE, ("hallmark",)).get("at")
-        if bad and (good is None or bad["checked_at"] > good) and (at is None or bad["checked_at"] >= at):
-            status, error, at = "needs_bootstrap", bad.get("detail"), bad["checked_at"]
+    bad = _one(conn, SESSION_INVALID_FOR, ("hallmark",))
+    good = _one(conn, SESSION_VALID_SINCE, ("hallmark",)).get("at")
+    if bad and (good is None or bad["checked_at"] > good) and (at is None or bad["checked_at"] >= at):
+        status, error, at = "needs_bootstrap", bad.get("detail"), bad["checked_at"]
     stores = fresh.get("stores") or 0
     label = f"Hallmark Connect ({stores} stores)" if stores else "Hallmark Connect"
     return [
@@ -202,9 +163,7 @@ ORDER BY m.hipoink_store_code, m.source_store_id
 """
 
 
-def esl_observations(conn: psycopg.Connection[Any], present: set[str], now: datetime) -> list[Observation]:
-    if not {"store_mappings", "sync_queue"} <= present:
-        return []
+def esl_observations(conn: psycopg.Connection[Any], now: datetime) -> list[Observation]:
     out = []
     for r in _all(conn, ESL_PER_STORE, {"now": now}):
         code = str(r["code"])
@@ -224,12 +183,11 @@ def esl_observations(conn: psycopg.Connection[Any], present: set[str], now: date
 def overview_cells(conn: psycopg.Connection[Any], settings: Settings, now: datetime | None = None) -> list[Cell]:
     """Every store x pipeline cell, evaluated by the status policy."""
     now = now or datetime.now(UTC)
-    present = present_tables(conn)
     cfg = settings.config.dashboard
     observations = [
-        *hallmark_observations(conn, present),
-        *crm_observations(conn, settings, present),
-        *esl_observations(conn, present, now),
+        *hallmark_observations(conn),
+        *crm_observations(conn, settings),
+        *esl_observations(conn, now),
     ]
     return [evaluate(o, now, cfg.stale_after_hours, cfg.queue_age_alert_seconds) for o in observations]
 
@@ -240,8 +198,6 @@ SELECT session_key, coalesce(detail, '') AS detail FROM session_checks WHERE NOT
 
 
 def invalid_sessions(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
-    if "session_checks" not in present_tables(conn):
-        return []
     return [(r["session_key"], r["detail"]) for r in _all(conn, INVALID_SESSIONS)]
 
 
@@ -252,8 +208,6 @@ FROM dashboard_alert_log ORDER BY sent_at DESC, id DESC LIMIT %s
 
 
 def recent_alerts(conn: psycopg.Connection[Any], limit: int = 10) -> list[Row]:
-    if "dashboard_alert_log" not in present_tables(conn):
-        return []
     # outcomes are redacted when stored; rows stored before that was so are redacted here
     return [{**r, "outcome": redact_value(r["outcome"])} for r in _all(conn, RECENT_ALERTS, (limit,))]
 
@@ -327,7 +281,6 @@ CRM_FAILURES = (
 
 @dataclass
 class CrmPage:
-    available: bool
     ledger: list[Row] = field(default_factory=list)
     ledger_totals: Row = field(default_factory=dict)
     audit: list[Row] = field(default_factory=list)
@@ -340,29 +293,25 @@ class CrmPage:
 
 
 def crm_page(conn: psycopg.Connection[Any], settings: Settings, filters: CrmFilters) -> CrmPage:
-    present = present_tables(conn)
-    page = CrmPage(available=bool({"download_ledger", "ingest_audit"} & present))
+    page = CrmPage()
     page.stores = [(s.key, f"{s.name} ({s.key})") for s in settings.config.crm.stores]
     p = filters.params()
     statuses: set[str] = set()
-    if "download_ledger" in present:
-        page.ledger = _all(conn, CRM_LEDGER, p)
-        page.ledger_totals = _one(conn, CRM_LEDGER_COUNT, p)
-        statuses |= {r["status"] for r in _all(conn, "SELECT DISTINCT status FROM download_ledger")}
-    if "ingest_audit" in present:
-        page.audit = _all(conn, CRM_AUDIT, p)
-        page.audit_totals = _one(conn, CRM_AUDIT_TOTALS, p)
-        page.audit_by_status = _all(conn, CRM_AUDIT_BY_STATUS, p)
-        page.failures = _all(conn, CRM_FAILURES, p)
-        statuses |= {r["status"] for r in _all(conn, "SELECT DISTINCT status FROM ingest_audit")}
-        seen = _all(conn, "SELECT DISTINCT crm, store FROM ingest_audit ORDER BY 1, 2")
-        known = {k for k, _ in page.stores}
-        page.stores += [(f"{r['crm']}_{r['store']}", f"{r['crm']}_{r['store']}") for r in seen
-                        if f"{r['crm']}_{r['store']}" not in known]  # fmt: skip
+    page.ledger = _all(conn, CRM_LEDGER, p)
+    page.ledger_totals = _one(conn, CRM_LEDGER_COUNT, p)
+    statuses |= {r["status"] for r in _all(conn, "SELECT DISTINCT status FROM download_ledger")}
+    page.audit = _all(conn, CRM_AUDIT, p)
+    page.audit_totals = _one(conn, CRM_AUDIT_TOTALS, p)
+    page.audit_by_status = _all(conn, CRM_AUDIT_BY_STATUS, p)
+    page.failures = _all(conn, CRM_FAILURES, p)
+    statuses |= {r["status"] for r in _all(conn, "SELECT DISTINCT status FROM ingest_audit")}
+    seen = _all(conn, "SELECT DISTINCT crm, store FROM ingest_audit ORDER BY 1, 2")
+    known = {k for k, _ in page.stores}
+    page.stores += [(f"{r['crm']}_{r['store']}", f"{r['crm']}_{r['store']}") for r in seen
+                    if f"{r['crm']}_{r['store']}" not in known]  # fmt: skip
     for table in ("fact_td_orders", "fact_uc_gst"):
-        if table in present:
-            count = sql.SQL("SELECT count(*) AS n FROM {}").format(sql.Identifier(table))
-            page.fact_rows[table] = int(conn.execute(count).fetchone()["n"])  # type: ignore[index]
+        count = sql.SQL("SELECT count(*) AS n FROM {}").format(sql.Identifier(table))
+        page.fact_rows[table] = int(conn.execute(count).fetchone()["n"])  # type: ignore[index]
     page.statuses = sorted(s for s in statuses if s)
     return page
 
@@ -390,7 +339,6 @@ HALLMARK_GRAND = "SELECT count(*) AS orders, coalesce(sum(order_total), 0) AS to
 
 @dataclass
 class HallmarkPage:
-    available: bool
     runs: list[Row] = field(default_factory=list)
     items: dict[str, dict[str, int]] = field(default_factory=dict)
     totals: list[Row] = field(default_factory=list)
@@ -426,16 +374,12 @@ class HallmarkPage:
 
 
 def hallmark_page(conn: psycopg.Connection[Any]) -> HallmarkPage:
-    present = present_tables(conn)
-    page = HallmarkPage(available=bool({"hallmark_runs", "orders"} & present))
-    if "hallmark_runs" in present:
-        page.runs = _all(conn, HALLMARK_RUNS)
-        if "hallmark_run_items" in present and page.runs:
-            for r in _all(conn, HALLMARK_ITEMS, ([r["run_id"] for r in page.runs],)):
-                page.items.setdefault(str(r["run_id"]), {})[r["status"]] = int(r["n"])
-    if "orders" in present:
-        page.totals = _all(conn, HALLMARK_TOTALS)
-        page.grand = _one(conn, HALLMARK_GRAND)
+    page = HallmarkPage(runs=_all(conn, HALLMARK_RUNS))
+    if page.runs:
+        for r in _all(conn, HALLMARK_ITEMS, ([r["run_id"] for r in page.runs],)):
+            page.items.setdefault(str(r["run_id"]), {})[r["status"]] = int(r["n"])
+    page.totals = _all(conn, HALLMARK_TOTALS)
+    page.grand = _one(conn, HALLMARK_GRAND)
     return page
 
 
@@ -501,8 +445,6 @@ class LatencyHistogram:
 
 def latency_histogram(conn: psycopg.Connection[Any], since: datetime | None) -> LatencyHistogram:
     """Webhook -> label latencies of synced items (ESL sync_log), since ``since`` or ever."""
-    if "sync_log" not in present_tables(conn):
-        return LatencyHistogram(LATENCY_BUCKETS, [0] * len(LATENCY_BUCKETS), 0, 0.0)
     params: dict[str, Any] = {f"e{i}": edge * 1000 for i, edge in enumerate(LATENCY_BUCKETS)} | {"since": since}
     row = _one(conn, LATENCY_HISTOGRAM, params)
     cumulative = [int(row[f"b{i}"]) for i in range(len(LATENCY_BUCKETS))]
@@ -511,7 +453,6 @@ def latency_histogram(conn: psycopg.Connection[Any], since: datetime | None) -> 
 
 @dataclass
 class EslPage:
-    available: bool
     counts: dict[str, int] = field(default_factory=dict)
     oldest_pending_age: float | None = None
     latency: LatencyHistogram | None = None
@@ -524,21 +465,18 @@ class EslPage:
 
 def esl_page(conn: psycopg.Connection[Any], now: datetime | None = None) -> EslPage:
     now = now or datetime.now(UTC)
-    present = present_tables(conn)
-    page = EslPage(available="sync_queue" in present)
-    if "sync_queue" in present:
-        counts = {r["state"]: int(r["n"]) for r in _all(conn, ESL_COUNTS)}
-        page.counts = {s: counts.get(s, 0) for s in ESL_STATES} | counts
-        age = _one(conn, ESL_OLDEST, (now,)).get("age")
-        page.oldest_pending_age = float(age) if age is not None else None
-        page.latency = latency_histogram(conn, now - timedelta(days=7))
-        page.dead = _all(conn, ESL_DEAD)
-        for r in _all(conn, ESL_BY_STORE):
-            page.by_store.setdefault(str(r["store_code"]), dict.fromkeys(ESL_STATES, 0))[r["state"]] = int(r["n"])
-    if "webhook_inbox" in present:
-        page.webhooks = _all(conn, ESL_WEBHOOKS)
-        page.webhook_outcomes = _all(conn, ESL_WEBHOOK_OUTCOMES)
-        page.webhook_reasons = _all(conn, ESL_WEBHOOK_REASONS, (list(WEBHOOK_REJECTED),))
+    page = EslPage()
+    counts = {r["state"]: int(r["n"]) for r in _all(conn, ESL_COUNTS)}
+    page.counts = {s: counts.get(s, 0) for s in ESL_STATES} | counts
+    age = _one(conn, ESL_OLDEST, (now,)).get("age")
+    page.oldest_pending_age = float(age) if age is not None else None
+    page.latency = latency_histogram(conn, now - timedelta(days=7))
+    page.dead = _all(conn, ESL_DEAD)
+    for r in _all(conn, ESL_BY_STORE):
+        page.by_store.setdefault(str(r["store_code"]), dict.fromkeys(ESL_STATES, 0))[r["state"]] = int(r["n"])
+    page.webhooks = _all(conn, ESL_WEBHOOKS)
+    page.webhook_outcomes = _all(conn, ESL_WEBHOOK_OUTCOMES)
+    page.webhook_reasons = _all(conn, ESL_WEBHOOK_REASONS, (list(WEBHOOK_REJECTED),))
     return page
 
 
@@ -578,10 +516,9 @@ def sessions(conn: psycopg.Connection[Any], settings: Settings) -> list[SessionR
     from storeflow.browser import SessionVault, vault_for_file
 
     checks: dict[str, Row] = {}
-    if "session_checks" in present_tables(conn):
-        for r in _all(conn, SESSION_CHECKS):
-            checks[r["session_key"]] = r
-            checks.setdefault(str(Path(r["path"]).expanduser()), r)
+    for r in _all(conn, SESSION_CHECKS):
+        checks[r["session_key"]] = r
+        checks.setdefault(str(Path(r["path"]).expanduser()), r)
     found: list[tuple[str, str, Path, float | None]] = []
     vault, key = vault_for_file(settings.SESSION_FILE.expanduser())
     found.append(("hallmark", "hallmark", vault.path(key), vault.age_seconds(key)))
@@ -635,13 +572,12 @@ WHERE invoice_date > %s GROUP BY 1, 2 ORDER BY 1, 2
 
 def daily_sales(conn: psycopg.Connection[Any], days: int = 30) -> dict[str, list[tuple[date, float]]]:
     """Net sales per store (``td_a668``) and day over the last ``days`` days that have data (CRM fact tables)."""
-    tables = [t for t in SALES_DAILY if t in present_tables(conn)]
-    last_days = [d for t in tables if (d := _one(conn, SALES_LAST_DAY[t]).get("d")) is not None]
+    last_days = [d for t in SALES_DAILY if (d := _one(conn, SALES_LAST_DAY[t]).get("d")) is not None]
     if not last_days:
         return {}
     since = max(last_days) - timedelta(days=days)
     out: dict[str, list[tuple[date, float]]] = {}
-    for table in tables:
+    for table in SALES_DAILY:
         for r in _all(conn, SALES_DAILY[table], (since,)):
             out.setdefault(r["store"], []).append((r["day"], float(r["amount"] or 0)))
     return out
@@ -649,8 +585,6 @@ def daily_sales(conn: psycopg.Connection[Any], days: int = 30) -> dict[str, list
 
 def esl_throughput(conn: psycopg.Connection[Any], now: datetime, hours: int = 24) -> list[tuple[datetime, int]]:
     """Labels synced per hour over the last ``hours`` hours, every hour present (0 when none)."""
-    if "sync_log" not in present_tables(conn):
-        return []
     rows = _all(conn, ESL_THROUGHPUT, (now - timedelta(hours=hours),))
     if not rows:
         return []

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from storeflow.db.pool import PoolConfig, open_async_pool, open_sync_pool
+from storeflow.db.pool import PoolConfig, connect_sync, open_async_pool, open_sync_pool
 from storeflow.errors import UnavailableError
 from storeflow.logs import mask_url
 
@@ -33,11 +33,12 @@ def resolve_url(settings: Settings) -> tuple[str, str]:
     return start_embedded(settings.home), "embedded"
 
 
-def connect(url: str, timeout: float = 10.0, **kwargs: Any) -> psycopg.Connection[Any]:
-    """One connection, failing with an operator message (no traceback) within ``timeout``."""
-    kwargs.setdefault("application_name", "storeflow")
+def connect(
+    url: str, timeout: float = 10.0, *, name: str = "storeflow", autocommit: bool = False
+) -> psycopg.Connection[dict[str, Any]]:
+    """One connection (dict rows), failing with an operator message (no traceback) within ``timeout``."""
     try:
-        return psycopg.connect(url, connect_timeout=max(1, int(timeout)), **kwargs)
+        return connect_sync(url, timeout, name=name, autocommit=autocommit)
     except psycopg.OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UnavailableError(f"cannot reach the database at {mask_url(url)}: {first}") from exc
@@ -53,8 +54,9 @@ class Database:
     pool_config: PoolConfig = field(default_factory=PoolConfig)
     _pool: ConnectionPool | None = field(default=None, repr=False)
 
-    def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
-        return connect(self.url, self.timeout, **kwargs)
+    def connect(self, *, name: str = "storeflow", autocommit: bool = False) -> psycopg.Connection[dict[str, Any]]:
+        """One connection of its own (dict rows), for work that must not hold a pooled one."""
+        return connect(self.url, self.timeout, name=name, autocommit=autocommit)
 
     @property
     def pool(self) -> ConnectionPool:

@@ -96,7 +96,8 @@ def migration_status(db: Database) -> list[tuple[int, str, str]]:
     """(version, name, 'applied <time>' | 'pending') for every known migration."""
     with db.connect() as conn:
         conn.execute(_BOOTSTRAP)
-        applied = {r[0]: r[1] for r in conn.execute("SELECT version, applied_at FROM schema_migrations").fetchall()}
+        rows = conn.execute("SELECT version, applied_at FROM schema_migrations").fetchall()
+        applied = {r["version"]: r["applied_at"] for r in rows}
         conn.commit()
     return [
         (

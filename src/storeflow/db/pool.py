@@ -53,13 +53,18 @@ class PoolConfig:
         )
 
     def connection_kwargs(self, application_name: str, autocommit: bool = False) -> dict[str, Any]:
-        # libpq takes whole seconds and treats anything below 2 as 2
-        return {
-            "autocommit": autocommit,
-            "row_factory": dict_row,
-            "connect_timeout": max(2, round(self.connect_timeout)),
-            "application_name": application_name,
-        }
+        return connection_kwargs(application_name, self.connect_timeout, autocommit)
+
+
+def connection_kwargs(application_name: str, connect_timeout: float, autocommit: bool = False) -> dict[str, Any]:
+    """The one set of options every storeflow connection opens with: dict rows, a bounded connect, a name."""
+    # libpq takes whole seconds and treats anything below 2 as 2
+    return {
+        "autocommit": autocommit,
+        "row_factory": dict_row,
+        "connect_timeout": max(2, round(connect_timeout)),
+        "application_name": application_name,
+    }
 
 
 class FailFastAsyncPool(AsyncConnectionPool):
@@ -122,6 +127,14 @@ def _pool_args(
         "check": check,
         "name": name,
     }
+
+
+def connect_sync(
+    url: str, connect_timeout: float, *, name: str = "storeflow", autocommit: bool = False
+) -> psycopg.Connection[dict[str, Any]]:
+    """One sync connection (dict rows) for a command, a migration or an import worker thread."""
+    app = name if name == "storeflow" else f"storeflow-{name}"
+    return psycopg.connect(url, **connection_kwargs(app, connect_timeout, autocommit))
 
 
 async def connect_async(

@@ -463,13 +463,7 @@ async def receive_webhook(request: Request, path_topic: str | None) -> JSONRespo
 
 
 # path -> the topic it implies (the X-Shopify-Topic header wins); None: the header says
-WEBHOOK_PATHS: dict[str, str | None] = {
-    "/webhooks/shopify/products/create": "products/create",
-    "/webhooks/shopify/products/update": "products/update",
-    "/webhooks/shopify/products/delete": "products/delete",
-    "/webhooks/shopify/inventory_levels/update": "inventory_levels/update",
-    "/webhooks/shopify": None,
-}
+WEBHOOK_PATHS: dict[str, str | None] = {**{f"/webhooks/shopify/{t}": t for t in TOPICS}, "/webhooks/shopify": None}
 
 
 class WebhookFastPath:

@@ -227,11 +227,10 @@ def _print_mappings(rows: list[dict[str, Any]]) -> None:
 @mappings_app.command("list")
 def mappings_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """List store mappings."""
-    from psycopg.rows import dict_row
 
     from storeflow.esl.models import list_mappings
 
-    with get_context(ctx).database().connect(row_factory=dict_row) as conn:
+    with get_context(ctx).database().connect() as conn:
         rows = list_mappings(conn)
     if as_json:
         _echo_json(rows)
@@ -249,7 +248,6 @@ def mappings_add(
     inactive: Annotated[bool, typer.Option("--inactive", help="Create it deactivated.")] = False,
 ) -> None:
     """Map a Shopify shop to a Hipoink store."""
-    from psycopg.rows import dict_row
     from pydantic import ValidationError
 
     from storeflow.esl.models import StoreMappingIn, create_mapping
@@ -264,7 +262,7 @@ def mappings_add(
         )
     except ValidationError as exc:
         raise ConfigError(f"invalid mapping: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from exc
-    with get_context(ctx).database().connect(row_factory=dict_row) as conn:
+    with get_context(ctx).database().connect() as conn:
         row = create_mapping(conn, body)
         conn.commit()
     if row is None:
@@ -282,7 +280,6 @@ def mappings_update(
     active: Annotated[bool | None, typer.Option("--active/--inactive", help="Activate or deactivate.")] = None,
 ) -> None:
     """Change a store mapping."""
-    from psycopg.rows import dict_row
     from pydantic import ValidationError
 
     from storeflow.esl.models import StoreMappingUpdate, find_mapping, update_mapping
@@ -300,7 +297,7 @@ def mappings_update(
         update = StoreMappingUpdate(**values)
     except ValidationError as exc:
         raise ConfigError(f"invalid change: {exc.errors()[0]['msg']}") from exc
-    with get_context(ctx).database().connect(row_factory=dict_row) as conn:
+    with get_context(ctx).database().connect() as conn:
         found = find_mapping(conn, mapping)
         if found is None:
             raise ConfigError(f"no store mapping {mapping!r}")
@@ -316,11 +313,10 @@ def mappings_deactivate(
     mapping: Annotated[str, typer.Argument(help="Mapping id, shop domain or Hipoink store code.")],
 ) -> None:
     """Deactivate a mapping: the shop's webhooks are then recorded as ignored."""
-    from psycopg.rows import dict_row
 
     from storeflow.esl.models import StoreMappingUpdate, find_mapping, update_mapping
 
-    with get_context(ctx).database().connect(row_factory=dict_row) as conn:
+    with get_context(ctx).database().connect() as conn:
         found = find_mapping(conn, mapping)
         if found is None:
             raise ConfigError(f"no store mapping {mapping!r}")
@@ -364,7 +360,6 @@ def reconcile(
     as_json: JsonOpt = False,
 ) -> None:
     """Make labels equal Shopify: compare the Admin API's products with ours and apply the differences."""
-    from psycopg.rows import dict_row
 
     from storeflow.esl.admin import AdminError
     from storeflow.esl.reconcile_run import reconcile_shop
@@ -379,7 +374,7 @@ def reconcile(
     db = get_context(ctx).database()
     results, failed = [], False
     for _, name, client in _each_shop(ctx, shop):
-        with db.connect(row_factory=dict_row) as conn:
+        with db.connect() as conn:
             try:
                 result = reconcile_shop(conn, client, full=full, since=since_at, dry_run=dry_run)
             except (AdminError, ConfigError) as exc:
@@ -444,7 +439,6 @@ def subscriptions_sync(
     as_json: JsonOpt = False,
 ) -> None:
     """Ensure the four product/inventory topics point at our callback URLs."""
-    from psycopg.rows import dict_row
 
     from storeflow.esl.subscriptions import record_check, sync_subscriptions
 
@@ -452,7 +446,7 @@ def subscriptions_sync(
     results = []
     for _, _name, client in _each_shop(ctx, shop):
         result = sync_subscriptions(client, prune=prune)
-        with db.connect(row_factory=dict_row) as conn:
+        with db.connect() as conn:
             record_check(conn, result)
         results.append(result)
     _print_subscription_results(results, as_json)
@@ -461,14 +455,13 @@ def subscriptions_sync(
 @subscriptions_app.command("check")
 def subscriptions_check(ctx: typer.Context, shop: ShopOpt, as_json: JsonOpt = False) -> None:
     """Re-create subscriptions Shopify removed; alert once and reconcile since the last webhook."""
-    from psycopg.rows import dict_row
 
     from storeflow.esl.subscriptions import check_subscriptions
 
     db = get_context(ctx).database()
     results = []
     for settings, _name, client in _each_shop(ctx, shop):
-        with db.connect(row_factory=dict_row) as conn:
+        with db.connect() as conn:
             results.append(check_subscriptions(conn, client, settings))
     _print_subscription_results(results, as_json)
 

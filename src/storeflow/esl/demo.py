@@ -8,7 +8,6 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from psycopg.rows import dict_row
 
 from storeflow.esl.models import StoreMappingIn, StoreMappingUpdate, create_mapping, find_mapping, update_mapping
 from storeflow.esl.queue import queue_stats
@@ -42,7 +41,7 @@ def run_demo(ctx: DemoContext) -> DemoResult:
     settings.require("HIPOINK_API_BASE_URL", "SHOPIFY_WEBHOOK_SECRET")
     assert settings.HIPOINK_API_BASE_URL is not None and settings.SHOPIFY_WEBHOOK_SECRET is not None
     secret = settings.SHOPIFY_WEBHOOK_SECRET.get_secret_value()
-    with ctx.db.connect(row_factory=dict_row) as conn:
+    with ctx.db.connect() as conn:
         ensure_mapping(conn)
     plans = [
         build_deliveries("products/create", 60, secret, SHOP, seed=7),
@@ -70,7 +69,7 @@ def run_demo(ctx: DemoContext) -> DemoResult:
     )
     elapsed = time.monotonic() - started
     labels = httpx.get(f"{settings.HIPOINK_API_BASE_URL}/_sandbox/products", params={"store_code": STORE}).json()
-    with ctx.db.connect(row_factory=dict_row) as conn:
+    with ctx.db.connect() as conn:
         queue = queue_stats(conn)
         expected = conn.execute(
             "SELECT count(*) AS n FROM products p JOIN store_mappings m ON m.id = p.store_mapping_id"

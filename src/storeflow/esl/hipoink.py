@@ -17,9 +17,10 @@ import httpx
 from storeflow.esl.transform import Verdict, judge_reply
 from storeflow.http.policy import parse_retry_after
 from storeflow.logs import get_logger
+from storeflow.settings import HIPOINK_DEFAULT_SIGN
 
 log = get_logger("esl")
-DEFAULT_SIGN = "80805d794841f1b4"
+DEFAULT_SIGN = HIPOINK_DEFAULT_SIGN
 
 
 @dataclass

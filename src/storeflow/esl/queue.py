@@ -213,14 +213,14 @@ def queue_stats(conn: Any) -> dict[str, Any]:
     counts = dict.fromkeys(STATES, 0)
     by_store: dict[str, dict[str, int]] = {}
     for row in rows:
-        store, state, n = _vals(row, "store_code", "state", "n")
+        store, state, n = row["store_code"], row["state"], row["n"]
         counts[state] = counts.get(state, 0) + n
         by_store.setdefault(store, dict.fromkeys(STATES, 0))[state] = n
     oldest = conn.execute(
         "SELECT extract(epoch FROM (now() - min(enqueued_at)))::float8 AS age,"
         " count(*) FILTER (WHERE run_after <= now()) AS due FROM sync_queue WHERE state = 'pending'"
     ).fetchone()
-    age, due = _vals(oldest, "age", "due")
+    age, due = oldest["age"], oldest["due"]
     errors = conn.execute(
         "SELECT queue_item_id, store_code, product_code, attempt, status, error, created_at FROM sync_log"
         " WHERE error IS NOT NULL ORDER BY created_at DESC, id DESC LIMIT 10"
@@ -234,30 +234,17 @@ def queue_stats(conn: Any) -> dict[str, Any]:
         " percentile_cont(0.99) WITHIN GROUP (ORDER BY latency_ms) AS p99, count(*) AS n FROM sync_log"
         " WHERE status = 'succeeded' AND latency_ms IS NOT NULL AND created_at > now() - interval '1 hour'"
     ).fetchone()
-    p50, p99, n_lat = _vals(latency, "p50", "p99", "n")
+    p50, p99, n_lat = latency["p50"], latency["p99"], latency["n"]
     return {
         "counts": counts,
         "by_store": by_store,
         "due_pending": due or 0,
         "oldest_pending_age_seconds": round(age, 3) if age is not None else None,
         "dead_letters": counts["failed"] + counts["dead"],
-        "last_errors": [_as_dict(r, _ERROR_KEYS) for r in errors],
-        "inbox_last_24h": {_vals(r, "outcome", "n")[0]: _vals(r, "outcome", "n")[1] for r in inbox},
+        "last_errors": [dict(r) for r in errors],
+        "inbox_last_24h": {r["outcome"]: r["n"] for r in inbox},
         "latency_ms_last_hour": {"p50": p50, "p99": p99, "count": n_lat},
     }
-
-
-_ERROR_KEYS = ("queue_item_id", "store_code", "product_code", "attempt", "status", "error", "created_at")
-
-
-def _vals(row: Any, *keys: str) -> tuple[Any, ...]:
-    if isinstance(row, dict):
-        return tuple(row[k] for k in keys)
-    return tuple(row)
-
-
-def _as_dict(row: Any, keys: Sequence[str]) -> dict[str, Any]:
-    return dict(row) if isinstance(row, dict) else dict(zip(keys, row, strict=False))
 
 
 def retry_dead_letters(conn: Any, item_ids: list[int] | None = None, store_code: str | None = None) -> int:
@@ -282,7 +269,7 @@ def retry_dead_letters(conn: Any, item_ids: list[int] | None = None, store_code:
         """,
         {"ids": item_ids, "store": store_code, "channel": CHANNEL},
     ).fetchone()
-    count: int = _vals(row, "n", "stores")[0]
+    count: int = row["n"]
     return count
 
 
@@ -297,8 +284,7 @@ def dead_letters(conn: Any, store_code: str | None = None, limit: int = 50) -> l
         """,
         {"store": store_code, "limit": limit},
     ).fetchall()
-    keys = ("id", "store_code", "state", "attempts", "operation", "pc", "last_error", "finished_at")
-    return [_as_dict(r, keys) for r in rows]
+    return [dict(r) for r in rows]
 
 
 def enqueue_resync(conn: Any, store_code: str) -> dict[str, int]:
@@ -330,5 +316,4 @@ def enqueue_resync(conn: Any, store_code: str) -> dict[str, int]:
         """,
         {"store": store_code, "channel": CHANNEL},
     ).fetchone()
-    upserts, deletes, _, invalid_count = _vals(row, "upserts", "deletes", "woken", "invalid")
-    return {"upserts": upserts, "deletes": deletes, "invalid_not_sent": invalid_count}
+    return {"upserts": row["upserts"], "deletes": row["deletes"], "invalid_not_sent": row["invalid"]}

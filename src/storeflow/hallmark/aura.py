@@ -1,6 +1,6 @@
 """Salesforce Aura request builder and response parser (pure: no I/O, no clock).
 
-Shapes follow `portal-facts.md`: one ApexAction per POST to
+Shapes follow docs/hallmark.md ("How it works", "What real Aura sites say"): one ApexAction per POST to
 ``/s/sfsites/aura?r={counter}&aura.ApexAction.execute=1``, nested filter
 arguments as JSON *strings*, responses possibly prefixed ``while(1);`` or
 wrapped ``*/ ... /*ERROR*/``, a returnValue sometimes wrapped twice, framework

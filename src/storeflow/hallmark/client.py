@@ -1,6 +1,6 @@
 """The Aura client: httpx with the session's cookies and token, every call through the polite throttle.
 
-Recovery rules (portal-facts.md, docs/hallmark.md): an expired session in any of
+Recovery rules (docs/hallmark.md, "What real Aura sites say"): an expired session in any of
 its forms (``aura:invalidSession``, INVALID_SESSION_ID in an action's errors or an
 exception message, a page bouncing to the login), 401, a redirect to the login page
 or an empty body -> log in again once and repeat the call; ``aura:clientOutOfSync``

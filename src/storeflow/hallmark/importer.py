@@ -341,11 +341,7 @@ def apply_in_one_transaction(conn: Connection[Any], statements: Statements) -> N
 
 def load_stores(conn: Connection[Any]) -> dict[str, tuple[str, str]]:
     rows = conn.execute(STORES).fetchall()
-    out = {}
-    for row in rows:
-        values = tuple(row.values()) if isinstance(row, dict) else tuple(row)
-        out[str(values[0])] = (str(values[1]), str(values[2]))
-    return out
+    return {str(row["customer_id"]): (str(row["store_number"]), str(row["store_name"])) for row in rows}
 
 
 def _import_files(

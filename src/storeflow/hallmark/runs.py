@@ -71,11 +71,7 @@ def create_run(conn: Connection[Any], kind: str, params: dict[str, Any]) -> uuid
 
 def find_resumable(conn: Connection[Any], kind: str | None) -> dict[str, Any] | None:
     row = conn.execute(LATEST_UNFINISHED, (list(RESUMABLE), kind, kind)).fetchone()
-    if row is None:
-        return None
-    if not isinstance(row, dict):
-        row = dict(zip(("run_id", "kind", "params", "status", "search_complete"), row, strict=True))
-    return row
+    return None if row is None else dict(row)
 
 
 def reopen(conn: Connection[Any], run_id: uuid.UUID, kind: str) -> None:
@@ -101,11 +97,7 @@ def add_items(conn: Connection[Any], run_id: uuid.UUID, kind: str, rows: list[tu
 
 def todo(conn: Connection[Any], run_id: uuid.UUID) -> list[tuple[str, str, str | None]]:
     rows = conn.execute(TODO_ITEMS, (run_id,)).fetchall()
-    out = []
-    for row in rows:
-        values = tuple(row.values()) if isinstance(row, dict) else tuple(row)
-        out.append((str(values[0]), str(values[1]), values[2]))
-    return out
+    return [(str(row["kind"]), str(row["record_id"]), row["customer_id"]) for row in rows]
 
 
 def update_item(
@@ -126,8 +118,7 @@ def counts(conn: Connection[Any], run_id: uuid.UUID) -> dict[str, int]:
     keys = ("downloaded", "skipped", "failed", "pending", "total")
     if row is None:
         return dict.fromkeys(keys, 0)
-    values = tuple(row.values()) if isinstance(row, dict) else tuple(row)
-    return {k: int(v or 0) for k, v in zip(keys, values, strict=True)}
+    return {k: int(row[k] or 0) for k in keys}
 
 
 def finish(
@@ -145,5 +136,4 @@ def finish(
 
 def recent(conn: Connection[Any], limit: int = 10) -> list[dict[str, Any]]:
     rows = conn.execute(RECENT_RUNS, (limit,)).fetchall()
-    keys = ("run_id", "kind", "status", "started_at", "finished_at", "downloaded", "skipped", "failed", "last_error")
-    return [dict(r) if isinstance(r, dict) else dict(zip(keys, r, strict=True)) for r in rows]
+    return [dict(r) for r in rows]

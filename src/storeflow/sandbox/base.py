@@ -6,7 +6,7 @@ A simulator subclasses `Simulator`, adds its own routes in `install`, and gets:
 - ``GET  /_sandbox/state``   -> the simulator's state plus active faults
 - ``GET  /_sandbox/arrivals`` -> arrival times of the latest requests (``DELETE`` clears them)
 - ``POST /_sandbox/faults``  -> inject a fault (see `Fault`); ``DELETE`` clears them
-- ``GET  /_sandbox/otp?user=U`` -> ``{"code": "123456"}`` (spec 000's MFA webhook format)
+- ``GET  /_sandbox/otp?user=U`` -> ``{"code": "123456"}`` (the MFA webhook answer, docs/hallmark.md ``MFA_METHOD``)
 - ``GET  /_sandbox/truth?...`` -> ground truth for a store/date range
 
 Faults apply to every request outside ``/_sandbox/``. State is in memory and

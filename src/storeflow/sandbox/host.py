@@ -21,28 +21,16 @@ from storeflow.errors import UnavailableError
 from storeflow.files import write_private_text
 from storeflow.logs import get_logger
 from storeflow.sandbox.base import ClientConfig, Simulator, create_app
-from storeflow.sandbox.registry import SIMULATORS, simulator_class
+from storeflow.sandbox.registry import SIMULATORS
+from storeflow.web import ports as web_ports
 
 log = get_logger("sandbox")
 HOST = "127.0.0.1"
 
 
 def bind_port(port: int, name: str, host: str = HOST) -> socket.socket:
-    """A listening socket on host:port (default 127.0.0.1; port 0 = any free port), or a clear error."""
-    # proto IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets that say so (else 40 ms delayed-ACK stalls)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise UnavailableError(
-            f"port {port} on {host} (simulator {name}) is in use: {exc.strerror}. "
-            "Stop what uses it or pick another --port-base."
-        ) from exc
-    sock.listen(2048)
-    sock.setblocking(False)
-    return sock
+    """A listening socket for simulator ``name`` (port 0 = any free port), or a clear error."""
+    return web_ports.bind_port(port, f"simulator {name}", host, hint="Stop what uses it or pick another --port-base.")
 
 
 @dataclass
@@ -89,7 +77,7 @@ class SandboxHost:
             for index, name in enumerate(self.names):
                 port = self.port_base + index if self.port_base else 0
                 sock = bind_port(port, name, self.host)
-                sim = simulator_class(name)(seed=self.seed)
+                sim = SIMULATORS[name](seed=self.seed)
                 self.sims[name] = RunningSim(sim, sock, public_host=self.public_host or self.host)
                 sim.base_url = self.sims[name].url
         except BaseException:

@@ -1,15 +1,13 @@
 """The ASGI app served by `storeflow serve` (and `storeflow esl serve`).
 
-Pipelines contribute routers listed in `ROUTERS` ("module:attribute"); each
-router reads ``request.app.state.settings`` and ``request.app.state.db``.
-`MIDDLEWARE` lists pure-ASGI handlers put in front of the routers for hot paths
-(the Shopify webhook POSTs). `RequestGuard` sits in front of all of them: the Host
-check and the /api Content-Type check cover every path, the fast path included.
+`create_app` includes the ESL API and dashboard routers; each reads ``request.app.state.settings``
+and ``request.app.state.db``. The ESL webhook fast path is a pure-ASGI handler in front of the
+routers (the Shopify webhook POSTs skip routing). `RequestGuard` sits in front of all of them: the
+Host check and the /api Content-Type check cover every path, the fast path included.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -17,33 +15,15 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from storeflow import __version__
+from storeflow.dashboard.routes import router as dashboard_router
+from storeflow.esl.api import WebhookFastPath
+from storeflow.esl.api import router as esl_router
 from storeflow.logs import get_logger
 from storeflow.web import access, keys
 
 if TYPE_CHECKING:
     from storeflow.db.connect import Database
     from storeflow.settings import Settings
-
-ROUTERS: list[str] = [
-    "storeflow.esl.api:router",
-    "storeflow.dashboard.routes:router",
-]
-# pure-ASGI middleware ("module:attribute") in front of the routers: hot paths that skip routing
-MIDDLEWARE: list[str] = [
-    "storeflow.esl.api:WebhookFastPath",
-]
-
-
-def _load(spec: str) -> Any:
-    module_name, _, attr = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            return None
-        raise
-    return getattr(module, attr, None)
-
 
 log = get_logger("web")
 
@@ -95,14 +75,9 @@ def create_app(settings: Settings, db: Database, bound_host: str = "127.0.0.1") 
     app.state.bound_host = bound_host
     app.state.web_access = web_access
     app.state.login_throttle = access.LoginThrottle()
-    for spec in ROUTERS:
-        router = _load(spec)
-        if router is not None:
-            app.include_router(router)
-    for spec in MIDDLEWARE:
-        middleware = _load(spec)
-        if middleware is not None:
-            app.add_middleware(middleware)
+    app.include_router(esl_router)
+    app.include_router(dashboard_router)
+    app.add_middleware(WebhookFastPath)
     app.add_middleware(RequestGuard, web_access=web_access)  # added last: outermost
 
     # routes of included routers are listed on the app with their full paths

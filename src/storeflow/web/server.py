@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 
 from storeflow.errors import ConfigError
-from storeflow.sandbox.host import bind_port
+from storeflow.web.ports import bind_port
 
 if TYPE_CHECKING:
     from storeflow.context import AppContext

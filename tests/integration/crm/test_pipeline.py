@@ -138,8 +138,9 @@ def test_second_run_of_a_store_is_locked_out(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     from storeflow.crm.ingest import try_lock_store, unlock_store
+    from storeflow.db import connect
 
-    with psycopg.connect(db_url, autocommit=True) as other:  # another machine's run holding td_a817
+    with connect(db_url, autocommit=True) as other:  # another machine's run holding td_a817
         assert try_lock_store(other, "td_a817")
         summary = run(crm_settings, store="a817")
         assert summary.exit_code == 6 and summary.outcomes[0].status == "skipped"

@@ -11,7 +11,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from storeflow.db.connect import Database
 from storeflow.settings import Settings
@@ -24,11 +23,6 @@ TODAY = NOW.date()
 MISSING = "missing column: Invoice Date"
 RATE_LIMIT_STOP = "rate limit: Retry-After 600 s over the cap"
 DEAD_ERROR = "error_code 7: pc is required"
-PIPELINE_TABLES = (
-    "download_ledger", "ingest_audit", "fact_td_orders", "fact_uc_gst", "hallmark_runs", "hallmark_run_items",
-    "orders", "stores", "store_mappings", "products", "sync_queue", "sync_log", "webhook_inbox",
-)  # fmt: skip
-
 CONFIG = """
 [crm]
 profiles_dir = "{profiles}"
@@ -84,13 +78,6 @@ def serve(settings: Settings, db_url: str, bound_host: str = "127.0.0.1", db_tim
         db.close()
 
 
-def drop_pipeline_tables(conn: psycopg.Connection[Any]) -> None:
-    """A database as a build without any pipeline would have it: only the core and dashboard tables."""
-    for table in PIPELINE_TABLES:
-        conn.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.Identifier(table)))
-    conn.commit()
-
-
 def one(conn: psycopg.Connection[Any], query: str, params: Any = None) -> Any:
     """The single row of ``query``; a missing row fails the test naming the query."""
     row = conn.execute(query, params).fetchone()
@@ -102,7 +89,7 @@ def one(conn: psycopg.Connection[Any], query: str, params: Any = None) -> Any:
 def _id(row: Any) -> Any:
     if row is None:
         pytest.fail("INSERT ... RETURNING id returned no row")
-    return row["id"] if isinstance(row, dict) else row[0]
+    return row["id"]
 
 
 def seed(conn: psycopg.Connection[Any], profiles: Path, session_file: Path) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.rows import dict_row
 
 from tests.integration.hallmark.test_import import _order, _write
 from tests.integration.pgserver import private_server
@@ -20,11 +21,11 @@ FILES = 3000
 
 def imported(url: str) -> int:
     try:
-        with psycopg.connect(url, connect_timeout=2) as conn:
-            row = conn.execute("SELECT count(*) FROM orders").fetchone()
+        with psycopg.connect(url, connect_timeout=2, row_factory=dict_row) as conn:
+            row = conn.execute("SELECT count(*) AS n FROM orders").fetchone()
     except psycopg.OperationalError:
         return -1
-    return int(row[0]) if row else 0
+    return int(row["n"]) if row else 0
 
 
 def test_import_that_loses_the_database_mid_run_exits_4_without_a_traceback(make_settings: Any, tmp_path: Path) -> None:

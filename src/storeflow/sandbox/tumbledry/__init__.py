@@ -1,6 +1,6 @@
 """Simulator of TumbleDry / QuickDryCleaning: subs (legacy ASP.NET app) and the reports app + API.
 
-Shapes follow shared/spec/portal-facts.md: login `#txtUserId/#txtPassword/#txtBranchPin/#btnLogin`,
+Shapes follow the portal as docs/crm.md describes it: login `#txtUserId/#txtPassword/#txtBranchPin/#btnLogin`,
 an optional `frmVerification` one-time-code page, `/{code}/App/home` with `a#achrOrderReport` and an
 overdue popup `#pnlOrderOverDuePopup`, `OrderReport.aspx` embedding iframe `#ifrmReport` with a token,
 the reports app (spinner, "Download historical report" -> "Generate Report" -> From/To in

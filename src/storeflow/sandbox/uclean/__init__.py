@@ -1,6 +1,6 @@
 """Simulator of the UClean store CRM (store.ucleanlaundry.com).
 
-Shapes follow shared/spec/portal-facts.md: `/login` with `#email`, `#password`,
+Shapes follow the portal as docs/crm.md describes it: `/login` with `#email`, `#password`,
 `button[type=submit]` and an optional OTP step; the login XHR answers
 ``{"data":{"token":...}}`` and the page keeps ``Bearer <jwt>`` in localStorage
 (`token` and `authToken`); HS256 JWT ``{id, iat, exp}`` (30 days). Report APIs:
