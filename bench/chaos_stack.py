@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from esl import free_port, wait_http  # noqa: E402
 
-from storeflow.esl.transform import sign_body  # noqa: E402
 from storeflow.sandbox.shopify import shopify_dumps  # noqa: E402
+from storeflow.sandbox.shopify import sign_webhook as sign_body  # noqa: E402
 
 __all__ = ["free_port", "shopify_dumps", "sign_body", "wait_http"]
 

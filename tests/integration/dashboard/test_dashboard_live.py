@@ -20,7 +20,6 @@ from playwright.async_api import Browser, async_playwright
 from storeflow.browser import launch
 from storeflow.crm.ingest import FileInfo, ingest_file
 from storeflow.db.connect import Database
-from storeflow.esl.transform import sign_body
 from storeflow.esl.worker import WorkerConfig, run_worker
 from storeflow.hallmark import runs
 from storeflow.hallmark.importer import import_directory
@@ -28,6 +27,7 @@ from storeflow.hallmark.records import flatten_order, record_path
 from storeflow.sandbox.hipoink import HipoinkSimulator
 from storeflow.sandbox.host import SandboxHost
 from storeflow.sandbox.shopify import make_product, shopify_dumps
+from storeflow.sandbox.shopify import sign_webhook as sign_body
 from storeflow.sandbox.tumbledry import order_report_xlsx, report_rows
 from storeflow.settings import Settings
 from storeflow.web.keys import local_api_token

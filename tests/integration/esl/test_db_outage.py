@@ -182,7 +182,7 @@ def test_receiver_answers_503_quickly_during_an_outage_and_recovers_after_it(
 
 
 def post(esl: Esl, client: httpx.Client | None, n: int) -> httpx.Response:
-    from storeflow.esl.transform import sign_body
+    from storeflow.sandbox.shopify import sign_webhook as sign_body
 
     payload = shopify_dumps(product(price=f"{n}.00", updated_at=f"2031-01-01T00:00:{n:02d}Z"))
     headers = {
