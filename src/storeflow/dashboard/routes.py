@@ -19,6 +19,7 @@ from markupsafe import Markup
 from storeflow import __version__
 from storeflow.dashboard import auth, charts, queries
 from storeflow.dashboard.status import PIPELINES, format_age, worst
+from storeflow.esl.reconcile_run import shop_overview
 from storeflow.logs import get_logger
 from storeflow.web.access import LoginThrottle, WebAccess
 
@@ -346,10 +347,11 @@ def esl(request: Request, user: User, retried: int | None = None) -> HTMLRespons
     settings: Settings = request.app.state.settings
     with _conn(request) as conn:
         data = queries.esl_page(conn)
+        shops = shop_overview(conn)
     bars = data.latency.bars() if data.latency and data.latency.count else []
     chart = charts.bar_chart(bars, title="webhook to label latency")
     return _render(
-        request, "esl.html", "esl", data=data, latency_chart=Markup(chart), retried=retried,
+        request, "esl.html", "esl", data=data, shops=shops, latency_chart=Markup(chart), retried=retried,
         queue_age_alert=settings.config.dashboard.queue_age_alert_seconds,
     )  # fmt: skip
 

@@ -365,6 +365,7 @@ SELECT m.source_store_id AS shop, m.hipoink_store_code AS store,
          WHERE w.shop_domain = m.source_store_id AND NOT (w.headers ? %(source)s)) AS last_webhook_at,
        c.checked_at AS subscriptions_checked_at, c.expected AS subscriptions_expected,
        c.present AS subscriptions_present, c.missing AS subscriptions_missing,
+       c.created AS subscriptions_created,
        r.id AS last_run_id, r.mode AS last_run_mode, r.status AS last_run_status, r.finished_at AS last_run_at,
        r.created AS last_run_created, r.updated AS last_run_updated, r.deleted AS last_run_deleted,
        r.unchanged AS last_run_unchanged, r.error AS last_run_error
@@ -387,7 +388,10 @@ def shop_overview(conn: Any) -> list[dict[str, Any]]:
         if item["subscriptions_checked_at"] is None:
             item["subscriptions"] = "unknown"
         else:
-            item["subscriptions"] = "ok" if not item["subscriptions_missing"] else "missing"
+            missing = set(item["subscriptions_missing"] or ())
+            recreated = missing <= set(item["subscriptions_created"] or ())
+            # Shopify had deleted some: the check re-created them, or could not (still missing)
+            item["subscriptions"] = "ok" if not missing else "re-created" if recreated else "missing"
         counts = (item["last_run_created"], item["last_run_updated"], item["last_run_deleted"])
         item["drift"] = sum(counts) if item["last_run_id"] is not None else None
         out.append(item)

@@ -220,6 +220,19 @@ def seed(conn: psycopg.Connection[Any], profiles: Path, session_file: Path) -> d
         " ('td_a668', 'crm', 'a668', %s, %s, true, NULL)",
         (str(profiles / "td_a817.json"), ago(hours=1), str(profiles / "td_a668.json"), ago(hours=2)),
     )
+    # alpha: Shopify had dropped a subscription (re-created by the check) and a reconciliation found drift;
+    # beta: never checked, never reconciled
+    conn.execute(
+        "INSERT INTO webhook_subscription_checks (shop_domain, checked_at, action, expected, present, missing, created)"
+        " VALUES ('alpha.myshopify.com', %s, 'check', 4, 3, '{products/update}', '{products/update}')",
+        (ago(hours=1),),
+    )
+    conn.execute(
+        "INSERT INTO reconcile_runs (shop_domain, store_mapping_id, mode, started_at, finished_at, status, created,"
+        " updated, deleted, unchanged) VALUES ('alpha.myshopify.com', %s, 'incremental', %s, %s, 'succeeded', 2, 1, 0,"
+        " 40)",
+        (m1, ago(minutes=59), ago(minutes=58)),
+    )
     conn.commit()
     profiles.mkdir(parents=True, exist_ok=True)
     for key in ("td_a668", "td_a817"):

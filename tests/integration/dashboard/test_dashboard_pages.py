@@ -138,6 +138,15 @@ async def test_every_page_shows_the_databases_figures(
         by_store = await watched.text("[data-testid=by-store]")
         assert "S1" in by_store and "S2" in by_store
         assert "min" in await watched.text("[data-testid=oldest-pending]")
+        # shops: subscriptions and reconciliation (a non-zero drift: webhooks were lost)
+        assert await watched.page.locator("[data-testid=shops] tbody tr").count() == 2
+        alpha = "[data-testid='subscriptions-alpha.myshopify.com']"
+        assert await watched.page.locator(alpha).get_attribute("data-status") == "stale"
+        assert "re-created" in await watched.text(alpha) and "products/update" in await watched.text(alpha)
+        assert await watched.text("[data-testid='drift-alpha.myshopify.com']") == "3"
+        assert await watched.text("[data-testid='drift-beta.myshopify.com']") == "—"
+        beta = "[data-testid='subscriptions-beta.myshopify.com']"
+        assert await watched.page.locator(beta).get_attribute("data-status") == "never"
         synced = conn.execute("SELECT count(*) AS n FROM sync_log WHERE status = 'succeeded'").fetchone()
         assert synced is not None and number(await watched.text("[data-testid=latency-count]")) == synced["n"]
 
