@@ -306,7 +306,7 @@ def test_logout_needs_the_csrf_token(make_settings: Callable[..., Settings], db_
         page = client.get("/dashboard/esl")
         assert page.status_code == 200  # still logged in
         csrf = re.search(r'action="/dashboard/logout".*?name="csrf" value="([0-9a-f]+)"', page.text)
-        assert csrf is not None
+        assert csrf, "the page has no logout form with a csrf field"
         assert client.post("/dashboard/logout", data={"csrf": csrf[1]}).status_code == 303
         assert client.get("/dashboard/esl").status_code == 401
 
