@@ -253,8 +253,8 @@ class Settings(BaseSettings):
     DASHBOARD_PASSWORD: SecretStr | None = None
 
     # web access (storeflow.web.access, docs/security.md)
-    # Host names the web app answers to, comma-separated (DNS rebinding); the bound host and APP_BASE_URL's
-    # host are always added. Unset: 127.0.0.1,localhost,[::1].
+    # Host names the web app answers to, comma-separated (DNS rebinding); the bound host and the hosts of
+    # APP_BASE_URL and each [[esl.shops]] callback_base_url are always added. Unset: 127.0.0.1,localhost,[::1].
     STOREFLOW_ALLOWED_HOSTS: str | None = None
     # reverse proxies (IPs/networks, comma-separated) whose X-Forwarded-For/-Proto are believed; default none
     FORWARDED_ALLOW_IPS: str | None = None

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from storeflow.errors import ConfigError
+from storeflow.settings import load_settings
 from storeflow.web import access
 from storeflow.web.access import open_without_credentials
 
@@ -65,6 +68,21 @@ def test_only_configured_host_names_are_answered(header: str | None, allowed: bo
 )
 def test_allowed_hosts_are_the_setting_plus_the_bound_host(configured: str | None, bound: str, names: set[str]) -> None:
     assert access.allowed_hosts(configured, bound) == names
+
+
+def test_every_callback_base_url_shopify_delivers_to_is_allowed(tmp_path: Path) -> None:
+    """A shop whose subscriptions point at its own ``callback_base_url`` must not have its deliveries refused (400)."""
+    config = tmp_path / "storeflow.toml"
+    config.write_text(
+        '[[esl.shops]]\nshop = "a.myshopify.com"\nadmin_token_env = "SHOP_A_TOKEN"\n'
+        'callback_base_url = "https://esl.example.com"\n'
+        '[[esl.shops]]\nshop = "b.myshopify.com"\nwebhook_secret_env = "SHOP_B_SECRET"\n'
+    )
+    settings = load_settings(config, env={"APP_BASE_URL": "https://app.example.com"})
+    web = access.WebAccess.from_settings(settings, "0.0.0.0", local_token="x" * 32)
+    for host in ("esl.example.com", "app.example.com:443", "127.0.0.1:8000"):
+        assert access.host_allowed(host, web.allowed_hosts), host
+    assert not access.host_allowed("evil.example", web.allowed_hosts)
 
 
 @pytest.mark.parametrize(

@@ -87,13 +87,12 @@ def host_of(header: str | None) -> str | None:
     return name.rstrip(".") or None
 
 
-def allowed_hosts(configured: str | None, bound_host: str, base_url: str | None = None) -> frozenset[str]:
-    """STOREFLOW_ALLOWED_HOSTS (comma-separated), else the loopback names; always the bound host and the host of
-    APP_BASE_URL (where Shopify is told to deliver)."""
+def allowed_hosts(configured: str | None, bound_host: str, *base_urls: str | None) -> frozenset[str]:
+    """STOREFLOW_ALLOWED_HOSTS (comma-separated), else the loopback names; always the bound host and the hosts of
+    the base URLs Shopify is told to deliver to (APP_BASE_URL, each shop's ``callback_base_url``)."""
     names: list[str] = list(DEFAULT_ALLOWED_HOSTS if configured is None else configured.split(","))
     names.append(bound_host)
-    if base_url:
-        names.append(urlsplit(base_url).hostname or "")
+    names += [urlsplit(url).hostname or "" for url in base_urls if url]
     return frozenset(h for h in (_bare_host(n) for n in names) if h)
 
 
@@ -172,7 +171,12 @@ class WebAccess:
             admin_token=token or "",
             dashboard_password=password,
             local_token=local_token,
-            allowed_hosts=allowed_hosts(settings.STOREFLOW_ALLOWED_HOSTS, bound_host, settings.APP_BASE_URL),
+            allowed_hosts=allowed_hosts(
+                settings.STOREFLOW_ALLOWED_HOSTS,
+                bound_host,
+                settings.APP_BASE_URL,
+                *(shop.callback_base_url for shop in settings.config.esl.shops),
+            ),
             trusted_proxies=trusted_proxies(settings.FORWARDED_ALLOW_IPS),
             docs=settings.STOREFLOW_API_DOCS,
         )
