@@ -60,7 +60,7 @@ from chaos_stack import (
     make_delivery,
     start_receiver,
 )
-from esl import metric
+from esl import metric, write_table
 
 RESULTS = ROOT / "bench" / "results"
 SECRET = "shpss_chaos_secret_0123456789abcdef"
@@ -1259,27 +1259,11 @@ def stack_up(work: Path) -> Iterator[Stack]:
 
 
 def write_results(rows: list[dict[str, Any]], notes: list[str], figures: dict[str, Any], name: str) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
     for m in rows:  # "never" (an infinite wait) is not a JSON number
         if isinstance(m["value"], float) and not math.isfinite(m["value"]):
             m["value"], m["ratio"] = None, None
-    (RESULTS / f"{name}.json").write_text(json.dumps(rows, indent=2) + "\n")
-    lines = [
-        "# Chaos suite (bench/chaos.py)",
-        "",
-        "| metric | value | unit | baseline | ratio | target | met |",
-        "| --- | ---: | --- | ---: | ---: | --- | --- |",
-    ]
-    for m in rows:
-        met = {True: "yes", False: "**no**", None: "-"}[m["met"]]
-        baseline = m["baseline_value"] if m["baseline_value"] is not None else "-"
-        ratio = m["ratio"] if m["ratio"] is not None else "-"
-        lines.append(f"| {m['metric']} | {m['value']} | {m['unit']} | {baseline} | {ratio} | {m['target']} | {met} |")
-    lines += ["", "Figures per experiment:", ""]
-    lines += [f"- {name}: " + ", ".join(f"{k} {v}" for k, v in fig.items()) for name, fig in figures.items()]
-    lines += ["", *notes, ""]
-    (RESULTS / f"{name}.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    shown = [f"- {label}: " + ", ".join(f"{k} {v}" for k, v in fig.items()) for label, fig in figures.items()]
+    write_table(name, "Chaos suite (bench/chaos.py)", rows, ["Figures per experiment:", "", *shown, "", *notes])
 
 
 def _sigterm(signum: int, frame: object) -> None:

@@ -131,26 +131,21 @@ def create_shop(admin_url: str, products: int, size: float, rate: float) -> str:
     return token
 
 
-def metric(name: str, value: float, unit: str, target: str, met: bool | None, **extra: Any) -> dict[str, Any]:
-    return {"metric": name, "value": round(value, 2), "unit": unit, "target": target, "met": met, **extra}
+def metric(
+    name: str, value: float, unit: str, target: str, met: bool | None, baseline: float | None = None, **extra: Any
+) -> dict[str, Any]:
+    """A row in the bench format (bench/esl.py's write_table); ``baseline`` gives the ratio."""
+    ratio = round(value / baseline, 3) if baseline else None
+    base = round(baseline, 2) if baseline is not None else None
+    row = {"metric": name, "value": round(value, 2), "unit": unit, "baseline_value": base, "ratio": ratio}
+    return {**row, "target": target, "met": met, **extra}
 
 
 def write_results(metrics: list[dict[str, Any]], notes: list[str], quick: bool) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = "reconcile.quick" if quick else "reconcile"
-    (RESULTS / f"{stem}.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    lines = [
-        "# Reconciliation benchmarks (bench/reconcile.py)",
-        "",
-        "| metric | value | unit | target | met |",
-        "| --- | ---: | --- | --- | --- |",
-    ]
-    for m in metrics:
-        met = {True: "yes", False: "**no**", None: "-"}[m["met"]]
-        lines.append(f"| {m['metric']} | {m['value']} | {m['unit']} | {m['target']} | {met} |")
-    lines += ["", *notes, ""]
-    (RESULTS / f"{stem}.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    from esl import write_table  # bench/esl.py: the one table writer
+
+    name = "reconcile.quick" if quick else "reconcile"
+    write_table(name, "Reconciliation benchmarks (bench/reconcile.py)", metrics, notes)
 
 
 def main() -> None:
@@ -235,6 +230,7 @@ def main() -> None:
                 "s",
                 "<= 60 s (50k variants)",
                 in_sync["wall"] <= 60 if big and not in_sync["failed"] else None,
+                baseline=paged["wall"],  # the same full listing read page by page
                 cost=in_sync.get("cost_used"),
             ),
             metric(
