@@ -340,9 +340,11 @@ def webhooks(first: int, n: int, price: str, day: str = "2026-01-05") -> list[by
     return [signed_request(PATH, b.replace(b"2026-01-05T10:00:00", f"{day}T10:00:00".encode())) for b in bodies]
 
 
-def drain(env: dict[str, str], cwd: Path) -> tuple[float, dict[str, Any]]:
-    """`storeflow esl worker --drain` to the end; (its CPU ms and its children's, from wait4; its summary)."""
+def drain(env: dict[str, str], cwd: Path) -> tuple[float, list[tuple[float, float]], dict[str, Any]]:
+    """`storeflow esl worker --drain` to the end: its CPU ms (children included, from wait4), its CPU
+    sampled every 10 ms while it ran as (unix time, ms), and its summary line."""
     out, err = cwd / f"worker-{uuid.uuid4().hex[:6]}.out", cwd / "worker.err"
+    samples: list[tuple[float, float]] = []
     with out.open("w") as stdout, err.open("a") as stderr:
         proc = subprocess.Popen(
             [sys.executable, "-m", "storeflow", "esl", "worker", "--drain"],
@@ -351,11 +353,28 @@ def drain(env: dict[str, str], cwd: Path) -> tuple[float, dict[str, Any]]:
             stdout=stdout,
             stderr=stderr,
         )
-        _, status, usage = os.wait4(proc.pid, 0)
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if (p := read_proc(proc.pid)) is not None:
+                samples.append((time.time(), p.own_ms + p.children_ms))
+            time.sleep(0.01)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"worker failed ({proc.returncode}): {err.read_text()[-2000:]}")
-    return (usage.ru_utime + usage.ru_stime) * 1000, json.loads(out.read_text().strip().splitlines()[-1])
+    summary = json.loads(out.read_text().strip().splitlines()[-1])
+    return (usage.ru_utime + usage.ru_stime) * 1000, samples, summary
+
+
+FIRST_CLAIM_SQL = (
+    "SELECT extract(epoch FROM min(claimed_at))::float FROM sync_queue WHERE claimed_at >= to_timestamp(%s)"
+)
+
+
+def cpu_at(samples: list[tuple[float, float]], moment: float) -> float:
+    """The last sampled CPU at or before ``moment`` (0 before the first sample)."""
+    return max((ms for t, ms in samples if t <= moment), default=0.0)
 
 
 def succeeded(url: str) -> int:
@@ -400,15 +419,23 @@ def esl_costs(run: Any, pg: Postgres, url: str, n: int) -> dict[str, Any]:
         }
 
         def label_phase(label: str) -> Cost:
+            """The worker's CPU from its first claim to its exit (its start-up, importing and connecting,
+            varies by more than a quick run's labels cost on a loaded machine); the database's figures
+            over the whole drain, less an empty drain's."""
             done, hip = succeeded(url), httpx.get(f"{hipoink}/_sandbox/state").json()["requests"]
             a = snapshot(pg, url, settle=0.3)
-            cpu, summary = drain(wenv, cwd)
-            cost = Cost.between(a, snapshot(pg, url, settle=0.3), succeeded(url) - done, cpu)
+            began = time.time()
+            cpu, samples, summary = drain(wenv, cwd)
+            with psycopg.connect(url) as conn:
+                first = conn.execute(FIRST_CLAIM_SQL, (began,)).fetchone()[0]  # type: ignore[index]
+            start_ms = cpu_at(samples, first) if first is not None else cpu
+            out[f"{label}_startup_ms"] = start_ms
+            cost = Cost.between(a, snapshot(pg, url, settle=0.3), succeeded(url) - done, cpu - start_ms)
             out[f"{label}_hipoink_requests"] = httpx.get(f"{hipoink}/_sandbox/state").json()["requests"] - hip
             out[f"{label}_summary"] = summary
             return cost
 
-        empty = label_phase("empty")
+        empty = dataclasses.replace(label_phase("empty"), process_ms=0.0)
         port = free_port()
         serve = [sys.executable, "-m", "storeflow", "serve", "--port", str(port)]
         for label, price, day in (("create", "9.99", "2026-01-05"), ("update", "10.99", "2026-01-06")):
@@ -468,7 +495,9 @@ def crm_costs(run: Any, pg: Postgres, url: str, rows: int) -> dict[str, Any]:
         assert all(o.status == "ok" for o in boot), boot
         db = Database(url)
         try:
-            for label, chosen, day in (("one", stores[:1], "2025-11-10"), ("all", stores, "2025-11-11")):
+            # every store through a page (TumbleDry "browser", UClean "export"), so each one in flight has a context
+            paged = [st.model_copy(update={"mode": "browser" if st.crm == "td" else "export"}) for st in stores]
+            for label, chosen, day in (("one", paged[:1], "2025-11-10"), ("all", paged, "2025-11-11")):
                 settings.config.crm.concurrency = 4
                 opts = DownloadOptions(start=day, end=day, headless=True, alert=False, command="bench")
                 cpu, t = time.process_time(), time.perf_counter()
@@ -599,7 +628,8 @@ def unit_costs(run: Any) -> list[dict[str, Any]]:
             info(f"{q}_wal_bytes", lb.per("wal"), "B/label"),
             info(f"{q}_rows_written", lb.per("rows"), "rows/label"),
             info(f"{q}_index_entries", lb.per("index_entries"), "entries/label"),
-            info(f"{q}_hipoink_requests", esl[f"{label}_hipoink_requests"] / max(lb.units, 1), "req/label"),
+            info(f"{q}_storage_bytes", lb.per("storage"), "B/label", "informative: table + index growth"),
+            info(f"{q}_per_hipoink_request", lb.units / max(esl[f"{label}_hipoink_requests"], 1), "labels/req"),
         ]  # fmt: skip
     delivered = esl["labels_at_hipoink"]
     expected = n + 300
@@ -618,6 +648,8 @@ def unit_costs(run: Any) -> list[dict[str, Any]]:
         info("crm_store_run_shared_cpu_s", (every["browser_cpu_s"] + every["storeflow_cpu_s"]) / k, "CPU s/store",
              f"informative: {k} stores at once, browser + storeflow"),
         info(f"crm_{k}_stores_browser_pss_peak_mb", every["peak_pss_mb"], "MB", f"informative: {k} stores at once"),
+        info("crm_browser_pss_mb_per_extra_store", (every["peak_pss_mb"] - one["peak_pss_mb"]) / (k - 1), "MB",
+             f"informative: ({k} stores - 1 store) / {k - 1}"),
         info("crm_ingest_ms_per_1000_rows", ingest_ms := crm["ingest_wall_s"] * 1000 / (crm_rows / 1000), "ms",
              f"informative: {crm_rows} rows, wall"),
         info("crm_ingest_cpu_ms_per_1000_rows", ingest.per("process_ms", 1000), "CPU ms", "informative: storeflow"),
@@ -645,9 +677,10 @@ def unit_costs(run: Any) -> list[dict[str, Any]]:
         f"(no checkpoint ran: steady state adds them). Baseline: bench/esl.py's floor app on the same kind of "
         f"requests ({esl['floor_rate']:.0f}/s).",
         f"costs. Labels: `storeflow esl worker --drain` (default batch and lanes, rate limit lifted) after each "
-        f"webhook phase, its CPU from wait4, less an empty drain ({esl['empty'].process_ms:.0f} ms worker, "
-        f"{esl['empty'].pg_ms:.0f} ms PostgreSQL: start-up and exit); each drain also sends the {WARM} warm-up "
-        f"products. Rows per label (update) by table: {lb.rows_by_table()}; "
+        f"webhook phase, its CPU from wait4 less its CPU at its first claim "
+        f"(sampled every 10 ms; start-up {esl['update_startup_ms']:.0f} ms), the database's figures less an empty "
+        f"drain's ({esl['empty'].pg_ms:.0f} ms PostgreSQL CPU, {esl['empty'].wal} B WAL); each drain also "
+        f"sends the {WARM} warm-up products. Rows per label (update) by table: {lb.rows_by_table()}; "
         f"worker summary {esl['update_summary']}.",
         f"costs. CRM: the sandbox TumbleDry/UClean simulators (report build 3 s, as bench/crm.py), stores "
         f"bootstrapped first; one store alone ({one['modes']}) then all {k} ({every['modes']}) at crm.concurrency=4, "
