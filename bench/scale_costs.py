@@ -640,6 +640,7 @@ def unit_costs(run: Any) -> list[dict[str, Any]]:
     ingest: Cost = crm["ingest"]
     rows += [
         info("crm_store_run_wall_s", one["wall_s"], "s/run", "informative: 1 store alone, 3 s report build"),
+        info("crm_store_run_browser_alive_s", one["browser_alive_s"], "s/run", "informative: 1 store alone"),
         info("crm_store_run_browser_cpu_s", one["browser_cpu_s"], "CPU s/run", "informative: 1 store alone"),
         info("crm_store_run_storeflow_cpu_s", one["storeflow_cpu_s"], "CPU s/run", "informative: 1 store alone"),
         info("crm_store_run_browser_pss_peak_mb", one["peak_pss_mb"], "MB", "informative: 1 store alone"),
