@@ -44,6 +44,7 @@ from esl import (
     server_url_from_args,
     write_table,
 )
+from scale_costs import unit_costs
 
 from storeflow.db.pool import PoolConfig
 from storeflow.hallmark import aura
@@ -292,6 +293,7 @@ def hallmark_limit(run: Run) -> list[dict[str, Any]]:
 EXPERIMENTS: dict[str, Experiment] = {
     "hipoink-limit": hipoink_limit,
     "hallmark-limit": hallmark_limit,
+    "costs": unit_costs,  # unit costs for docs/capacity.md (bench/scale_costs.py)
 }
 
 
