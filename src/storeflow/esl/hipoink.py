@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -62,12 +62,14 @@ def _snippet(body: bytes, limit: int = 200) -> str:
     return body[:limit].decode("utf-8", "replace").strip()
 
 
-@dataclass
+@dataclass(frozen=True)
 class HipoinkClient:
+    """The three calls the worker makes; its settings (base URL, client id, sign) never change."""
+
     http: httpx.AsyncClient
     base_url: str
     client_id: str = "default"
-    sign: str = DEFAULT_SIGN
+    sign: str = field(default=DEFAULT_SIGN, repr=False)
 
     def url(self, action: str) -> str:
         return f"{self.base_url.rstrip('/')}/api/{self.client_id}/product/{action}"

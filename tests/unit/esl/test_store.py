@@ -49,3 +49,12 @@ def test_judge_reply_follows_the_status_policy(status: int) -> None:
         assert not verdict.ok
         assert verdict.transient == (failure is not Failure.PERMANENT)
         assert verdict.retry_after == (3.0 if verdict.transient else None)
+
+
+def test_the_queries_use_only_the_status_words_of_the_store() -> None:
+    states: set[str] = set()
+    for match in re.finditer(r"\bstate\s*(?:=|<>)\s*'(\w+)'|\bstate IN \(([^)]*)\)", SQL):
+        states |= {match.group(1)} if match.group(1) else set(re.findall(r"'(\w+)'", match.group(2)))
+    assert states and states <= set(store.STATES)
+    dead = re.findall(r"state IN \(([^)]*)\)", store.QUERIES["retry_dead_letters"])
+    assert [set(re.findall(r"'(\w+)'", d)) for d in dead] == [set(store.DEAD_STATES)]
