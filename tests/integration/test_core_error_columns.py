@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from storeflow.crm.ingest import FileInfo, record_audit
-from storeflow.esl.queue import ItemResult, finish_params
+from storeflow.esl.store import ClaimedItem, ItemResult, finish_params
 from storeflow.hallmark import runs
 
 pytestmark = pytest.mark.integration
@@ -47,7 +47,7 @@ def test_crm_audit_errors_are_redacted(conn: psycopg.Connection[Any]) -> None:
 
 
 def test_esl_queue_and_log_errors_are_redacted() -> None:
-    item = {"id": 1, "store_code": "S1", "product_id": 7, "operation": "upsert", "attempts": 1}
+    item = ClaimedItem(id=1, store_code="S1", product_id=7, operation="upsert", attempts=1)
     params = finish_params([ItemResult(item, "pending", "retry", error=LEAKY)], "w1")
     rows = json.loads(params["rows"])
     # FINISH writes each row's error to both sync_queue.last_error and sync_log.error

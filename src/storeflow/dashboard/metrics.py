@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 
 from storeflow.dashboard import queries
 from storeflow.dashboard.status import STATUSES
+from storeflow.esl import store as esl_store
 from storeflow.esl.transform import TOPICS
 from storeflow.logs import get_logger
 
@@ -31,19 +32,11 @@ log = get_logger("web")
 # reason kinds, not raw reasons (those carry ids): one label value per kind of refusal. The topic is
 # a header anyone can set: a topic we do not handle is counted as `other` (as is any reason kind
 # that carries a header value; see `reason_label`), so a sender cannot mint label values.
-WEBHOOKS = f"""
-SELECT CASE WHEN topic = ANY(%s) THEN topic ELSE 'other' END AS topic, outcome, {queries.REASON_KIND} AS reason,
-       count(*) AS n
-FROM webhook_inbox GROUP BY 1, 2, 3
-"""
 OTHER = "other"
-# reasons that name a value from a header (after REASON_KIND folded the digits): the prefix is the kind
+# reasons that name a value from a header (after esl.store folded the digits): the prefix is the kind
 _HEADER_REASONS = ("no active store mapping for shop", "unsupported topic")
 # a label value is our own wording: letters, digits folded to #, light punctuation, nothing quoted
 _REASON_LABEL = re.compile(r"^[A-Za-z #;:,()/_.+-]{1,120}$")
-QUEUE = """
-SELECT state, count(*) AS n, extract(epoch FROM %s - min(enqueued_at)) AS age FROM sync_queue GROUP BY state
-"""
 DOWNLOADS = """
 SELECT crm, store, status, count(*) AS n, coalesce(sum(size), 0) AS bytes FROM download_ledger GROUP BY 1, 2, 3
 """
@@ -70,7 +63,6 @@ FROM pipeline_runs, unnest(%s::text[]) AS key
 WHERE jsonb_typeof(summary->key) = 'number'
 GROUP BY 1, 2
 """
-SYNC_ATTEMPTS = "SELECT store_code, status, count(*) AS n FROM sync_log GROUP BY 1, 2"
 ALERTS_ACTIVE = "SELECT kind, count(*) FILTER (WHERE active) AS n FROM dashboard_alert_state GROUP BY kind"
 PIPELINE_RUNS = "SELECT pipeline, status, count(*) AS n FROM pipeline_runs GROUP BY 1, 2"
 
@@ -104,7 +96,7 @@ class DatabaseCollector(Collector):
         attempts = CounterMetricFamily(
             "storeflow_sync_attempts", "Hipoink sync attempts recorded in sync_log", labels=["store", "status"]
         )
-        for r in conn.execute(SYNC_ATTEMPTS).fetchall():
+        for r in esl_store.sync_attempts(conn):
             attempts.add_metric([str(r["store_code"]), str(r["status"])], r["n"])
         yield attempts
         active = GaugeMetricFamily("storeflow_alerts_active", "Alert conditions holding now", labels=["kind"])
@@ -164,10 +156,10 @@ class DatabaseCollector(Collector):
         )
         by_topic: dict[tuple[str, str], float] = {}
         by_reason: dict[tuple[str, str], float] = {}
-        for r in conn.execute(WEBHOOKS, (list(TOPICS),)).fetchall():
+        for r in esl_store.webhooks_by_topic(conn, TOPICS):
             k = (str(r["topic"]), str(r["outcome"]))
             by_topic[k] = by_topic.get(k, 0) + r["n"]
-            if r["outcome"] in queries.WEBHOOK_REJECTED:
+            if r["outcome"] in esl_store.WEBHOOK_REJECTED:
                 k2 = (str(r["outcome"]), reason_label(str(r["reason"])))
                 by_reason[k2] = by_reason.get(k2, 0) + r["n"]
         for labels, n in sorted(by_topic.items()):
@@ -182,17 +174,17 @@ class DatabaseCollector(Collector):
         age = GaugeMetricFamily(
             "storeflow_sync_queue_oldest_age_seconds", "Age of the oldest item in each state", labels=["state"]
         )
-        seen: dict[str, Any] = {r["state"]: r for r in conn.execute(QUEUE, (now,)).fetchall()}
-        for state in sorted(set(queries.ESL_STATES) | set(seen)):
+        seen = esl_store.states_with_age(conn, now)
+        for state in sorted(set(esl_store.STATES) | set(seen)):
             r = seen.get(state)
             depth.add_metric([state], r["n"] if r else 0)
             if r and r["age"] is not None and state not in {"succeeded"}:
                 age.add_metric([state], float(r["age"]))
         yield depth
         yield age
-        oldest = conn.execute(queries.ESL_OLDEST, (now,)).fetchone()["age"]  # type: ignore[index]
+        oldest = esl_store.oldest_waiting_age(conn, now)
         pending = GaugeMetricFamily("storeflow_sync_queue_oldest_pending_age_seconds", "Oldest item waiting to sync")
-        pending.add_metric([], float(oldest or 0.0))
+        pending.add_metric([], oldest or 0.0)
         yield pending
         latency = queries.latency_histogram(conn, None)
         hist = HistogramMetricFamily(

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from psycopg import sql
 
 from storeflow.dashboard.status import Cell, Observation, evaluate
+from storeflow.esl import store as esl_store
 from storeflow.logs import redact_value
 
 if TYPE_CHECKING:
@@ -146,26 +147,10 @@ def hallmark_observations(conn: psycopg.Connection[Any]) -> list[Observation]:
 
 # ---------------------------------------------------------------- ESL
 
-# dead letters are `failed` (permanent error) and `dead` (out of attempts), as `storeflow esl retry` sees them
-ESL_WAITING = ("pending", "in_progress")
-ESL_DEAD_STATES = ("failed", "dead")
-ESL_PER_STORE = """
-SELECT m.id AS mapping_id, m.hipoink_store_code AS code, m.source_store_id AS shop,
-       count(q.id) FILTER (WHERE q.state IN ('pending', 'in_progress')) AS pending,
-       count(q.id) FILTER (WHERE q.state IN ('failed', 'dead')) AS dead,
-       extract(epoch FROM %(now)s - min(q.enqueued_at) FILTER (WHERE q.state IN ('pending', 'in_progress')))
-           AS oldest_pending_age,
-       max(q.finished_at) FILTER (WHERE q.state = 'succeeded') AS last_success_at
-FROM store_mappings m LEFT JOIN sync_queue q ON q.store_mapping_id = m.id
-WHERE m.is_active OR q.id IS NOT NULL
-GROUP BY m.id, m.hipoink_store_code, m.source_store_id
-ORDER BY m.hipoink_store_code, m.source_store_id
-"""
-
 
 def esl_observations(conn: psycopg.Connection[Any], now: datetime) -> list[Observation]:
     out = []
-    for r in _all(conn, ESL_PER_STORE, {"now": now}):
+    for r in esl_store.queue_by_mapping(conn, now):
         code = str(r["code"])
         out.append(
             Observation(
@@ -385,46 +370,8 @@ def hallmark_page(conn: psycopg.Connection[Any]) -> HallmarkPage:
 
 # ---------------------------------------------------------------- ESL page
 
-ESL_STATES = ("pending", "in_progress", "succeeded", "failed", "dead")
-ESL_COUNTS = "SELECT state, count(*) AS n FROM sync_queue GROUP BY state"
-ESL_OLDEST = """
-SELECT extract(epoch FROM %s - min(enqueued_at)) AS age FROM sync_queue WHERE state IN ('pending', 'in_progress')
-"""
-ESL_DEAD = """
-SELECT q.id, q.store_code AS store, q.state, q.operation, p.pc, p.pn, q.attempts, q.last_error, q.finished_at
-FROM sync_queue q LEFT JOIN products p ON p.id = q.product_id
-WHERE q.state IN ('failed', 'dead') ORDER BY q.finished_at DESC NULLS LAST, q.id DESC LIMIT 100
-"""
-ESL_WEBHOOKS = """
-SELECT id, shop_domain, topic, event_id, received_at, outcome, reason, items_enqueued FROM webhook_inbox
-ORDER BY received_at DESC, id DESC LIMIT 25
-"""
-ESL_WEBHOOK_OUTCOMES = "SELECT outcome, count(*) AS n FROM webhook_inbox GROUP BY outcome ORDER BY outcome"
-# reasons name ids and timestamps ("already received as inbox #79"): grouped with digits folded to "#"
-REASON_KIND = r"regexp_replace(coalesce(reason, ''), '#?[0-9][0-9:T.+-]*', '#', 'g')"
-ESL_WEBHOOK_REASONS = f"""
-SELECT outcome, {REASON_KIND} AS reason, count(*) AS n, max(received_at) AS last_at, max(reason) AS example
-FROM webhook_inbox WHERE outcome = ANY(%s) GROUP BY 1, 2 ORDER BY n DESC, last_at DESC LIMIT 20
-"""
-ESL_BY_STORE = """
-SELECT store_code, state, count(*) AS n FROM sync_queue GROUP BY 1, 2 ORDER BY 1, 2
-"""
-ESL_THROUGHPUT = """
-SELECT date_trunc('hour', created_at) AS hour, count(*) AS n FROM sync_log
-WHERE status = 'succeeded' AND created_at >= %s GROUP BY 1 ORDER BY 1
-"""
-# webhook outcomes that put nothing on the queue because the delivery was refused or redundant
-WEBHOOK_REJECTED = ("ignored", "duplicate", "invalid", "stale", "unmatched")
-
+# the latency histogram's bucket edges in seconds, counted cumulatively in SQL (Prometheus' shape)
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
-# sync_log.latency_ms = Hipoink's answer - the webhook's commit (its acknowledgement); counted in SQL,
-# cumulative per bucket edge (Prometheus' shape), over all time or since a moment
-LATENCY_HISTOGRAM = (
-    "SELECT count(*) AS n, coalesce(sum(latency_ms), 0) / 1000.0 AS total"
-    + "".join(f", count(*) FILTER (WHERE latency_ms <= %(e{i})s) AS b{i}" for i in range(len(LATENCY_BUCKETS)))
-    + " FROM sync_log WHERE status = 'succeeded' AND latency_ms IS NOT NULL"
-    " AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s::timestamptz)"
-)
 
 
 @dataclass
@@ -445,10 +392,8 @@ class LatencyHistogram:
 
 def latency_histogram(conn: psycopg.Connection[Any], since: datetime | None) -> LatencyHistogram:
     """Webhook -> label latencies of synced items (ESL sync_log), since ``since`` or ever."""
-    params: dict[str, Any] = {f"e{i}": edge * 1000 for i, edge in enumerate(LATENCY_BUCKETS)} | {"since": since}
-    row = _one(conn, LATENCY_HISTOGRAM, params)
-    cumulative = [int(row[f"b{i}"]) for i in range(len(LATENCY_BUCKETS))]
-    return LatencyHistogram(LATENCY_BUCKETS, cumulative, int(row["n"]), float(row["total"]))
+    cumulative, count, total_seconds = esl_store.latency_counts(conn, LATENCY_BUCKETS, since)
+    return LatencyHistogram(LATENCY_BUCKETS, cumulative, count, total_seconds)
 
 
 @dataclass
@@ -466,17 +411,14 @@ class EslPage:
 def esl_page(conn: psycopg.Connection[Any], now: datetime | None = None) -> EslPage:
     now = now or datetime.now(UTC)
     page = EslPage()
-    counts = {r["state"]: int(r["n"]) for r in _all(conn, ESL_COUNTS)}
-    page.counts = {s: counts.get(s, 0) for s in ESL_STATES} | counts
-    age = _one(conn, ESL_OLDEST, (now,)).get("age")
-    page.oldest_pending_age = float(age) if age is not None else None
+    page.counts = esl_store.state_counts(conn)
+    page.oldest_pending_age = esl_store.oldest_waiting_age(conn, now)
     page.latency = latency_histogram(conn, now - timedelta(days=7))
-    page.dead = _all(conn, ESL_DEAD)
-    for r in _all(conn, ESL_BY_STORE):
-        page.by_store.setdefault(str(r["store_code"]), dict.fromkeys(ESL_STATES, 0))[r["state"]] = int(r["n"])
-    page.webhooks = _all(conn, ESL_WEBHOOKS)
-    page.webhook_outcomes = _all(conn, ESL_WEBHOOK_OUTCOMES)
-    page.webhook_reasons = _all(conn, ESL_WEBHOOK_REASONS, (list(WEBHOOK_REJECTED),))
+    page.dead = esl_store.recent_dead_letters(conn)
+    page.by_store = esl_store.counts_by_store(conn)
+    page.webhooks = esl_store.recent_webhooks(conn)
+    page.webhook_outcomes = esl_store.webhook_outcomes(conn)
+    page.webhook_reasons = esl_store.webhook_reasons(conn)
     return page
 
 
@@ -486,10 +428,7 @@ def _short(seconds: float) -> str:
 
 def retry_dead(conn: psycopg.Connection[Any], item_ids: list[int] | None) -> int:
     """Re-enqueue dead letters through the ESL pipeline's own function (wakes the workers too)."""
-    from storeflow.esl.queue import retry_dead_letters
-
-    count: int = retry_dead_letters(conn, item_ids=item_ids)
-    return count
+    return esl_store.retry_dead_letters(conn, item_ids=item_ids)
 
 
 # ---------------------------------------------------------------- sessions
@@ -585,7 +524,7 @@ def daily_sales(conn: psycopg.Connection[Any], days: int = 30) -> dict[str, list
 
 def esl_throughput(conn: psycopg.Connection[Any], now: datetime, hours: int = 24) -> list[tuple[datetime, int]]:
     """Labels synced per hour over the last ``hours`` hours, every hour present (0 when none)."""
-    rows = _all(conn, ESL_THROUGHPUT, (now - timedelta(hours=hours),))
+    rows = esl_store.synced_per_hour(conn, now - timedelta(hours=hours))
     if not rows:
         return []
     counts = {r["hour"].astimezone(UTC): int(r["n"]) for r in rows}

@@ -27,16 +27,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from storeflow import __version__
 from storeflow.db.connect import Database
 from storeflow.db.pool import is_connection_lost
-from storeflow.esl.models import (
-    GET_MAPPING,
-    INSERT_MAPPING,
-    LIST_MAPPINGS,
-    StoreMapping,
-    StoreMappingIn,
-    StoreMappingUpdate,
-    update_mapping_query,
-)
-from storeflow.esl.queue import CHANNEL
+from storeflow.esl import store
+from storeflow.esl.models import StoreMapping, StoreMappingIn, StoreMappingUpdate
+from storeflow.esl.store import GET_MAPPING, INSERT_MAPPING, LIST_MAPPINGS, update_mapping_query
 from storeflow.esl.transform import (
     TOPICS,
     Prepared,
@@ -52,14 +45,6 @@ if TYPE_CHECKING:
 
 log = get_logger("esl")
 MAX_BODY_BYTES = 1024 * 1024
-# Deliveries that arrive together go to the database as one jsonb array and one statement (one
-# transaction, one commit, one round trip); each still gets its own inbox row and queue items.
-INGEST = """
-SELECT r.inbox_id, r.outcome, r.reason, r.enqueued
-  FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS e(x, n)
- CROSS JOIN LATERAL esl_ingest_webhook(e.x->'meta', decode(e.x->>'raw', 'base64'), e.x->>'kind', e.x->'doc') AS r
- ORDER BY e.n
-"""
 
 
 class Ingester:
@@ -115,8 +100,7 @@ class Ingester:
 
     async def _run(self, deliveries: list[dict[str, Any]]) -> list[dict[str, Any]]:
         async with self.pool.connection() as conn:
-            cur = await conn.execute(INGEST, (json.dumps(deliveries),))
-            return cast("list[dict[str, Any]]", await cur.fetchall())
+            return await store.ingest_deliveries_async(conn, deliveries)
 
     async def _run_one(self, item: tuple[dict[str, Any], asyncio.Future[dict[str, Any]]]) -> None:
         delivery, future = item
@@ -181,7 +165,7 @@ class Notifier:
             self.pending.clear()
             try:
                 async with self.pool.connection() as conn:
-                    await conn.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
+                    await store.notify_workers_async(conn)
             except Exception as exc:
                 log.warning("could not notify the workers (%s); they will poll", exc, event="notify")
                 return
@@ -262,7 +246,7 @@ async def health(request: Request) -> JSONResponse:
     try:
         pool = await get_pool(request)
         async with pool.connection() as conn:  # the pool's own short wait (DB_POOL_TIMEOUT_SECONDS)
-            await conn.execute("SELECT 1")
+            await conn.execute(store.PING)
     except Exception as exc:
         return JSONResponse({"status": "degraded", "database": f"unreachable: {type(exc).__name__}"}, 503)
     return JSONResponse({"status": "ok", "version": __version__, "database": "ok"})

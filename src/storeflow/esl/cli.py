@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+from functools import partial
 from typing import Annotated, Any
 
 import typer
@@ -95,7 +96,7 @@ def worker(
 @app.command()
 def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Queue counts by state, oldest pending age, dead letters, last errors, webhook outcomes."""
-    from storeflow.esl.queue import queue_stats
+    from storeflow.esl.store import queue_stats
 
     db = get_context(ctx).database()
     with db.connect() as conn:
@@ -143,7 +144,7 @@ def retry(
     store: Annotated[str | None, typer.Option(help="Only this Hipoink store code.")] = None,
 ) -> None:
     """Re-enqueue dead letters (failed and dead items) with a fresh set of attempts."""
-    from storeflow.esl.queue import retry_dead_letters
+    from storeflow.esl.store import retry_dead_letters
 
     db = get_context(ctx).database()
     with db.connect() as conn:
@@ -160,7 +161,7 @@ def dead(
     as_json: JsonOpt = False,
 ) -> None:
     """List dead letters with their last error."""
-    from storeflow.esl.queue import dead_letters
+    from storeflow.esl.store import dead_letters
 
     db = get_context(ctx).database()
     with db.connect() as conn:
@@ -188,12 +189,11 @@ def resync(
     store: Annotated[str, typer.Option(help="Hipoink store code whose products are all sent again.")],
 ) -> None:
     """Re-send every known product of a store (the periodic reconciliation Shopify recommends)."""
-    from storeflow.esl.queue import enqueue_resync
+    from storeflow.esl.store import enqueue_resync, store_code_known
 
     db = get_context(ctx).database()
     with db.connect() as conn:
-        known = conn.execute("SELECT 1 FROM store_mappings WHERE hipoink_store_code = %s", (store,)).fetchone()
-        if not known:
+        if not store_code_known(conn, store):
             raise ConfigError(f"no store mapping has Hipoink store code {store!r} (see `storeflow esl mappings list`)")
         counts = enqueue_resync(conn, store)
         conn.commit()
@@ -228,7 +228,7 @@ def _print_mappings(rows: list[dict[str, Any]]) -> None:
 def mappings_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """List store mappings."""
 
-    from storeflow.esl.models import list_mappings
+    from storeflow.esl.store import list_mappings
 
     with get_context(ctx).database().connect() as conn:
         rows = list_mappings(conn)
@@ -250,7 +250,8 @@ def mappings_add(
     """Map a Shopify shop to a Hipoink store."""
     from pydantic import ValidationError
 
-    from storeflow.esl.models import StoreMappingIn, create_mapping
+    from storeflow.esl.models import StoreMappingIn
+    from storeflow.esl.store import create_mapping
 
     try:
         body = StoreMappingIn(
@@ -282,7 +283,8 @@ def mappings_update(
     """Change a store mapping."""
     from pydantic import ValidationError
 
-    from storeflow.esl.models import StoreMappingUpdate, find_mapping, update_mapping
+    from storeflow.esl.models import StoreMappingUpdate
+    from storeflow.esl.store import find_mapping, update_mapping
 
     values: dict[str, Any] = {}
     if store is not None:
@@ -314,7 +316,8 @@ def mappings_deactivate(
 ) -> None:
     """Deactivate a mapping: the shop's webhooks are then recorded as ignored."""
 
-    from storeflow.esl.models import StoreMappingUpdate, find_mapping, update_mapping
+    from storeflow.esl.models import StoreMappingUpdate
+    from storeflow.esl.store import find_mapping, update_mapping
 
     with get_context(ctx).database().connect() as conn:
         found = find_mapping(conn, mapping)
@@ -456,13 +459,14 @@ def subscriptions_sync(
 def subscriptions_check(ctx: typer.Context, shop: ShopOpt, as_json: JsonOpt = False) -> None:
     """Re-create subscriptions Shopify removed; alert once and reconcile since the last webhook."""
 
+    from storeflow.alerts import send_alert
     from storeflow.esl.subscriptions import check_subscriptions
 
     db = get_context(ctx).database()
     results = []
     for settings, _name, client in _each_shop(ctx, shop):
         with db.connect() as conn:
-            results.append(check_subscriptions(conn, client, settings))
+            results.append(check_subscriptions(conn, client, partial(send_alert, settings)))
     _print_subscription_results(results, as_json)
 
 

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from storeflow.esl.models import StoreMappingIn, StoreMappingUpdate, create_mapping, find_mapping, update_mapping
-from storeflow.esl.queue import queue_stats
+from storeflow.esl.models import StoreMappingIn, StoreMappingUpdate
+from storeflow.esl.store import create_mapping, find_mapping, queue_stats, store_sync_counts, update_mapping
 from storeflow.esl.worker import WorkerConfig, run_worker
 from storeflow.sandbox.shopify import build_deliveries, send_deliveries
 from storeflow.web.server import serve_in_thread
@@ -71,20 +71,12 @@ def run_demo(ctx: DemoContext) -> DemoResult:
     labels = httpx.get(f"{settings.HIPOINK_API_BASE_URL}/_sandbox/products", params={"store_code": STORE}).json()
     with ctx.db.connect() as conn:
         queue = queue_stats(conn)
-        expected = conn.execute(
-            "SELECT count(*) AS n FROM products p JOIN store_mappings m ON m.id = p.store_mapping_id"
-            " WHERE m.hipoink_store_code = %s AND p.status = 'valid'",
-            (STORE,),
-        ).fetchone()
-        invalid = conn.execute(
-            "SELECT count(*) AS n FROM sync_log WHERE status = 'invalid' AND store_code = %s", (STORE,)
-        ).fetchone()
-    assert expected is not None and invalid is not None
+        expected, invalid = store_sync_counts(conn, STORE)
     outcomes = queue["inbox_last_24h"]
     ok = (
         set(statuses) == {200}
         and queue["dead_letters"] == 0
-        and labels["count"] == expected["n"]
+        and labels["count"] == expected
         and queue["counts"]["pending"] == queue["counts"]["in_progress"] == 0
     )
     return DemoResult(
@@ -93,9 +85,9 @@ def run_demo(ctx: DemoContext) -> DemoResult:
         figures=[
             ("webhooks", f"{sum(statuses.values())} sent, all {'200' if set(statuses) == {200} else statuses}"),
             ("inbox", ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items()))),
-            ("labels", f"{labels['count']} products on Hipoink store {STORE} (expected {expected['n']})"),
+            ("labels", f"{labels['count']} products on Hipoink store {STORE} (expected {expected})"),
             ("worker", f"{stats.requests} requests, {stats.products_sent} products in {elapsed:.1f}s"),
-            ("invalid variants", f"{invalid['n']} (not sent; sync_log says why)"),
+            ("invalid variants", f"{invalid} (not sent; sync_log says why)"),
         ],
         note="" if ok else f"dead letters {queue['dead_letters']}, queue {queue['counts']}",
     )

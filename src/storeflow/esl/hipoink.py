@@ -2,20 +2,19 @@
 
 The caller hands in the `httpx.AsyncClient` (tests use a MockTransport, production and the sandbox
 a real one); only the base URL differs between the real server and the simulator. Every call
-returns a `Verdict` and never raises for HTTP or network trouble.
+returns a `Verdict` (`judge_reply`) and never raises for HTTP or network trouble.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
-from storeflow.esl.transform import Verdict, judge_reply
-from storeflow.http.policy import parse_retry_after
+from storeflow.http.policy import Failure, classify_status, parse_retry_after
 from storeflow.logs import get_logger
 from storeflow.settings import HIPOINK_DEFAULT_SIGN
 
@@ -23,12 +22,54 @@ log = get_logger("esl")
 DEFAULT_SIGN = HIPOINK_DEFAULT_SIGN
 
 
-@dataclass
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    transient: bool = False
+    error: str | None = None
+    http_status: int | None = None
+    error_code: int | None = None
+    retry_after: float | None = None
+
+
+def judge_reply(status: int, body: bytes, retry_after: float | None = None) -> Verdict:
+    """HTTP status + body -> success, transient or permanent. HTTP 200 with error_code != 0 is a failure.
+
+    The status rules are `http.policy.classify_status`'s; what a 2xx body means is Hipoink's."""
+    failure = classify_status(status)
+    if failure is Failure.PERMANENT:
+        return Verdict(False, False, f"HTTP {status}: {_snippet(body)}", status)
+    if failure is not None:  # rate-limited or transient: worth sending again
+        return Verdict(False, True, f"HTTP {status}", status, None, retry_after)
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        # a truncated/garbled 2xx body: the request may not have been applied, sending again is safe
+        return Verdict(False, True, f"HTTP {status} with an unreadable body: {_snippet(body)}", status)
+    if not isinstance(data, dict) or "error_code" not in data:
+        return Verdict(False, True, f"HTTP {status} without error_code: {_snippet(body)}", status)
+    try:
+        code = int(data["error_code"])
+    except (TypeError, ValueError):
+        return Verdict(False, False, f"HTTP {status} with error_code {data.get('error_code')!r}", status)
+    if code != 0:
+        message = data.get("error_msg") or data.get("msg") or ""
+        return Verdict(False, False, f"error_code {code}: {message}".rstrip(": "), status, code)
+    return Verdict(True, http_status=status, error_code=0)
+
+
+def _snippet(body: bytes, limit: int = 200) -> str:
+    return body[:limit].decode("utf-8", "replace").strip()
+
+
+@dataclass(frozen=True)
 class HipoinkClient:
+    """The three calls the worker makes; its settings (base URL, client id, sign) never change."""
+
     http: httpx.AsyncClient
     base_url: str
     client_id: str = "default"
-    sign: str = DEFAULT_SIGN
+    sign: str = field(default=DEFAULT_SIGN, repr=False)
 
     def url(self, action: str) -> str:
         return f"{self.base_url.rstrip('/')}/api/{self.client_id}/product/{action}"

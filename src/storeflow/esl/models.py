@@ -1,19 +1,14 @@
-"""Store mappings: API models and the SQL behind them (sync for the CLI, async for the web app)."""
+"""Store mappings: the API models (their SQL is in `storeflow.esl.store`)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from storeflow.esl.transform import HIPOINK_OPTIONAL_FIELDS, PC_SOURCES
 
-MAPPING_COLUMNS = (
-    "id, source_system, source_store_id, hipoink_store_code, is_active, pc_fallback, stock_field, "
-    "created_at, updated_at"
-)
 _EDITABLE = ("source_system", "source_store_id", "hipoink_store_code", "is_active", "pc_fallback", "stock_field")
 
 
@@ -119,60 +114,3 @@ class StoreMapping(BaseModel):
     stock_field: str | None
     created_at: datetime
     updated_at: datetime
-
-
-INSERT_MAPPING = f"""
-INSERT INTO store_mappings (source_system, source_store_id, hipoink_store_code, is_active, pc_fallback, stock_field)
-VALUES (%(source_system)s, %(source_store_id)s, %(hipoink_store_code)s, %(is_active)s, %(pc_fallback)s,
-        %(stock_field)s)
-ON CONFLICT (source_system, source_store_id) DO NOTHING
-RETURNING {MAPPING_COLUMNS}
-"""
-LIST_MAPPINGS = f"SELECT {MAPPING_COLUMNS} FROM store_mappings ORDER BY id"
-GET_MAPPING = f"SELECT {MAPPING_COLUMNS} FROM store_mappings WHERE id = %s"
-
-
-def update_mapping_query(changes: dict[str, Any]) -> sql.Composed:
-    """``UPDATE store_mappings SET <given fields>, updated_at = now() WHERE id = %(id)s RETURNING ...``."""
-    sets: list[sql.Composable] = [sql.SQL("{} = {}").format(sql.Identifier(k), sql.Placeholder(k)) for k in changes]
-    sets.append(sql.SQL("updated_at = now()"))
-    return sql.SQL("UPDATE store_mappings SET {} WHERE id = %(id)s RETURNING {}").format(
-        sql.SQL(", ").join(sets), sql.SQL(MAPPING_COLUMNS)
-    )
-
-
-# ---------------------------------------------------------------- sync (CLI) helpers
-
-
-def create_mapping(conn: Any, mapping: StoreMappingIn) -> dict[str, Any] | None:
-    """Insert a mapping; None when the shop already has one."""
-    row: dict[str, Any] | None = conn.execute(INSERT_MAPPING, mapping.model_dump()).fetchone()
-    return row
-
-
-def list_mappings(conn: Any) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = conn.execute(LIST_MAPPINGS).fetchall()
-    return rows
-
-
-def find_mapping(conn: Any, key: str) -> dict[str, Any] | None:
-    """A mapping by id, shop domain or Hipoink store code."""
-    if key.isdigit():
-        row: dict[str, Any] | None = conn.execute(GET_MAPPING, (int(key),)).fetchone()
-        if row:
-            return row
-    row = conn.execute(
-        f"SELECT {MAPPING_COLUMNS} FROM store_mappings WHERE source_store_id = %s OR hipoink_store_code = %s "
-        "ORDER BY is_active DESC, id LIMIT 1",
-        (key.strip().lower(), key.strip()),
-    ).fetchone()
-    return row
-
-
-def update_mapping(conn: Any, mapping_id: int, update: StoreMappingUpdate) -> dict[str, Any] | None:
-    changes = update.changes()
-    if not changes:
-        row: dict[str, Any] | None = conn.execute(GET_MAPPING, (mapping_id,)).fetchone()
-        return row
-    row = conn.execute(update_mapping_query(changes), {**changes, "id": mapping_id}).fetchone()
-    return row

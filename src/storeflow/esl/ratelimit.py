@@ -10,14 +10,9 @@ from __future__ import annotations
 import time
 
 from storeflow.db.pool import PoolConfig
+from storeflow.esl.store import STORE_RATE_LIMITS
 from storeflow.http.shared import SharedRate, SlotBook
 
-STORE_LIMITS = """
-SELECT hipoink_store_code AS store, min(hipoink_rate_limit_per_second) AS rate
-  FROM store_mappings
- WHERE hipoink_rate_limit_per_second IS NOT NULL
- GROUP BY hipoink_store_code
-"""
 REFRESH_SECONDS = 30.0
 
 
@@ -59,7 +54,7 @@ class SharedHipoinkLimiter:
     async def _limit(self, store: str | None) -> SharedRate:
         now = time.monotonic()
         if now - self._refreshed >= REFRESH_SECONDS:
-            rows = await self.book.rows(STORE_LIMITS)
+            rows = await self.book.rows(STORE_RATE_LIMITS)
             self._store_rates = {r["store"]: float(r["rate"]) for r in rows}
             self._refreshed = now
         rate = self._store_rates.get(store or "")

@@ -1,7 +1,7 @@
 """Reconciliation runs: list Shopify's catalogue, diff it with `products`, apply through the webhook path.
 
-Every change goes through `esl_ingest_webhook` (the SQL `INGEST` statement of `storeflow.esl.api`,
-the same call a webhook makes), so the ordering rule is the webhook's: Shopify's ``updatedAt``
+Every change goes through `esl_ingest_webhook` (`storeflow.esl.store.ingest_deliveries`, the same
+call a webhook makes), so the ordering rule is the webhook's: Shopify's ``updatedAt``
 decides and a reconciliation never overwrites a newer webhook. Queue items it creates carry
 ``reason = 'reconcile'``; each run is a `reconcile_runs` row. The caller hands in the connection
 (dict rows, not autocommit) and the `AdminClient`.
@@ -18,9 +18,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from storeflow.errors import ConfigError
+from storeflow.esl import store
 from storeflow.esl.admin import BULK_PRODUCTS, AdminClient, AdminError, parse_shopify_time
-from storeflow.esl.api import INGEST
-from storeflow.esl.queue import CHANNEL
 from storeflow.esl.reconcile import (
     Action,
     Diff,
@@ -38,28 +37,6 @@ from storeflow.logs import get_logger
 log = get_logger("esl")
 INGEST_BATCH = 200
 SOURCE_HEADER = "x-storeflow-source"
-
-_STORED = """
-SELECT source_id, source_variant_id, inventory_item_id, barcode, sku, pn, pp, pim, status, source_updated_at
-  FROM products
- WHERE source_system = 'shopify' AND source_store_id = %(shop)s
-   AND (%(ids)s::text[] IS NULL OR source_id = ANY(%(ids)s::text[]))
-"""
-# ARCHIVED / DRAFT products under the `remove` rule: the ingest function has no status, so their
-# variants are marked deleted here, under the same newer-wins rule, and enqueued as deletes
-_DEACTIVATE = """
-WITH gone AS (
-    UPDATE products p SET status = 'deleted', deleted_at = now(), updated_at = now(),
-                          source_updated_at = %(updated_at)s
-     WHERE p.source_system = 'shopify' AND p.source_store_id = %(shop)s AND p.source_id = %(product)s
-       AND p.status <> 'deleted'
-       AND (p.source_updated_at IS NULL OR p.source_updated_at <= %(updated_at)s)
-    RETURNING p.id
-)
-INSERT INTO sync_queue (store_mapping_id, store_code, product_id, operation, reason)
-SELECT m.id, m.hipoink_store_code, g.id, 'delete', 'reconcile'
-  FROM gone g CROSS JOIN store_mappings m WHERE m.id = %(mapping)s
-"""
 
 
 @dataclass
@@ -97,71 +74,29 @@ class RunResult:
 
 
 def active_mapping(conn: Any, shop: str) -> dict[str, Any]:
-    row = conn.execute(
-        "SELECT id, hipoink_store_code FROM store_mappings"
-        " WHERE source_system = 'shopify' AND source_store_id = %s AND is_active",
-        (shop,),
-    ).fetchone()
+    row = store.active_mapping(conn, shop)
     if row is None:
         raise ConfigError(f"shop {shop} has no active store mapping (see `storeflow esl mappings list`)")
     return dict(row)
 
 
 def stored_variants(conn: Any, shop: str, product_ids: list[str] | None = None) -> list[StoredVariant]:
-    rows = conn.execute(_STORED, {"shop": shop, "ids": product_ids}).fetchall()
-    return [StoredVariant.from_row(r) for r in rows]
-
-
-def last_high_water(conn: Any, shop: str) -> datetime | None:
-    row = conn.execute(
-        "SELECT high_water FROM reconcile_runs WHERE shop_domain = %s AND status = 'succeeded'"
-        " AND high_water IS NOT NULL ORDER BY id DESC LIMIT 1",
-        (shop,),
-    ).fetchone()
-    return row["high_water"] if row else None
-
-
-def newest_stored(conn: Any, shop: str) -> datetime | None:
-    row = conn.execute(
-        "SELECT max(source_updated_at) AS t FROM products WHERE source_system = 'shopify' AND source_store_id = %s",
-        (shop,),
-    ).fetchone()
-    return row["t"] if row else None
+    return [StoredVariant.from_row(r) for r in store.stored_variants(conn, shop, product_ids)]
 
 
 def last_webhook_at(conn: Any, shop: str) -> datetime | None:
     """When the last delivery that really came from Shopify (not a reconciliation) was received."""
-    row = conn.execute(
-        "SELECT max(received_at) AS t FROM webhook_inbox WHERE shop_domain = %s AND NOT (headers ? %s)",
-        (shop, SOURCE_HEADER),
-    ).fetchone()
-    return row["t"] if row else None
+    return store.last_webhook_at(conn, shop, SOURCE_HEADER)
 
 
 def _start_run(conn: Any, result: RunResult, mapping_id: int, trigger: str) -> int:
-    row = conn.execute(
-        "INSERT INTO reconcile_runs (shop_domain, store_mapping_id, mode, trigger, since)"
-        " VALUES (%s, %s, %s, %s, %s) RETURNING id",
-        (result.shop, mapping_id, result.mode, trigger, result.since),
-    ).fetchone()
+    run_id = store.start_reconcile_run(conn, result.shop, mapping_id, result.mode, trigger, result.since)
     conn.commit()
-    run_id: int = row["id"]
     return run_id
 
 
 def _finish_run(conn: Any, result: RunResult) -> None:
-    conn.execute(
-        """
-        UPDATE reconcile_runs SET finished_at = now(), status = %(status)s, method = %(method)s,
-               snapshot_at = %(snapshot_at)s, high_water = %(high_water)s, pages = %(pages)s,
-               requests = %(requests)s, cost_used = %(cost_used)s, throttled_retries = %(throttled_retries)s,
-               products_seen = %(products_seen)s, created = %(created)s, updated = %(updated)s,
-               deleted = %(deleted)s, unchanged = %(unchanged)s, skipped_newer = %(skipped_newer)s,
-               enqueued = %(enqueued)s, error = %(error)s
-         WHERE id = %(run_id)s
-        """,
-        {k: getattr(result, k) for k in result.__dataclass_fields__ if k not in ("changes",)},
-    )
+    store.finish_reconcile_run(conn, {k: getattr(result, k) for k in result.__dataclass_fields__ if k != "changes"})
     conn.commit()
 
 
@@ -194,28 +129,19 @@ def apply_diff(conn: Any, shop: str, mapping_id: int, run_id: int, version: str,
     through_ingest = [a for a in diff.actions if a.kind in ("upsert", "delete")]
     for start in range(0, len(through_ingest), INGEST_BATCH):
         batch = through_ingest[start : start + INGEST_BATCH]
-        rows = conn.execute(
-            INGEST, (json.dumps([_delivery(shop, run_id, version, a) for a in batch], default=str),)
-        ).fetchall()
-        inbox_ids = [r["inbox_id"] for r in rows]
-        conn.execute("UPDATE sync_queue SET reason = 'reconcile' WHERE inbox_id = ANY(%s)", (inbox_ids,))
+        rows = store.ingest_deliveries(conn, [_delivery(shop, run_id, version, a) for a in batch])
+        store.mark_reconciled(conn, [r["inbox_id"] for r in rows])
         for row in rows:
             outcomes[row["outcome"]] = outcomes.get(row["outcome"], 0) + 1
         outcomes["items"] = outcomes.get("items", 0) + sum(r["enqueued"] for r in rows)
         conn.commit()
     for action in diff.actions:
         if action.kind == "deactivate" and action.remote is not None:
-            cur = conn.execute(
-                _DEACTIVATE,
-                {
-                    "shop": shop,
-                    "product": action.product_id,
-                    "updated_at": action.remote.updated_at,
-                    "mapping": mapping_id,
-                },
+            enqueued = store.deactivate_product(
+                conn, shop=shop, product=action.product_id, updated_at=action.remote.updated_at, mapping_id=mapping_id
             )
-            outcomes["items"] = outcomes.get("items", 0) + (cur.rowcount or 0)
-    conn.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
+            outcomes["items"] = outcomes.get("items", 0) + enqueued
+    store.notify_workers(conn)
     conn.commit()
     return outcomes
 
@@ -286,7 +212,7 @@ def reconcile_shop(
     result = RunResult(shop=shop, mode="full" if full else "incremental")
     if not full:
         result.since = since or incremental_since(
-            last_high_water(conn, shop), newest_stored(conn, shop), config.overlap_seconds
+            store.last_high_water(conn, shop), store.newest_stored(conn, shop), config.overlap_seconds
         )
     conn.commit()
     if not dry_run:
@@ -359,31 +285,11 @@ def _finish(conn: Any, client: AdminClient, result: RunResult, started: float, d
     )
 
 
-_OVERVIEW = """
-SELECT m.source_store_id AS shop, m.hipoink_store_code AS store,
-       (SELECT max(w.received_at) FROM webhook_inbox w
-         WHERE w.shop_domain = m.source_store_id AND NOT (w.headers ? %(source)s)) AS last_webhook_at,
-       c.checked_at AS subscriptions_checked_at, c.expected AS subscriptions_expected,
-       c.present AS subscriptions_present, c.missing AS subscriptions_missing,
-       c.created AS subscriptions_created,
-       r.id AS last_run_id, r.mode AS last_run_mode, r.status AS last_run_status, r.finished_at AS last_run_at,
-       r.created AS last_run_created, r.updated AS last_run_updated, r.deleted AS last_run_deleted,
-       r.unchanged AS last_run_unchanged, r.error AS last_run_error
-  FROM store_mappings m
-  LEFT JOIN LATERAL (SELECT * FROM webhook_subscription_checks k WHERE k.shop_domain = m.source_store_id
-                      ORDER BY k.id DESC LIMIT 1) c ON true
-  LEFT JOIN LATERAL (SELECT * FROM reconcile_runs x WHERE x.shop_domain = m.source_store_id
-                      ORDER BY x.id DESC LIMIT 1) r ON true
- WHERE m.source_system = 'shopify' AND m.is_active
- ORDER BY m.source_store_id
-"""
-
-
 def shop_overview(conn: Any) -> list[dict[str, Any]]:
     """Per active shop, for the dashboard's ESL page: subscriptions OK/missing, last webhook, last
     reconciliation with its counts, and its drift (non-zero: webhooks were lost)."""
     out = []
-    for row in conn.execute(_OVERVIEW, {"source": SOURCE_HEADER}).fetchall():
+    for row in store.shop_overview_rows(conn, SOURCE_HEADER):
         item = dict(row)
         if item["subscriptions_checked_at"] is None:
             item["subscriptions"] = "unknown"

@@ -8,15 +8,19 @@ notices, re-creates it, raises one alert and reconciles since the last webhook t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from storeflow.esl import store
 from storeflow.esl.admin import TOPICS, AdminClient
 
 if TYPE_CHECKING:
     from storeflow.esl.reconcile_run import RunResult
-    from storeflow.settings import Settings
+
+# delivers an alert payload on the configured channels: {channel: "sent" | error} (storeflow.alerts.send_alert)
+AlertSender = Callable[[dict[str, Any]], dict[str, str]]
 
 
 def expected_subscriptions(callback_base_url: str) -> dict[str, str]:
@@ -88,27 +92,24 @@ def sync_subscriptions(client: AdminClient, prune: bool = False, action: str = "
 
 
 def record_check(conn: Any, result: SyncResult, run_id: int | None = None) -> None:
-    conn.execute(
-        "INSERT INTO webhook_subscription_checks (shop_domain, action, expected, present, missing, created, deleted,"
-        " reconcile_run_id, error) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        (
-            result.shop,
-            result.action,
-            result.expected,
-            result.present,
-            result.missing,
-            result.created,
-            result.deleted,
-            run_id,
-            "; ".join(result.errors) or None,
-        ),
+    store.record_subscription_check(
+        conn,
+        result.shop,
+        result.action,
+        result.expected,
+        result.present,
+        result.missing,
+        result.created,
+        result.deleted,
+        run_id,
+        "; ".join(result.errors) or None,
     )
     conn.commit()
 
 
-def check_subscriptions(conn: Any, client: AdminClient, settings: Settings) -> SyncResult:
-    """List, re-create what Shopify removed, alert once and reconcile since the last webhook."""
-    from storeflow.alerts import send_alert
+def check_subscriptions(conn: Any, client: AdminClient, send_alert: AlertSender) -> SyncResult:
+    """List, re-create what Shopify removed, alert once (through ``send_alert``) and reconcile since the
+    last webhook."""
     from storeflow.esl.reconcile_run import last_webhook_at, reconcile_shop
 
     result = sync_subscriptions(client, prune=False, action="check")
@@ -124,7 +125,6 @@ def check_subscriptions(conn: Any, client: AdminClient, settings: Settings) -> S
             f"{recreated}; reconciling since {last.isoformat() if last else 'the last reconciliation'}"
         )
         result.alert = send_alert(
-            settings,
             {
                 "kind": "shopify_subscription_removed",
                 "title": f"Shopify webhook subscription removed ({shop})",

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 TOPICS = ("products/create", "products/update", "products/delete", "inventory_levels/update")
 PC_SOURCES = ("barcode", "sku", "variant_id")
@@ -494,82 +494,48 @@ def validate_hipoink_product(product: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+class QueueItem(Protocol):
+    """What coalescing reads of a claimed item (`storeflow.esl.store.ClaimedItem` is one)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def store_code(self) -> str: ...
+
+    @property
+    def product_id(self) -> int: ...
+
+
+ItemT = TypeVar("ItemT", bound=QueueItem)
+
+
 @dataclass
-class Coalesced:
+class Coalesced(Generic[ItemT]):
     """Claimed queue items grouped per product: one winner (the latest) per product."""
 
-    winners: list[dict[str, Any]] = field(default_factory=list)
+    winners: list[ItemT] = field(default_factory=list)
     superseded: dict[int, int] = field(default_factory=dict)  # item id -> winner id
 
 
-def coalesce(items: Iterable[Mapping[str, Any]]) -> Coalesced:
+def coalesce(items: Iterable[ItemT]) -> Coalesced[ItemT]:
     """Latest item (highest id) per (store_code, product_id) wins; the rest are satisfied by it."""
-    best: dict[tuple[str, int], dict[str, Any]] = {}
+    best: dict[tuple[str, int], ItemT] = {}
     losers: list[tuple[tuple[str, int], int]] = []
     for item in items:
-        key = (item["store_code"], item["product_id"])
+        key = (item.store_code, item.product_id)
         current = best.get(key)
-        if current is None or item["id"] > current["id"]:
+        if current is None or item.id > current.id:
             if current is not None:
-                losers.append((key, current["id"]))
-            best[key] = dict(item)
+                losers.append((key, current.id))
+            best[key] = item
         else:
-            losers.append((key, item["id"]))
-    out = Coalesced(winners=sorted(best.values(), key=lambda i: i["id"]))
+            losers.append((key, item.id))
+    out: Coalesced[ItemT] = Coalesced(winners=sorted(best.values(), key=lambda i: i.id))
     for key, item_id in losers:
-        out.superseded[item_id] = best[key]["id"]
+        out.superseded[item_id] = best[key].id
     return out
 
 
 def chunks(seq: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [seq[i : i + size] for i in range(0, len(seq), max(1, size))]
-
-
-# ---------------------------------------------------------------- Hipoink replies
-
-
-@dataclass(frozen=True)
-class Verdict:
-    ok: bool
-    transient: bool = False
-    error: str | None = None
-    http_status: int | None = None
-    error_code: int | None = None
-    retry_after: float | None = None
-
-
-def judge_reply(status: int, body: bytes, retry_after: float | None = None) -> Verdict:
-    """HTTP status + body -> success, transient or permanent. HTTP 200 with error_code != 0 is a failure."""
-    if status == 429 or status == 408 or status >= 500:
-        return Verdict(False, True, f"HTTP {status}", status, None, retry_after)
-    if status >= 400:
-        return Verdict(False, False, f"HTTP {status}: {_snippet(body)}", status)
-    try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        # a truncated/garbled 2xx body: the request may not have been applied, sending again is safe
-        return Verdict(False, True, f"HTTP {status} with an unreadable body: {_snippet(body)}", status)
-    if not isinstance(data, dict) or "error_code" not in data:
-        return Verdict(False, True, f"HTTP {status} without error_code: {_snippet(body)}", status)
-    try:
-        code = int(data["error_code"])
-    except (TypeError, ValueError):
-        return Verdict(False, False, f"HTTP {status} with error_code {data.get('error_code')!r}", status)
-    if code != 0:
-        message = data.get("error_msg") or data.get("msg") or ""
-        return Verdict(False, False, f"error_code {code}: {message}".rstrip(": "), status, code)
-    return Verdict(True, http_status=status, error_code=0)
-
-
-def _snippet(body: bytes, limit: int = 200) -> str:
-    return body[:limit].decode("utf-8", "replace").strip()
-
-
-# ---------------------------------------------------------------- rate limit
-
-
-def next_slot(now: float, last: float | None, rate_per_second: float) -> float:
-    """When the next request may start so requests are at least 1/rate apart."""
-    if last is None or rate_per_second <= 0:
-        return now
-    return max(now, last + 1.0 / rate_per_second)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import socket
 import time
@@ -25,19 +24,12 @@ import httpx
 import psycopg
 
 from storeflow.db.pool import PoolConfig, connect_async
-from storeflow.esl import queue as q
-from storeflow.esl.hipoink import HipoinkClient
-from storeflow.esl.queue import ItemResult
+from storeflow.esl import store as esl_store
+from storeflow.esl.hipoink import HipoinkClient, Verdict
 from storeflow.esl.ratelimit import SharedHipoinkLimiter
-from storeflow.esl.transform import (
-    Verdict,
-    chunks,
-    coalesce,
-    hipoink_product,
-    next_slot,
-    validate_hipoink_product,
-)
-from storeflow.http.policy import Cause, RetryBudget, backoff_delay, decide_retry, failure_cause
+from storeflow.esl.store import ClaimedItem, ItemResult
+from storeflow.esl.transform import chunks, coalesce, hipoink_product, validate_hipoink_product
+from storeflow.http.policy import Cause, RetryBudget, backoff_delay, decide_retry, failure_cause, next_slot
 from storeflow.logs import get_logger
 
 if TYPE_CHECKING:
@@ -46,8 +38,10 @@ if TYPE_CHECKING:
 log = get_logger("esl")
 
 
-@dataclass
+@dataclass(frozen=True)
 class WorkerConfig:
+    """What a worker needs of the settings (built once by `from_settings`, never changed)."""
+
     batch_size: int = 200
     max_attempts: int = 3
     initial_delay: float = 1.0
@@ -224,7 +218,7 @@ class Worker:
             try:
                 conn = await self._connect(autocommit=True)
                 async with conn:
-                    await conn.execute(f"LISTEN {q.CHANNEL}")
+                    await conn.execute(esl_store.LISTEN)
                     delay = 0.5
                     self.wake.set()  # anything enqueued before LISTEN took effect
                     async for _ in conn.notifies():
@@ -244,9 +238,8 @@ class Worker:
             try:
                 started = time.monotonic()
                 async with await self._connect(autocommit=True) as conn:
-                    await conn.execute(
-                        q.HEARTBEAT,
-                        {"lease": self.config.lease_seconds, "worker": self.config.worker_id, "ids": list(self.held)},
+                    await esl_store.renew_leases(
+                        conn, worker=self.config.worker_id, lease=self.config.lease_seconds, ids=list(self.held)
                     )
                 self._renewed_at = started
             except psycopg.Error as exc:
@@ -271,7 +264,7 @@ class Worker:
                         finally:
                             # whatever happened, this lane no longer works on them: the heartbeat stops
                             # renewing their lease, so none can stay in progress past it
-                            self.held.difference_update(i["id"] for i in items)
+                            self.held.difference_update(i.id for i in items)
                         continue
                     wait, busy = await self._next_due(conn)
                     if drain and wait is None and busy == 0:
@@ -300,7 +293,7 @@ class Worker:
             return
         self._last_reap = now
         async with conn.transaction():
-            expired = await (await conn.execute(q.EXPIRED)).fetchall()
+            expired = await esl_store.expired_items(conn)
             if not expired:
                 return
             rows, fates = [], Counter[str]()
@@ -324,31 +317,24 @@ class Worker:
                         "attempt": e["attempts"],
                     }
                 )
-            params = {"rows": json.dumps(rows), "worker": self.config.worker_id}
-            await (await conn.execute(q.RETURN_EXPIRED, params)).fetchall()
+            await esl_store.return_expired(conn, rows, self.config.worker_id)
         for reason, count in fates.items():
             log.warning("%d item(s) whose worker stopped renewing the lease: %s", count, reason, event="lease")
 
-    async def _claim(self, conn: psycopg.AsyncConnection[dict[str, Any]]) -> list[dict[str, Any]]:
+    async def _claim(self, conn: psycopg.AsyncConnection[dict[str, Any]]) -> list[ClaimedItem]:
         async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (q.CLAIM_LOCK_KEY,))
-            cur = await conn.execute(
-                q.CLAIM,
-                {"limit": self.config.batch_size, "worker": self.config.worker_id, "lease": self.config.lease_seconds},
+            items = await esl_store.claim_items(
+                conn, limit=self.config.batch_size, worker=self.config.worker_id, lease=self.config.lease_seconds
             )
-            items = await cur.fetchall()
         if items:
-            self.held.update(i["id"] for i in items)
+            self.held.update(i.id for i in items)
             self._renewed_at = time.monotonic()
         self.stats.claimed += len(items)
         return items
 
     async def _next_due(self, conn: psycopg.AsyncConnection[dict[str, Any]]) -> tuple[float | None, int]:
         async with conn.transaction():
-            row = await (await conn.execute(q.NEXT_DUE)).fetchone()
-        assert row is not None
-        wait = row["wait"]
-        return (max(0.0, wait) if wait is not None else None), row["in_progress"]
+            return await esl_store.next_due(conn)
 
     async def _finish(self, conn: psycopg.AsyncConnection[dict[str, Any]], results: Sequence[ItemResult]) -> None:
         """Record the batch's results; after a database error, reconnect and record them again.
@@ -359,7 +345,7 @@ class Worker:
         stops holding the items and the lease returns them to the queue (a batch Hipoink received
         is then sent again, which create_multiple and del_multiple allow).
         """
-        params = q.finish_params(results, self.config.worker_id)
+        params = esl_store.finish_params(results, self.config.worker_id)
         own: psycopg.AsyncConnection[dict[str, Any]] | None = None
         delay = 0.1
         try:
@@ -369,7 +355,7 @@ class Worker:
                     if target.closed:
                         own = target = await self._connect()
                     async with target.transaction():
-                        row = await (await target.execute(q.FINISH, params)).fetchone()
+                        row = await esl_store.record_results(target, params)
                     break
                 except (psycopg.OperationalError, OSError) as exc:
                     if time.monotonic() + delay >= self._renewed_at + self.config.lease_seconds or self.stop.is_set():
@@ -394,9 +380,8 @@ class Worker:
         finally:
             if own is not None:
                 await own.close()
-        assert row is not None
         for result in results:
-            self.held.discard(result.item["id"])
+            self.held.discard(result.item.id)
         if row["finished"] < len(results):
             log.warning(
                 "%d of %d item(s) were no longer held by this worker (their lease passed): whoever holds them"
@@ -411,33 +396,33 @@ class Worker:
 
     # ------------------------------------------------------------ one claimed batch
 
-    async def _process(self, conn: psycopg.AsyncConnection[dict[str, Any]], items: list[dict[str, Any]]) -> None:
+    async def _process(self, conn: psycopg.AsyncConnection[dict[str, Any]], items: list[ClaimedItem]) -> None:
         grouped = coalesce(items)
-        by_id = {i["id"]: i for i in items}
+        by_id = {i.id: i for i in items}
         results: list[ItemResult] = []
-        upserts: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
-        deletes: dict[str, list[dict[str, Any]]] = {}
+        upserts: dict[str, list[tuple[ClaimedItem, dict[str, Any]]]] = {}
+        deletes: dict[str, list[ClaimedItem]] = {}
         for item in grouped.winners:
-            store = item["store_code"]
-            if item["product_status"] == "deleted":
-                deletes.setdefault(store, []).append(item)
+            code = item.store_code
+            if item.product_status == "deleted":
+                deletes.setdefault(code, []).append(item)
                 continue
             problem = None
-            if not item["mapping_active"]:
+            if not item.mapping_active:
                 problem = "the store mapping is inactive"
-            elif item["product_status"] != "valid":
-                problem = f"product is invalid: {item['validation_errors']}"
-            payload = hipoink_product(item, item["stock_field"])
+            elif item.product_status != "valid":
+                problem = f"product is invalid: {item.validation_errors}"
+            payload = hipoink_product(item.label_fields(), item.stock_field)
             problem = problem or "; ".join(validate_hipoink_product(payload)) or None
             if problem:
                 results.append(ItemResult(item, "failed", "failed", error=problem))
                 continue
-            upserts.setdefault(store, []).append((item, payload))
-        for store, pairs in upserts.items():
-            results += await self._send_upserts(store, pairs)
-        for store, group in deletes.items():
-            results += await self._send_deletes(store, group)
-        outcome = {r.item["id"]: r for r in results}
+            upserts.setdefault(code, []).append((item, payload))
+        for code, pairs in upserts.items():
+            results += await self._send_upserts(code, pairs)
+        for code, group in deletes.items():
+            results += await self._send_deletes(code, group)
+        outcome = {r.item.id: r for r in results}
         for loser_id, winner_id in grouped.superseded.items():
             winner = outcome[winner_id]
             results.append(
@@ -457,7 +442,7 @@ class Worker:
             )
         await self._finish(conn, results)
 
-    async def _send_upserts(self, store: str, pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[ItemResult]:
+    async def _send_upserts(self, store: str, pairs: list[tuple[ClaimedItem, dict[str, Any]]]) -> list[ItemResult]:
         results: list[ItemResult] = []
         if self.config.mode == "single":
             for item, payload in pairs:
@@ -467,12 +452,12 @@ class Worker:
                 results += await self._send_group(store, list(group))
         # a product whose code changed: the old code is removed from the labels after the new one is there
         stale = [
-            r.item["sent_pc"]
+            r.item.sent_pc
             for r in results
             if r.log_status == "succeeded"
-            and r.item.get("sent_pc")
+            and r.item.sent_pc
             and r.sent_payload
-            and r.item["sent_pc"] != r.sent_payload["pc"]
+            and r.item.sent_pc != r.sent_payload["pc"]
         ]
         if stale:
             await self.limiter.acquire(store)
@@ -483,14 +468,14 @@ class Worker:
         return results
 
     async def _send_group(
-        self, store: str, pairs: list[tuple[dict[str, Any], dict[str, Any]]], single: bool = False
+        self, store: str, pairs: list[tuple[ClaimedItem, dict[str, Any]]], single: bool = False
     ) -> list[ItemResult]:
         """Send products; on a permanent refusal of several, split them to find the ones refused."""
         verdict, sent_at, acked_at = await self._post_products(store, pairs, single)
         return await self._resolve(store, pairs, verdict, sent_at, acked_at)
 
     async def _post_products(
-        self, store: str, pairs: list[tuple[dict[str, Any], dict[str, Any]]], single: bool = False
+        self, store: str, pairs: list[tuple[ClaimedItem, dict[str, Any]]], single: bool = False
     ) -> tuple[Verdict, datetime, datetime]:
         await self.limiter.acquire(store)
         sent_at = _now()
@@ -504,7 +489,7 @@ class Worker:
     async def _resolve(
         self,
         store: str,
-        pairs: list[tuple[dict[str, Any], dict[str, Any]]],
+        pairs: list[tuple[ClaimedItem, dict[str, Any]]],
         verdict: Verdict,
         sent_at: datetime,
         acked_at: datetime,
@@ -538,21 +523,21 @@ class Worker:
             results += await self._resolve(store, part, part_verdict, part_sent, part_acked)
         return results
 
-    async def _send_deletes(self, store: str, items: list[dict[str, Any]]) -> list[ItemResult]:
+    async def _send_deletes(self, store: str, items: list[ClaimedItem]) -> list[ItemResult]:
         results: list[ItemResult] = []
-        with_code = [i for i in items if i.get("sent_pc") or i.get("pc")]
+        with_code = [i for i in items if i.code]
         for item in items:
-            if not (item.get("sent_pc") or item.get("pc")):
+            if not item.code:
                 results.append(ItemResult(item, "succeeded", "succeeded", detail="no product code: nothing to remove"))
         for group in chunks(with_code, self.config.batch_size):
-            codes = sorted({i.get("sent_pc") or i["pc"] for i in group})
+            codes = sorted({i.code for i in group if i.code})
             await self.limiter.acquire(store)
             sent_at = _now()
             verdict = await self.client.delete_multiple(store, codes)
             acked_at = _now()
             self.stats.requests += 1
             for item in group:
-                code = item.get("sent_pc") or item["pc"]
+                code = item.code
                 if verdict.ok:
                     results.append(
                         ItemResult(
@@ -572,19 +557,19 @@ class Worker:
         return results
 
     def _failure(
-        self, item: dict[str, Any], verdict: Verdict, sent_at: datetime, acked_at: datetime, pc: str | None
+        self, item: ClaimedItem, verdict: Verdict, sent_at: datetime, acked_at: datetime, pc: str | None
     ) -> ItemResult:
         cause = failure_cause(verdict.http_status, verdict.transient)
         decision = decide_retry(
             cause,
             self.config.budget,
-            failures=item["attempts"],
-            answered=item.get("answered_errors", 0),
-            failing_for=item.get("retrying_for") or 0.0,
+            failures=item.attempts,
+            answered=item.answered_errors,
+            failing_for=item.retrying_for or 0.0,
             retry_after=verdict.retry_after,
         )
         if verdict.retry_after is not None:
-            self.limiter.push_back(verdict.retry_after, item.get("store_code"))
+            self.limiter.push_back(verdict.retry_after, item.store_code)
         log_status = {"pending": "retry"}.get(decision.state, decision.state)
         return ItemResult(
             item,
@@ -607,13 +592,13 @@ def _log_outcomes(results: Sequence[ItemResult]) -> None:
     retries: Counter[tuple[str, str | None, str | None]] = Counter()
     for r in results:
         if r.log_status == "retry":
-            retries[(r.item["store_code"], r.detail, r.error)] += 1
+            retries[(r.item.store_code, r.detail, r.error)] += 1
         elif r.log_status in ("failed", "dead"):
             log.warning(
                 "item #%s (store %s, %s %s): %s: %s",
-                r.item["id"],
-                r.item["store_code"],
-                r.item.get("operation"),
+                r.item.id,
+                r.item.store_code,
+                r.item.operation,
                 r.pc,
                 r.error,
                 r.detail or "dead-lettered, not sent",

@@ -271,3 +271,13 @@ def decide_retry(
         delay = retry_after if cause is Cause.RATE_LIMITED else max(delay, retry_after)
     counted = f"attempt {answered} of {budget.max_attempts}" if cause is Cause.ANSWERED else "not an attempt"
     return RetryDecision("pending", delay, answered, f"retry in {delay:.1f}s ({cause.value}, {counted})")
+
+
+# ---------------------------------------------------------------- request pacing
+
+
+def next_slot(now: float, last: float | None, rate_per_second: float) -> float:
+    """When the next request may start so requests are at least 1/rate apart."""
+    if last is None or rate_per_second <= 0:
+        return now
+    return max(now, last + 1.0 / rate_per_second)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from storeflow.esl.queue import queue_stats, retry_dead_letters
+from storeflow.esl.store import queue_stats, retry_dead_letters
 from storeflow.esl.worker import run_worker
 from storeflow.sandbox.shopify import build_deliveries, send_deliveries
 

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
+from storeflow.esl.hipoink import judge_reply
+from storeflow.esl.store import ClaimedItem
 from storeflow.esl.transform import (
     FieldError,
     coalesce,
     hipoink_product,
-    judge_reply,
-    next_slot,
     normalise_price,
     parse_id,
     parse_webhook,
@@ -25,6 +25,7 @@ from storeflow.esl.transform import (
     verify_hmac,
 )
 from storeflow.esl.worker import WorkerConfig
+from storeflow.http.policy import next_slot
 
 SECRET = "shpss_unit"
 BIG = 2**53 + 1
@@ -206,14 +207,11 @@ def test_judge_reply(status: int, body: bytes, ok: bool, transient: bool, code: 
 
 def test_coalesce_latest_wins_per_store_and_product() -> None:
     items = [
-        {"id": 1, "store_code": "A", "product_id": 10},
-        {"id": 4, "store_code": "A", "product_id": 10},
-        {"id": 2, "store_code": "A", "product_id": 11},
-        {"id": 3, "store_code": "B", "product_id": 10},
-        {"id": 5, "store_code": "A", "product_id": 10},
+        ClaimedItem(id=i, store_code=store, product_id=product, operation="upsert", attempts=1)
+        for i, store, product in [(1, "A", 10), (4, "A", 10), (2, "A", 11), (3, "B", 10), (5, "A", 10)]
     ]
     result = coalesce(items)
-    assert [w["id"] for w in result.winners] == [2, 3, 5]
+    assert [w.id for w in result.winners] == [2, 3, 5]
     assert result.superseded == {1: 5, 4: 5}
 
 

@@ -9,7 +9,19 @@ from typing import Any
 import httpx
 
 from storeflow.esl.hipoink import HipoinkClient
+from storeflow.esl.store import ClaimedItem
 from storeflow.esl.worker import Worker, WorkerConfig
+
+
+def claimed(item_id: int, attempts: int, answered_errors: int = 0) -> ClaimedItem:
+    return ClaimedItem(
+        id=item_id,
+        store_code="001",
+        product_id=item_id,
+        operation="upsert",
+        attempts=attempts,
+        answered_errors=answered_errors,
+    )
 
 
 def fake_hipoink(refuse: set[str] | None = None, sign_ok: bool = True, status: int = 200) -> tuple[Any, list[Any]]:
@@ -38,7 +50,7 @@ def send(handler: Any, n: int, **config: Any) -> list[Any]:
                 HipoinkClient(http, "http://hipoink", "default", "s"),
                 WorkerConfig(rate_per_second=1e6, **config),
             )
-            pairs = [({"id": i, "attempts": 1}, {"pc": f"P{i}", "pn": "x", "pp": "1.00"}) for i in range(n)]
+            pairs = [(claimed(i, 1), {"pc": f"P{i}", "pn": "x", "pp": "1.00"}) for i in range(n)]
             return await worker._send_group("001", pairs)
 
     return asyncio.run(run())
@@ -47,7 +59,7 @@ def send(handler: Any, n: int, **config: Any) -> list[Any]:
 def test_one_refused_product_is_isolated_by_splitting() -> None:
     handler, calls = fake_hipoink(refuse={"P5"})
     results = send(handler, 16)
-    failed = [r.item["id"] for r in results if r.log_status == "failed"]
+    failed = [r.item.id for r in results if r.log_status == "failed"]
     assert failed == [5]
     assert sum(r.log_status == "succeeded" for r in results) == 15
     assert len(calls) <= 2 * 4 + 1  # a binary search, not one request per product
@@ -70,7 +82,7 @@ def test_transient_failure_schedules_a_retry_then_goes_dead() -> None:
         handler, _ = fake_hipoink(status=status)
         async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
             worker = Worker("postgresql://unused", HipoinkClient(http, "http://h"), WorkerConfig(max_attempts=3))
-            item = {"id": 1, "attempts": 3, "answered_errors": answered}
+            item = claimed(1, 3, answered)
             return await worker._send_group("001", [(item, {"pc": "A", "pn": "a", "pp": "1"})])
 
     # issue 11: a 500 Hipoink answered is an attempt (the third one spends MAX_RETRY_ATTEMPTS) ...
@@ -89,9 +101,7 @@ def test_single_mode_uses_product_create() -> None:
             worker = Worker(
                 "postgresql://unused", HipoinkClient(http, "http://h", "c1", "s"), WorkerConfig(mode="single")
             )
-            pairs = [
-                ({"id": i, "attempts": 1, "sent_pc": None}, {"pc": f"P{i}", "pn": "x", "pp": "1.00"}) for i in range(3)
-            ]
+            pairs = [(claimed(i, 1), {"pc": f"P{i}", "pn": "x", "pp": "1.00"}) for i in range(3)]
             results = await worker._send_upserts("001", pairs)
             assert [r.log_status for r in results] == ["succeeded"] * 3
 
