@@ -76,15 +76,17 @@ BILLING_HEADER, BILLING_LINES = Plan.of(store.BILLING.header), Plan.of(store.BIL
 
 
 def _convert(plan: Plan, record: dict[str, Any], out: dict[str, Any]) -> dict[str, Any]:
+    given = record
     for key, fallback in plan.fallbacks:
-        if key not in record:
-            record = {**record, key: record.get(fallback)}
+        if key not in given:
+            record = {**record, key: given.get(fallback)}
     get = record.get
     for column, key, parse in plan.fields:
         try:
             out[column] = parse(get(key))
         except ValueError as exc:
-            raise BadRecordError(f"{key}: {exc}") from None
+            named = next((f for k, f in plan.fallbacks if k == key and k not in given), key)
+            raise BadRecordError(f"{named}: {exc}") from None
     return out
 
 
