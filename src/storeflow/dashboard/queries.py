@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -314,7 +313,7 @@ class HallmarkPage:
     runs: list[hallmark.Run] = field(default_factory=list)
     items: dict[str, dict[str, int]] = field(default_factory=dict)
     totals: list[hallmark.StoreMonthTotal] = field(default_factory=list)
-    grand: hallmark.OrderTotals = field(default_factory=lambda: hallmark.OrderTotals(0, 0, Decimal(0)))
+    grand: hallmark.OrderTotals = hallmark.NO_ORDERS
 
     @property
     def months(self) -> list[str]:

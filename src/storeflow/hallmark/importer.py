@@ -64,10 +64,10 @@ class Plan:
 
     @classmethod
     def of(cls, fields: tuple[store.Field, ...]) -> Plan:
-        given = [f for f in fields if f.convert is not store.SUPPLIED]
+        """The fields that have a converter; the importer supplies the others (``store.SUPPLIED``)."""
         return cls(
-            tuple((f.column, f.record_key, f.convert.parse) for f in given if f.convert is not None),
-            tuple((f.record_key, f.fallback) for f in given if f.fallback is not None),
+            tuple((f.column, f.record_key, f.convert.parse) for f in fields if f.convert is not None),
+            tuple((f.record_key, f.fallback) for f in fields if f.fallback is not None),
         )
 
 

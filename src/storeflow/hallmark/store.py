@@ -136,6 +136,9 @@ SELECT max((r.params->>'end')::date) AS window_end FROM hallmark_runs r
 WHERE r.kind = %s AND r.status = %s AND r.params->>'end' IS NOT NULL
   AND NOT EXISTS (SELECT FROM hallmark_run_items i WHERE i.run_id = r.run_id AND i.status = %s)
 """
+DOWNLOADED_FILES = """
+SELECT path FROM hallmark_run_items WHERE run_id = %s AND status = %s AND path IS NOT NULL ORDER BY path
+"""
 
 
 def create_run(conn: Connection[Any], kind: str, params: dict[str, Any]) -> uuid.UUID:
@@ -237,6 +240,12 @@ def last_successful_window(conn: Connection[Any], kind: str) -> date | None:
     """
     row = conn.execute(LAST_WINDOW_END, (kind, RUN_OK, ITEM_PENDING)).fetchone()
     return None if row is None else row["window_end"]
+
+
+def downloaded_files(conn: Connection[Any], run_id: uuid.UUID) -> list[str]:
+    """The paths of the files a run downloaded (its items with status downloaded), sorted."""
+    rows = conn.execute(DOWNLOADED_FILES, (run_id, ITEM_DOWNLOADED)).fetchall()
+    return [str(r["path"]) for r in rows]
 
 
 # ---------------------------------------------------------------- stores and session checks
@@ -522,6 +531,9 @@ class OrderTotals:
     total: Decimal
 
 
+NO_ORDERS = OrderTotals(0, 0, Decimal(0))
+
+
 @dataclass(frozen=True)
 class StoreMonthTotal:
     store_number: str | None
@@ -606,7 +618,7 @@ def store_month_totals(conn: Connection[Any]) -> list[StoreMonthTotal]:
 
 def _totals(row: dict[str, Any] | None) -> OrderTotals:
     if row is None:
-        return OrderTotals(0, 0, Decimal(0))
+        return NO_ORDERS
     return OrderTotals(int(row["orders"]), int(row["lines"]), Decimal(row["total"]))
 
 

@@ -42,6 +42,7 @@ def test_checkpoint_rows_are_typed_and_resume_finds_the_latest_unfinished_run(co
     audit = conn.execute("SELECT status, summary FROM pipeline_runs WHERE run_id = %s", (run_id,)).fetchone()
     assert audit is not None and audit["status"] == "stopped" and audit["summary"]["rate_limited"] == 2
 
+    assert store.downloaded_files(conn, run_id) == ["/x/order_3.json"]
     store.reopen(conn, run_id, run.kind)
     (latest,) = store.recent_runs(conn, 5)
     assert (latest.status, latest.finished_at, latest.last_error) == (store.RUN_RUNNING, None, None)
