@@ -273,7 +273,7 @@ def run_extraction(app_ctx: AppContext, request: Any, output: Path | None, headl
         finally:
             app_ctx.close()
     _print_summary(summary, request.search_only)
-    return 0 if summary.status == "ok" else EXIT_FAILED
+    return 0 if summary.status == store.RUN_OK else EXIT_FAILED
 
 
 def _print_summary(summary: Any, search_only: bool) -> None:

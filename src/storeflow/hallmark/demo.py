@@ -41,8 +41,8 @@ def run_demo(ctx: DemoContext) -> DemoResult:
         fetched = store.run_order_totals(conn, orders.run_id)
     total = fetched.total.quantize(Decimal("0.01"))
     ok = (
-        orders.status == "ok"
-        and bills.status == "ok"
+        orders.status == store.RUN_OK
+        and bills.status == store.RUN_OK
         and fetched.orders == truth["orders"]
         and fetched.lines == truth["order_lines"]
         and total == Decimal(truth["order_total"])
