@@ -13,7 +13,7 @@ import pytest
 
 from storeflow.crm.ingest import FileInfo, record_audit
 from storeflow.esl.store import ClaimedItem, ItemResult, finish_params
-from storeflow.hallmark import runs
+from storeflow.hallmark import store
 
 pytestmark = pytest.mark.integration
 
@@ -28,10 +28,10 @@ def _clean(values: list[Any]) -> None:
 
 
 def test_hallmark_run_errors_are_redacted(conn: psycopg.Connection[Any]) -> None:
-    run_id = runs.create_run(conn, "orders", {"ids": ["1"]})
-    runs.add_items(conn, run_id, "order", [("1", None, None)])
-    runs.update_item(conn, run_id, "order", "1", "failed", error=LEAKY)
-    runs.finish(conn, run_id, "failed", runs.counts(conn, run_id), LEAKY)
+    run_id = store.create_run(conn, "orders", {"ids": ["1"]})
+    store.add_items(conn, run_id, "order", [("1", None, None)])
+    store.update_item(conn, run_id, "order", "1", "failed", error=LEAKY)
+    store.finish(conn, run_id, "failed", store.counts(conn, run_id), LEAKY)
     conn.commit()
     item = conn.execute("SELECT error FROM hallmark_run_items").fetchone()
     run = conn.execute("SELECT last_error FROM hallmark_runs").fetchone()

@@ -15,6 +15,7 @@ from psycopg import sql
 
 from storeflow.dashboard.status import Cell, Observation, evaluate
 from storeflow.esl import store as esl_store
+from storeflow.hallmark import store as hallmark
 from storeflow.logs import redact_value
 
 if TYPE_CHECKING:
@@ -114,33 +115,21 @@ def _crm_status(status: str | None) -> str | None:
 
 # ---------------------------------------------------------------- Hallmark
 
-HALLMARK_LAST_RUN = """
-SELECT run_id, kind, status, started_at, finished_at, last_error FROM hallmark_runs ORDER BY started_at DESC LIMIT 1
-"""
-HALLMARK_LAST_OK = "SELECT max(finished_at) AS at FROM hallmark_runs WHERE status = 'ok'"
-HALLMARK_FRESHNESS = "SELECT max(order_creation_date) AS at, count(DISTINCT store_number) AS stores FROM orders"
-SESSION_INVALID_FOR = """
-SELECT checked_at, detail FROM session_checks WHERE pipeline = %s AND NOT valid ORDER BY checked_at DESC LIMIT 1
-"""
-SESSION_VALID_SINCE = "SELECT max(checked_at) AS at FROM session_checks WHERE pipeline = %s AND valid"
-
 
 def hallmark_observations(conn: psycopg.Connection[Any]) -> list[Observation]:
-    run = _one(conn, HALLMARK_LAST_RUN)
-    last_ok = _one(conn, HALLMARK_LAST_OK).get("at")
-    fresh = _one(conn, HALLMARK_FRESHNESS)
-    status, error, at = run.get("status"), run.get("last_error"), run.get("started_at")
-    bad = _one(conn, SESSION_INVALID_FOR, ("hallmark",))
-    good = _one(conn, SESSION_VALID_SINCE, ("hallmark",)).get("at")
-    if bad and (good is None or bad["checked_at"] > good) and (at is None or bad["checked_at"] >= at):
-        status, error, at = "needs_bootstrap", bad.get("detail"), bad["checked_at"]
-    stores = fresh.get("stores") or 0
-    label = f"Hallmark Connect ({stores} stores)" if stores else "Hallmark Connect"
+    run = hallmark.last_run(conn)
+    fresh = hallmark.freshness(conn)
+    status, error, at = (run.status, run.last_error, run.started_at) if run else (None, None, None)
+    session = hallmark.session_state(conn)
+    bad_at = session.invalid_at
+    if bad_at and (session.valid_at is None or bad_at > session.valid_at) and (at is None or bad_at >= at):
+        status, error, at = "needs_bootstrap", session.invalid_detail, bad_at
+    label = f"Hallmark Connect ({fresh.stores} stores)" if fresh.stores else "Hallmark Connect"
     return [
         Observation(
             "hallmark", "hallmark", label,
-            last_success_at=last_ok, last_attempt_at=at, last_status=status, last_error=error,
-            freshness=fresh.get("at"),
+            last_success_at=hallmark.last_ok_at(conn), last_attempt_at=at, last_status=status, last_error=error,
+            freshness=fresh.latest_order_date,
         )
     ]  # fmt: skip
 
@@ -303,69 +292,51 @@ def crm_page(conn: psycopg.Connection[Any], settings: Settings, filters: CrmFilt
 
 # ---------------------------------------------------------------- Hallmark page
 
-HALLMARK_RUNS = """
-SELECT run_id, kind, params, started_at, finished_at, status, downloaded, skipped, failed, last_error
-FROM hallmark_runs ORDER BY started_at DESC LIMIT 50
-"""
-HALLMARK_ITEMS = """
-SELECT run_id, status, count(*) AS n FROM hallmark_run_items
-WHERE run_id = ANY(%s) GROUP BY run_id, status ORDER BY run_id, status
-"""
-HALLMARK_TOTALS = """
-SELECT store_number, max(store_name) AS store_name,
-       to_char(date_trunc('month', order_creation_date), 'YYYY-MM') AS month,
-       count(*) AS orders, coalesce(sum(order_total), 0) AS total
-FROM orders GROUP BY store_number, date_trunc('month', order_creation_date)
-ORDER BY month DESC, store_number
-LIMIT 5000
-"""
-HALLMARK_GRAND = "SELECT count(*) AS orders, coalesce(sum(order_total), 0) AS total FROM orders"
-
 
 @dataclass
 class HallmarkPage:
-    runs: list[Row] = field(default_factory=list)
+    runs: list[hallmark.Run] = field(default_factory=list)
     items: dict[str, dict[str, int]] = field(default_factory=dict)
-    totals: list[Row] = field(default_factory=list)
-    grand: Row = field(default_factory=dict)
+    totals: list[hallmark.StoreMonthTotal] = field(default_factory=list)
+    grand: hallmark.OrderTotals = hallmark.NO_ORDERS
 
     @property
     def months(self) -> list[str]:
         """The most recent months with orders, newest first (at most 12 columns)."""
-        return sorted({r["month"] or "unknown" for r in self.totals}, reverse=True)[:12]
+        return sorted({r.month or "unknown" for r in self.totals}, reverse=True)[:12]
 
     @property
     def pivot(self) -> list[dict[str, Any]]:
         """One row per store: {store_number, store_name, cells: {month: (orders, total)}, orders, total}."""
         rows: dict[str, dict[str, Any]] = {}
         for r in self.totals:
-            number = str(r["store_number"] or "?")
+            number = str(r.store_number or "?")
             row = rows.setdefault(
-                number, {"store_number": number, "store_name": r["store_name"], "cells": {}, "orders": 0, "total": 0}
+                number, {"store_number": number, "store_name": r.store_name, "cells": {}, "orders": 0, "total": 0}
             )
-            row["cells"][r["month"] or "unknown"] = (int(r["orders"]), r["total"])
-            row["orders"] += int(r["orders"])
-            row["total"] += r["total"]
+            row["cells"][r.month or "unknown"] = (r.orders, r.total)
+            row["orders"] += r.orders
+            row["total"] += r.total
         return sorted(rows.values(), key=lambda x: (len(x["store_number"]), x["store_number"]))
 
     @property
     def month_totals(self) -> dict[str, tuple[int, Any]]:
         out: dict[str, tuple[int, Any]] = {}
         for r in self.totals:
-            month = r["month"] or "unknown"
+            month = r.month or "unknown"
             n, t = out.get(month, (0, 0))
-            out[month] = (n + int(r["orders"]), t + r["total"])
+            out[month] = (n + r.orders, t + r.total)
         return out
 
 
 def hallmark_page(conn: psycopg.Connection[Any]) -> HallmarkPage:
-    page = HallmarkPage(runs=_all(conn, HALLMARK_RUNS))
-    if page.runs:
-        for r in _all(conn, HALLMARK_ITEMS, ([r["run_id"] for r in page.runs],)):
-            page.items.setdefault(str(r["run_id"]), {})[r["status"]] = int(r["n"])
-    page.totals = _all(conn, HALLMARK_TOTALS)
-    page.grand = _one(conn, HALLMARK_GRAND)
-    return page
+    runs = hallmark.recent_runs(conn, 50)
+    return HallmarkPage(
+        runs=runs,
+        items=hallmark.item_counts(conn, [r.run_id for r in runs]),
+        totals=hallmark.store_month_totals(conn),
+        grand=hallmark.order_totals(conn),
+    )
 
 
 # ---------------------------------------------------------------- ESL page

@@ -20,6 +20,7 @@ from rich.table import Table
 from storeflow.context import AppContext, get_context
 from storeflow.db.pool import is_connection_lost, lost_database
 from storeflow.errors import EXIT_FAILED, ConfigError, NeedsBootstrapError
+from storeflow.hallmark import store
 from storeflow.logs import get_logger, redact, redacting_console
 
 log = get_logger("main")
@@ -53,18 +54,16 @@ def _parse_date(value: str | None, flag: str) -> date | None:
         raise ConfigError(f"{flag} {value!r}: expected YYYY-MM-DD") from None
 
 
-def _set_log_level(ctx: typer.Context, level: str | None) -> AppContext:
+def _with_log_level(ctx: typer.Context, level: str | None) -> AppContext:
+    """The command's context; ``--log-level`` here sets the level the settings load with (as the root's does).
+
+    Settings load lazily on first use, after this callback, so nothing is changed after loading.
+    """
     app_ctx = get_context(ctx)
     if level:
         if level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ConfigError(f"--log-level {level!r}: use DEBUG, INFO, WARNING or ERROR")
         app_ctx.log_level = level.upper()
-        if app_ctx._settings is not None:
-            from storeflow.logs import setup_logging
-
-            s = app_ctx._settings
-            s.LOG_LEVEL = level.upper()
-            setup_logging(s.LOG_DIRECTORY, s.LOG_LEVEL, json_logs=s.STOREFLOW_LOG_JSON, secrets=s.secret_values())
     return app_ctx
 
 
@@ -177,7 +176,7 @@ def extract(
     if len(chosen) > 1:
         flags = ", ".join("--" + c.replace("_", "-").replace("bulk-billing", "bulk-billing-documents") for c in chosen)
         raise ConfigError(f"choose one selector, not several: {flags}")
-    app_ctx = _set_log_level(ctx, log_level)
+    app_ctx = _with_log_level(ctx, log_level)
     from storeflow.hallmark.extract import ExtractRequest
     from storeflow.hallmark.inputs import BILLING_COLUMN, ORDER_COLUMN, read_csv_column, read_id_list
 
@@ -274,7 +273,7 @@ def run_extraction(app_ctx: AppContext, request: Any, output: Path | None, headl
         finally:
             app_ctx.close()
     _print_summary(summary, request.search_only)
-    return 0 if summary.status == "ok" else EXIT_FAILED
+    return 0 if summary.status == store.RUN_OK else EXIT_FAILED
 
 
 def _print_summary(summary: Any, search_only: bool) -> None:
@@ -328,27 +327,13 @@ def _record_session_check(app_ctx: AppContext, valid: bool) -> None:
     except Exception as exc:  # the check itself is the point; the audit row is a bonus
         log.warning("could not record the session check: %s", exc, event="session")
         return
-    settings = app_ctx.settings
     try:
-        _insert_session_check(db, settings, valid)
+        with db.transaction() as conn:
+            store.record_session_check(conn, str(app_ctx.settings.SESSION_FILE), valid)
     except Exception as exc:
         if not is_connection_lost(exc):
             raise
         log.warning("could not record the session check: %s", lost_database(exc, "recording it"), event="session")
-
-
-def _insert_session_check(db: Any, settings: Any, valid: bool) -> None:
-    with db.transaction() as conn:
-        conn.execute(
-            """
-            INSERT INTO session_checks (session_key, pipeline, path, saved_at, checked_at, valid, detail)
-            VALUES ('hallmark', 'hallmark', %s, now(), now(), %s, %s)
-            ON CONFLICT (session_key) DO UPDATE SET path = EXCLUDED.path, checked_at = now(),
-                valid = EXCLUDED.valid, detail = EXCLUDED.detail,
-                saved_at = CASE WHEN EXCLUDED.valid THEN now() ELSE session_checks.saved_at END
-            """,
-            (str(settings.SESSION_FILE), valid, "auth-test ok" if valid else "saved session invalid"),
-        )
 
 
 @app.command("import")
@@ -399,7 +384,7 @@ def stores_load(
     ] = None,
 ) -> None:
     """Create/update the `stores` table (the spec's create_stores_table.py)."""
-    from storeflow.hallmark.stores import read_stores_file, upsert_stores
+    from storeflow.hallmark.stores import read_stores_file
 
     app_ctx = get_context(ctx)
     if file is not None:
@@ -411,7 +396,7 @@ def stores_load(
         if not stores:
             raise ConfigError("no stores: pass a CSV/TOML file or set [[hallmark.stores]] in the storeflow TOML file")
     with database_errors("loading the stores"), app_ctx.database().transaction() as conn:
-        changed = upsert_stores(conn, stores)
+        changed = store.upsert_stores(conn, stores)
     console.print(f"{len(stores)} store(s) from {source}; {changed} inserted or changed")
 
 
@@ -420,14 +405,12 @@ def runs_cmd(
     ctx: typer.Context, limit: Annotated[int, typer.Option("--limit", help="How many runs to list.")] = 10
 ) -> None:
     """List recent extraction runs (what `--resume` would continue)."""
-    from storeflow.hallmark import runs
-
     with database_errors("listing the runs"), get_context(ctx).database().transaction() as conn:
-        rows = runs.recent(conn, limit)
+        runs = store.recent_runs(conn, limit)
     table = Table("run", "kind", "status", "started", "downloaded", "skipped", "failed", "last error")
-    for r in rows:
+    for r in runs:
         table.add_row(
-            str(r["run_id"])[:8], r["kind"], r["status"], f"{r['started_at']:%Y-%m-%d %H:%M}",
-            str(r["downloaded"]), str(r["skipped"]), str(r["failed"]), (r["last_error"] or "")[:60],
+            str(r.run_id)[:8], r.kind, r.status, f"{r.started_at:%Y-%m-%d %H:%M}",
+            str(r.downloaded), str(r.skipped), str(r.failed), (r.last_error or "")[:60],
         )  # fmt: skip
     console.print(table)

@@ -9,20 +9,15 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from storeflow.hallmark import store
 from storeflow.hallmark.auth import Authenticator
 from storeflow.hallmark.extract import Extractor, ExtractRequest
 from storeflow.hallmark.importer import import_directory
-from storeflow.hallmark.stores import upsert_stores
 
 if TYPE_CHECKING:
     from storeflow.demo import DemoContext, DemoResult
 
 START, END = date(2025, 3, 1), date(2025, 3, 14)
-RUN_IDS = """
-SELECT count(*) AS n, COALESCE(sum(o.order_total), 0) AS total, COALESCE(sum(o.line_count), 0) AS lines
-FROM orders o JOIN hallmark_run_items i ON i.record_id = o.order_id AND i.kind = 'order'
-WHERE i.run_id = %s
-"""
 
 
 def run_demo(ctx: DemoContext) -> DemoResult:
@@ -30,7 +25,7 @@ def run_demo(ctx: DemoContext) -> DemoResult:
 
     settings = ctx.settings
     with ctx.db.transaction() as conn:
-        upsert_stores(conn, settings.config.hallmark.stores)
+        store.upsert_stores(conn, settings.config.hallmark.stores)
     auth = Authenticator(settings, headless=True)
     ctx.console.print(f"  bulk orders {START}..{END} for {len(settings.config.hallmark.default_customer_ids)} stores")
     orders = asyncio.run(Extractor(settings, ctx.db, auth).run(ExtractRequest("bulk-orders", start=START, end=END)))
@@ -43,21 +38,20 @@ def run_demo(ctx: DemoContext) -> DemoResult:
         params={"customer_ids": "all", "start": START.isoformat(), "end": END.isoformat()},
     ).json()
     with ctx.db.transaction() as conn:
-        row = conn.execute(RUN_IDS, (orders.run_id,)).fetchone()
-    assert row is not None
-    total = Decimal(row["total"]).quantize(Decimal("0.01"))
+        fetched = store.run_order_totals(conn, orders.run_id)
+    total = fetched.total.quantize(Decimal("0.01"))
     ok = (
-        orders.status == "ok"
-        and bills.status == "ok"
-        and row["n"] == truth["orders"]
-        and row["lines"] == truth["order_lines"]
+        orders.status == store.RUN_OK
+        and bills.status == store.RUN_OK
+        and fetched.orders == truth["orders"]
+        and fetched.lines == truth["order_lines"]
         and total == Decimal(truth["order_total"])
         and bills.found == truth["billing_documents"]
         and not imported.failed
     )
     figures = [
-        ("orders (portal truth)", f"{row['n']} ({truth['orders']})"),
-        ("order lines (truth)", f"{row['lines']} ({truth['order_lines']})"),
+        ("orders (portal truth)", f"{fetched.orders} ({truth['orders']})"),
+        ("order lines (truth)", f"{fetched.lines} ({truth['order_lines']})"),
         ("order total (truth)", f"${total:,} (${Decimal(truth['order_total']):,})"),
         ("billing documents (truth)", f"{bills.found} ({truth['billing_documents']})"),
         ("downloaded / skipped", f"{orders.downloaded + bills.downloaded} / {orders.skipped + bills.skipped}"),

@@ -19,7 +19,7 @@ import httpx
 
 from storeflow.db.connect import Database
 from storeflow.errors import ConfigError, RateLimitStop, StoreflowError
-from storeflow.hallmark import aura, runs
+from storeflow.hallmark import aura, store
 from storeflow.hallmark.auth import Authenticator
 from storeflow.hallmark.client import AuraClient, RequestFailedError
 from storeflow.hallmark.records import (
@@ -174,33 +174,33 @@ class Extractor:
     def _open(self, request: ExtractRequest) -> tuple[uuid.UUID, str, bool, dict[str, Any]]:
         with self.db.transaction() as conn:
             if request.resume:
-                row = runs.find_resumable(conn, request.kind)
-                if row is None:
+                run = store.find_resumable(conn, request.kind)
+                if run is None:
                     raise StoreflowError("nothing to resume: no stopped, failed or interrupted hallmark run")
-                runs.reopen(conn, row["run_id"], row["kind"])
-                log.info("resuming run %s (%s)", row["run_id"], row["kind"], event="resume")
-                return row["run_id"], row["kind"], bool(row["search_complete"]), dict(row["params"])
+                store.reopen(conn, run.run_id, run.kind)
+                log.info("resuming run %s (%s)", run.run_id, run.kind, event="resume")
+                return run.run_id, run.kind, run.search_complete, dict(run.params)
             if request.kind is None:
                 raise ConfigError("choose what to extract (--order-id, --orders, --bulk-orders ...) or --resume")
             params = request.params()
-            run_id = runs.create_run(conn, request.kind, params)
+            run_id = store.create_run(conn, request.kind, params)
             if request.kind not in BULK_KINDS:
                 item_kind = "order" if request.kind == "orders" else "billing"
-                runs.add_items(conn, run_id, item_kind, [(normalise_id(i), None, None) for i in request.ids])
-                runs.mark_searched(conn, run_id)
+                store.add_items(conn, run_id, item_kind, [(normalise_id(i), None, None) for i in request.ids])
+                store.mark_searched(conn, run_id)
             log.info("run %s: %s %s", run_id, request.kind, params, event="run")
             return run_id, request.kind, request.kind not in BULK_KINDS, params
 
     def _finish(self, summary: RunSummary, status: str | None, error: str | None) -> None:
         """Record the run's end; ``status`` None: "failed" when any item failed, else "ok"."""
         with self.db.transaction() as conn:
-            tally = runs.counts(conn, summary.run_id)
-            status = status or ("failed" if tally["failed"] else "ok")
-            runs.finish(conn, summary.run_id, status, tally, error, self._portal_figures())
+            tally = store.counts(conn, summary.run_id)
+            status = status or ("failed" if tally.failed else "ok")
+            store.finish(conn, summary.run_id, status, tally, error, self._portal_figures())
         summary.status = status
-        summary.downloaded, summary.skipped, summary.failed = tally["downloaded"], tally["skipped"], tally["failed"]
-        summary.pending, summary.found = tally["pending"], tally["total"]
-        log.info("run %s %s: %s", summary.run_id, status, tally, event="summary")
+        summary.downloaded, summary.skipped, summary.failed = tally.downloaded, tally.skipped, tally.failed
+        summary.pending, summary.found = tally.pending, tally.total
+        log.info("run %s %s: %s", summary.run_id, status, tally.as_dict(), event="summary")
 
     def _portal_figures(self) -> dict[str, int]:
         """Portal traffic of this run, kept in the pipeline_runs summary for the dashboard's /metrics."""
@@ -243,8 +243,8 @@ class Extractor:
         for _rid, cust, _row in rows:
             summary.by_customer[cust or "?"] = summary.by_customer.get(cust or "?", 0) + 1
         with self.db.transaction() as conn:
-            runs.add_items(conn, run_id, "order" if kind == "bulk-orders" else "billing", rows)
-            runs.mark_searched(conn, run_id)
+            store.add_items(conn, run_id, "order" if kind == "bulk-orders" else "billing", rows)
+            store.mark_searched(conn, run_id)
         log.info("search %s %s..%s: %d records for %d customers", kind, start, end, len(rows), len(customers),
                  event="search")  # fmt: skip
 
@@ -261,7 +261,7 @@ class Extractor:
         index = OutputIndex(self.output)
         stores = store_numbers(self.settings, self.db)
         with self.db.transaction() as conn:
-            items = runs.todo(conn, run_id)
+            items = store.todo(conn, run_id)
         with_deliveries = request.with_deliveries or bool(params.get("with_deliveries"))
         consecutive = 0
         total = len(items)
@@ -331,4 +331,4 @@ class Extractor:
         tried: bool = True,
     ) -> None:
         with self.db.transaction() as conn:
-            runs.update_item(conn, run_id, kind, record_id, status, error, path, tried)
+            store.update_item(conn, run_id, kind, record_id, status, error, path, tried)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,110 +22,11 @@ from psycopg import Connection
 from psycopg.pq import TransactionStatus
 
 from storeflow.db.connect import Database
-from storeflow.hallmark.records import (
-    normalise_id,
-    parse_count,
-    parse_date,
-    parse_file_name,
-    parse_money,
-    split_ids,
-)
+from storeflow.hallmark import store
+from storeflow.hallmark.records import normalise_id, parse_file_name, parse_text, split_ids
 from storeflow.logs import get_logger
 
 log = get_logger("storage")
-
-# One statement per file (an implicit transaction): header upsert, children upserted by key and the
-# children the file no longer has deleted. The upserted and the deleted child rows are disjoint, which
-# is what makes a single statement with several data-modifying CTEs well defined.
-IMPORT_ORDER = """
-WITH doc AS (SELECT %(raw)s::jsonb AS raw), header AS (
-    INSERT INTO orders (order_id, customer_id, store_number, store_name, portal_store_name, ship_to_location,
-        season_description, po_number, order_reason, order_source, planogram_description, order_status,
-        order_total, order_creation_date, actual_delivery_date, requested_delivery_date, comment_description,
-        source_system_id, line_count, source_file, raw_data, imported_at)
-    VALUES (%(id)s, %(customer_id)s, %(store_number)s, %(store_name)s, %(portal_store_name)s,
-        %(ship_to_location)s, %(season_description)s, %(po_number)s, %(order_reason)s, %(order_source)s,
-        %(planogram_description)s, %(order_status)s, %(order_total)s, %(order_creation_date)s,
-        %(actual_delivery_date)s, %(requested_delivery_date)s, %(comment_description)s, %(source_system_id)s,
-        %(line_count)s, %(source_file)s, (SELECT raw FROM doc), now())
-    ON CONFLICT (order_id) DO UPDATE SET
-        customer_id = EXCLUDED.customer_id, store_number = EXCLUDED.store_number, store_name = EXCLUDED.store_name,
-        portal_store_name = EXCLUDED.portal_store_name, ship_to_location = EXCLUDED.ship_to_location,
-        season_description = EXCLUDED.season_description, po_number = EXCLUDED.po_number,
-        order_reason = EXCLUDED.order_reason, order_source = EXCLUDED.order_source,
-        planogram_description = EXCLUDED.planogram_description, order_status = EXCLUDED.order_status,
-        order_total = EXCLUDED.order_total, order_creation_date = EXCLUDED.order_creation_date,
-        actual_delivery_date = EXCLUDED.actual_delivery_date,
-        requested_delivery_date = EXCLUDED.requested_delivery_date,
-        comment_description = EXCLUDED.comment_description, source_system_id = EXCLUDED.source_system_id,
-        line_count = EXCLUDED.line_count, source_file = EXCLUDED.source_file, raw_data = EXCLUDED.raw_data,
-        imported_at = now()
-), items AS (
-    INSERT INTO order_items AS t (order_id, line_index, line_item_number, location_id, material_number,
-        stock_number, upc, material_description, quantity, unit_price, wholesales, retailsin1_wholesale, raw_data)
-    SELECT %(id)s, x.i, x.n, x.loc, x.mat, x.stock, x.upc, x.descr, x.qty, x.price, x.whs, x.rtl,
-        doc.raw -> 'order_lines' -> (x.i - 1)
-    FROM doc, jsonb_to_recordset(%(lines)s::jsonb) AS x(i int, n int, loc text, mat text, stock text, upc text,
-        descr text, qty numeric, price numeric, whs numeric, rtl int)
-    ON CONFLICT (order_id, line_index) DO UPDATE SET
-        line_item_number = EXCLUDED.line_item_number, location_id = EXCLUDED.location_id,
-        material_number = EXCLUDED.material_number, stock_number = EXCLUDED.stock_number, upc = EXCLUDED.upc,
-        material_description = EXCLUDED.material_description, quantity = EXCLUDED.quantity,
-        unit_price = EXCLUDED.unit_price, wholesales = EXCLUDED.wholesales,
-        retailsin1_wholesale = EXCLUDED.retailsin1_wholesale, raw_data = EXCLUDED.raw_data
-), old_items AS (
-    DELETE FROM order_items WHERE order_id = %(id)s AND line_index > %(line_count)s
-), deliveries AS (
-    INSERT INTO order_deliveries (order_id, delivery_id, raw_data)
-    SELECT %(id)s, d.id, d.raw FROM jsonb_to_recordset(%(deliveries)s::jsonb) AS d(id text, raw jsonb)
-    ON CONFLICT (order_id, delivery_id) DO UPDATE SET raw_data = EXCLUDED.raw_data
-), old_deliveries AS (
-    DELETE FROM order_deliveries WHERE order_id = %(id)s AND NOT delivery_id = ANY(%(delivery_ids)s::text[])
-), billing AS (
-    INSERT INTO order_billing_documents (order_id, billing_document_number, raw_data)
-    SELECT %(id)s, b.id, b.raw FROM jsonb_to_recordset(%(billing)s::jsonb) AS b(id text, raw jsonb)
-    ON CONFLICT (order_id, billing_document_number) DO UPDATE SET raw_data = EXCLUDED.raw_data
-), old_billing AS (
-    DELETE FROM order_billing_documents
-    WHERE order_id = %(id)s AND NOT billing_document_number = ANY(%(billing_ids)s::text[])
-)
-SELECT 1
-"""
-IMPORT_BILLING = """
-WITH doc AS (SELECT %(raw)s::jsonb AS raw), header AS (
-    INSERT INTO billing_documents (billing_document_id, customer_id, store_number, store_name, portal_store_name,
-        billing_document_date, billing_document_type, billing_document_status, po_number, season_description,
-        order_id, delivery_number, total, line_count, source_file, raw_data, imported_at)
-    VALUES (%(id)s, %(customer_id)s, %(store_number)s, %(store_name)s, %(portal_store_name)s,
-        %(billing_document_date)s, %(billing_document_type)s, %(billing_document_status)s, %(po_number)s,
-        %(season_description)s, %(order_id)s, %(delivery_number)s, %(total)s, %(line_count)s, %(source_file)s,
-        (SELECT raw FROM doc), now())
-    ON CONFLICT (billing_document_id) DO UPDATE SET
-        customer_id = EXCLUDED.customer_id, store_number = EXCLUDED.store_number, store_name = EXCLUDED.store_name,
-        portal_store_name = EXCLUDED.portal_store_name, billing_document_date = EXCLUDED.billing_document_date,
-        billing_document_type = EXCLUDED.billing_document_type,
-        billing_document_status = EXCLUDED.billing_document_status, po_number = EXCLUDED.po_number,
-        season_description = EXCLUDED.season_description, order_id = EXCLUDED.order_id,
-        delivery_number = EXCLUDED.delivery_number, total = EXCLUDED.total, line_count = EXCLUDED.line_count,
-        source_file = EXCLUDED.source_file, raw_data = EXCLUDED.raw_data, imported_at = now()
-), items AS (
-    INSERT INTO billing_document_items (billing_document_id, line_index, line_item_number, material_number,
-        material_description, quantity, unit_price, net_amount, raw_data)
-    SELECT %(id)s, x.i, x.n, x.mat, x.descr, x.qty, x.price, x.net,
-        CASE jsonb_typeof(doc.raw -> 'billing_lines') WHEN 'array' THEN doc.raw -> 'billing_lines' -> (x.i - 1)
-            ELSE doc.raw -> 'billing_lines' END
-    FROM doc, jsonb_to_recordset(%(lines)s::jsonb) AS x(i int, n int, mat text, descr text, qty numeric,
-        price numeric, net numeric)
-    ON CONFLICT (billing_document_id, line_index) DO UPDATE SET
-        line_item_number = EXCLUDED.line_item_number, material_number = EXCLUDED.material_number,
-        material_description = EXCLUDED.material_description, quantity = EXCLUDED.quantity,
-        unit_price = EXCLUDED.unit_price, net_amount = EXCLUDED.net_amount, raw_data = EXCLUDED.raw_data
-), old_items AS (
-    DELETE FROM billing_document_items WHERE billing_document_id = %(id)s AND line_index > %(line_count)s
-)
-SELECT 1
-"""
-STORES = "SELECT customer_id, store_number, store_name FROM stores"
 
 
 class BadRecordError(ValueError):
@@ -152,52 +54,77 @@ def find_files(data_dir: Path) -> list[Path]:
     return found
 
 
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    text = str(value).strip()
-    return text or None
+@dataclass(frozen=True)
+class Plan:
+    """A document part's fields as the importer applies them: (column, record key, parser), and the
+    (key, fallback key) pairs where a record may name a value either way."""
+
+    fields: tuple[tuple[str, str, Callable[[Any], Any]], ...]
+    fallbacks: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(cls, fields: tuple[store.Field, ...]) -> Plan:
+        """The fields that have a converter; the importer supplies the others (``store.SUPPLIED``)."""
+        return cls(
+            tuple((f.column, f.record_key, f.convert.parse) for f in fields if f.convert is not None),
+            tuple((f.record_key, f.fallback) for f in fields if f.fallback is not None),
+        )
 
 
-def _int(value: Any) -> int | None:
-    text = _text(value)
-    if text is None:
-        return None
-    try:
-        return int(float(text))
-    except ValueError:
-        raise BadRecordError(f"not a number: {value!r}") from None
+ORDER_HEADER, ORDER_LINES = Plan.of(store.ORDERS.header), Plan.of(store.ORDERS.lines)
+BILLING_HEADER, BILLING_LINES = Plan.of(store.BILLING.header), Plan.of(store.BILLING.lines)
 
 
-def _money(record: dict[str, Any], key: str) -> Any:
-    try:
-        return parse_money(record.get(key))
-    except ValueError as exc:
-        raise BadRecordError(f"{key}: {exc}") from None
+def _convert(plan: Plan, record: dict[str, Any], out: dict[str, Any]) -> dict[str, Any]:
+    given = record
+    for key, fallback in plan.fallbacks:
+        if key not in given:
+            record = {**record, key: given.get(fallback)}
+    get = record.get
+    for column, key, parse in plan.fields:
+        try:
+            out[column] = parse(get(key))
+        except ValueError as exc:
+            named = next((f for k, f in plan.fallbacks if k == key and k not in given), key)
+            raise BadRecordError(f"{named}: {exc}") from None
+    return out
 
 
-def _num(record: dict[str, Any], key: str) -> str | None:
-    """An amount as an exact decimal string for the JSON payload (never a float)."""
-    value = _money(record, key)
-    return None if value is None else str(value)
-
-
-def _count(record: dict[str, Any], key: str) -> int | None:
-    try:
-        return parse_count(record.get(key))
-    except ValueError as exc:
-        raise BadRecordError(f"{key}: {exc}") from None
+def _lines(plan: Plan, lines: list[Any], what: str) -> str:
+    """The lines as the JSON array ``jsonb_to_recordset`` reads."""
+    rows = []
+    for index, line in enumerate(lines, start=1):
+        if not isinstance(line, dict):
+            raise BadRecordError(f"{what} {index} is not an object")
+        rows.append(_convert(plan, line, {"line_index": index}))
+    return json.dumps(rows)
 
 
 def _store(record: dict[str, Any], stores: dict[str, tuple[str, str]]) -> tuple[str | None, str | None, str | None]:
-    customer = _text(record.get("customer_id") or record.get("customer_number"))
+    customer = parse_text(record.get("customer_id") or record.get("customer_number"))
     if customer is not None:
         customer = normalise_id(customer)
-    portal_name = _text(record.get("store_name"))
+    portal_name = parse_text(record.get("store_name"))
     known = stores.get(customer or "")
     if known:
         return customer, known[0], known[1]
     return customer, customer, portal_name
+
+
+def _header(
+    plan: Plan,
+    record: dict[str, Any],
+    stores: dict[str, tuple[str, str]],
+    key: tuple[str, str],
+    line_count: int,
+    source: str,
+    raw_text: str | None,
+) -> dict[str, Any]:
+    customer, number, name = _store(record, stores)
+    params = {key[0]: key[1], "customer_id": customer, "store_number": number, "store_name": name,
+              "line_count": line_count, "source_file": source,
+              "raw": raw_text if raw_text is not None else json.dumps(record)}  # fmt: skip
+    return _convert(plan, record, params)
 
 
 Statements = list[tuple[str, Any]]
@@ -207,116 +134,38 @@ def order_statements(
     record: dict[str, Any], source: str, stores: dict[str, tuple[str, str]], raw_text: str | None = None
 ) -> tuple[Statements, int]:
     """The statements that upsert one order and replace its children, and its line count (no I/O)."""
-    order_id = _text(record.get("order_id"))
+    order_id = parse_text(record.get("order_id"))
     if order_id is None:
         raise BadRecordError("no order_id")
-    order_id = normalise_id(order_id)
     lines = record.get("order_lines") or []
     if not isinstance(lines, list):
         raise BadRecordError("order_lines is not a list")
-    customer, number, name = _store(record, stores)
-    params: dict[str, Any] = {
-        "id": order_id,
-        "customer_id": customer,
-        "store_number": number,
-        "store_name": name,
-        "portal_store_name": _text(record.get("store_name")),
-        "ship_to_location": _text(record.get("ship_to_location")),
-        "season_description": _text(record.get("season_description")),
-        "po_number": _text(record.get("po_number")),
-        "order_reason": _text(record.get("order_reason")),
-        "order_source": _text(record.get("order_source")),
-        "planogram_description": _text(record.get("planogram_description")),
-        "order_status": _text(record.get("order_status")),
-        "order_total": _money(record, "order_total"),
-        "order_creation_date": parse_date(record.get("order_creation_date")),
-        "actual_delivery_date": parse_date(record.get("actual_delivery_date")),
-        "requested_delivery_date": parse_date(record.get("requested_delivery_date")),
-        "comment_description": _text(record.get("comment_description")),
-        "source_system_id": _text(record.get("source_system_id")),
-        "line_count": len(lines),
-        "source_file": source,
-        "raw": raw_text if raw_text is not None else json.dumps(record),
-    }
-    rows: list[dict[str, Any]] = []
-    for index, line in enumerate(lines, start=1):
-        if not isinstance(line, dict):
-            raise BadRecordError(f"order line {index} is not an object")
-        rows.append(
-            {
-                "i": index,
-                "n": _int(line.get("line_item_number")),
-                "loc": _text(line.get("location_id")),
-                "mat": _text(line.get("material_number")),
-                "stock": _text(line.get("stock_number")),
-                "upc": _text(line.get("upc")),
-                "descr": _text(line.get("material_description")),
-                "qty": _num(line, "quantity"),
-                "price": _num(line, "unit_price"),
-                "whs": _num(line, "wholesales"),
-                "rtl": _count(line, "retailsin1_wholesale"),
-            }
-        )
+    params = _header(ORDER_HEADER, record, stores, ("order_id", normalise_id(order_id)), len(lines), source, raw_text)
+    params["lines"] = _lines(ORDER_LINES, lines, "order line")
     details = {str(d.get("delivery_id")): d for d in record.get("deliveries") or [] if isinstance(d, dict)}
     deliveries = list(dict.fromkeys(split_ids(record.get("delivery_id"))))
     billing = list(dict.fromkeys(split_ids(record.get("billing_document_number"))))
-    params["lines"] = json.dumps(rows)
-    params["delivery_ids"] = deliveries
+    params["deliveries_ids"] = deliveries
     params["deliveries"] = json.dumps([{"id": d, "raw": details.get(d, {"delivery_id": d})} for d in deliveries])
     params["billing_ids"] = billing
     params["billing"] = json.dumps([{"id": b, "raw": {"billing_document_number": b}} for b in billing])
-    statements: Statements = [(IMPORT_ORDER, params)]
-    return statements, len(lines)
+    return [(store.IMPORT_ORDER, params)], len(lines)
 
 
 def billing_statements(
     record: dict[str, Any], source: str, stores: dict[str, tuple[str, str]], raw_text: str | None = None
 ) -> tuple[Statements, int]:
     """The statements that upsert one billing document and replace its lines (no I/O)."""
-    billing_id = _text(record.get("billing_document_id") or record.get("billing_document_number"))
+    billing_id = parse_text(record.get("billing_document_id") or record.get("billing_document_number"))
     if billing_id is None:
         raise BadRecordError("no billing_document_id")
-    billing_id = normalise_id(billing_id)
     lines = record.get("billing_lines") or []
     if not isinstance(lines, list):
         lines = [lines]
-    customer, number, name = _store(record, stores)
-    params: dict[str, Any] = {
-        "id": billing_id,
-        "customer_id": customer,
-        "store_number": number,
-        "store_name": name,
-        "portal_store_name": _text(record.get("store_name")),
-        "billing_document_date": parse_date(record.get("billing_document_date")),
-        "billing_document_type": _text(record.get("billing_document_type")),
-        "billing_document_status": _text(record.get("billing_document_status")),
-        "po_number": _text(record.get("po_number")),
-        "season_description": _text(record.get("season_description")),
-        "order_id": _text(record.get("order_id")),
-        "delivery_number": _text(record.get("delivery_number")),
-        "total": _money(record, "total"),
-        "line_count": len(lines),
-        "source_file": source,
-        "raw": raw_text if raw_text is not None else json.dumps(record),
-    }
-    rows: list[dict[str, Any]] = []
-    for index, line in enumerate(lines, start=1):
-        if not isinstance(line, dict):
-            raise BadRecordError(f"billing line {index} is not an object")
-        quantity = line.get("billed_quantity", line.get("quantity"))
-        rows.append(
-            {
-                "i": index,
-                "n": _int(line.get("line_item_number")),
-                "mat": _text(line.get("material_number")),
-                "descr": _text(line.get("material_description")),
-                "qty": _num({"q": quantity}, "q"),
-                "price": _num(line, "unit_price"),
-                "net": _num(line, "net_amount"),
-            }
-        )
-    params["lines"] = json.dumps(rows)
-    return [(IMPORT_BILLING, params)], len(lines)
+    key = ("billing_document_id", normalise_id(billing_id))
+    params = _header(BILLING_HEADER, record, stores, key, len(lines), source, raw_text)
+    params["lines"] = _lines(BILLING_LINES, lines, "billing line")
+    return [(store.IMPORT_BILLING, params)], len(lines)
 
 
 def apply_in_one_transaction(conn: Connection[Any], statements: Statements) -> None:
@@ -339,11 +188,6 @@ def apply_in_one_transaction(conn: Connection[Any], statements: Statements) -> N
         raise
 
 
-def load_stores(conn: Connection[Any]) -> dict[str, tuple[str, str]]:
-    rows = conn.execute(STORES).fetchall()
-    return {str(row["customer_id"]): (str(row["store_number"]), str(row["store_name"])) for row in rows}
-
-
 def _import_files(
     db: Database,
     files: list[Path],
@@ -355,7 +199,7 @@ def _import_files(
         # Durability of each commit is traded for speed here: every file stays on disk and
         # re-importing is idempotent (upsert + replace), so a crash loses nothing that a re-run cannot redo.
         conn.execute("SET synchronous_commit = off")
-        stores = {**fallback, **load_stores(conn)}
+        stores = {**fallback, **store.load_stores(conn)}
         for path in files:
             kind_id = parse_file_name(path.name)
             kind = kind_id[0] if kind_id else "order"

@@ -80,6 +80,25 @@ def flatten_delivery(delivery_id: str, value: Any) -> dict[str, Any]:
     return flat
 
 
+def parse_text(value: Any) -> str | None:
+    """A portal value as stripped text; blank -> None."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def parse_int(value: Any) -> int | None:
+    """``12``, ``"12"``, ``"12.0"`` -> 12; blank -> None."""
+    text = parse_text(value)
+    if text is None:
+        return None
+    try:
+        return int(float(text))
+    except (ValueError, OverflowError):
+        raise ValueError(f"not a number: {value!r}") from None
+
+
 _MONEY_JUNK = re.compile(r"[\s$,\u00a0]")
 
 

@@ -2,7 +2,7 @@
 
 From a CSV (``customer_id,store_number,store_name``; the portal's ``Customer #``,
 ``Store #``/``Store Number``, ``Store Name`` are accepted too) or from a storeflow
-TOML file's ``[hallmark] stores``. Nothing here knows any store.
+TOML file's ``[hallmark] stores``. Nothing here knows any store; `store.upsert_stores` writes them.
 """
 
 from __future__ import annotations
@@ -10,23 +10,11 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
-from typing import Any
-
-from psycopg import Connection
-from psycopg.types.json import Jsonb
 
 from storeflow.errors import ConfigError
 from storeflow.hallmark.records import normalise_id
 from storeflow.settings import HallmarkStore, load_toml
 
-UPSERT_STORE = """
-INSERT INTO stores (customer_id, store_number, store_name, raw_data, updated_at)
-VALUES (%s, %s, %s, %s, now())
-ON CONFLICT (customer_id) DO UPDATE SET store_number = EXCLUDED.store_number, store_name = EXCLUDED.store_name,
-    raw_data = EXCLUDED.raw_data, updated_at = now()
-WHERE (stores.store_number, stores.store_name, stores.raw_data)
-    IS DISTINCT FROM (EXCLUDED.store_number, EXCLUDED.store_name, EXCLUDED.raw_data)
-"""
 HEADERS = {
     "customer_id": ("customer_id", "customer #", "customer", "customer id", "customer number"),
     "store_number": ("store_number", "store #", "store number", "store", "store no"),
@@ -67,15 +55,3 @@ def read_stores_file(path: Path) -> list[HallmarkStore]:
             raise ConfigError(f"{path}: no [[hallmark.stores]] entries")
         return stores
     return read_stores_csv(path)
-
-
-def upsert_stores(conn: Connection[Any], stores: list[HallmarkStore]) -> int:
-    """Upsert the mapping; returns how many rows were inserted or changed."""
-    changed = 0
-    for store in stores:
-        cur = conn.execute(
-            UPSERT_STORE,
-            (normalise_id(store.customer_id), store.store_number, store.store_name, Jsonb(store.model_dump())),
-        )
-        changed += cur.rowcount
-    return changed

@@ -21,7 +21,7 @@ from storeflow.browser import launch
 from storeflow.crm.ingest import FileInfo, ingest_file
 from storeflow.db.connect import Database
 from storeflow.esl.worker import WorkerConfig, run_worker
-from storeflow.hallmark import runs
+from storeflow.hallmark import store
 from storeflow.hallmark.importer import import_directory
 from storeflow.hallmark.records import flatten_order, record_path
 from storeflow.sandbox.hipoink import HipoinkSimulator
@@ -170,9 +170,9 @@ async def test_hallmark_page_after_the_hallmark_pipelines_own_checkpoint_and_imp
 ) -> None:  # fmt: skip
     settings = dash_settings()
     conn.execute("INSERT INTO stores (customer_id, store_number, store_name) VALUES ('C7', '0701', 'Gift Shop 701')")
-    run_id = runs.create_run(conn, "bulk-orders", {"start_date": "2026-09-01", "end_date": "2026-10-31"})
+    run_id = store.create_run(conn, "bulk-orders", {"start_date": "2026-09-01", "end_date": "2026-10-31"})
     ids = [f"70000{i}" for i in range(5)]
-    runs.add_items(conn, run_id, "order", [(i, "C7", None) for i in ids])
+    store.add_items(conn, run_id, "order", [(i, "C7", None) for i in ids])
     conn.commit()
     # the extractor's output tree, then the pipeline's own importer over it
     data = tmp_path / "data"
@@ -184,15 +184,15 @@ async def test_hallmark_page_after_the_hallmark_pipelines_own_checkpoint_and_imp
         path = record_path(data, "order", order_id, record, {"C7": "0701"})
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(record), encoding="utf-8")
-        runs.update_item(conn, run_id, "order", order_id, "downloaded", path=str(path))
+        store.update_item(conn, run_id, "order", order_id, "downloaded", path=str(path))
     db = Database(db_url, kind="test")
     try:
         summary = import_directory(db, data)
     finally:
         db.close()
     assert summary.orders == 4 and not summary.failed
-    runs.update_item(conn, run_id, "order", ids[4], "failed", error="HTTP 429 past the Retry-After cap")
-    runs.finish(conn, run_id, "stopped", runs.counts(conn, run_id), "rate limit: stopped, resumable")
+    store.update_item(conn, run_id, "order", ids[4], "failed", error="HTTP 429 past the Retry-After cap")
+    store.finish(conn, run_id, "stopped", store.counts(conn, run_id), "rate limit: stopped, resumable")
     conn.commit()
 
     page = await (await browser.new_context(viewport={"width": 1360, "height": 900})).new_page()

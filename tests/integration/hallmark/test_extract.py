@@ -18,7 +18,7 @@ import pytest
 from storeflow.db.connect import Database
 from storeflow.errors import RateLimitStop
 from storeflow.hallmark.importer import import_directory
-from storeflow.hallmark.stores import upsert_stores
+from storeflow.hallmark.store import upsert_stores
 from tests.integration.hallmark.conftest import Portal, extract, run_cli
 
 pytestmark = pytest.mark.integration
