@@ -39,6 +39,7 @@ from storeflow.http.policy import (
     Cause,
     RetryPolicy,
     cause_of,
+    cause_of_error,
     classify_status,
     decide,
     parse_retry_after,
@@ -140,7 +141,7 @@ def read_answer(response: httpx.Response) -> Answer:
 
 def failed_call(exc: httpx.HTTPError) -> Answer:
     """An attempt that got no answer (timeout, connection error)."""
-    return Answer(cause_of(None, error=exc), type(exc).__name__, f"{type(exc).__name__}: {exc}", error=exc)
+    return Answer(cause_of_error(exc), type(exc).__name__, f"{type(exc).__name__}: {exc}", error=exc)
 
 
 class AuraClient:

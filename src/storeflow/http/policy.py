@@ -249,9 +249,7 @@ def cause_of(
     first; then a body the client read decides, whatever the status; then the status (`failure_cause`).
     """
     if status is None:
-        if error is not None and classify_exception(error) is Failure.PERMANENT:
-            return Cause.PERMANENT
-        return Cause.UNAVAILABLE
+        return Cause.UNAVAILABLE if error is None else cause_of_error(error)
     if status == 429:
         return Cause.RATE_LIMITED
     if status in session_statuses:
@@ -262,6 +260,11 @@ def cause_of(
     if failure is None:
         return None
     return failure_cause(status, failure is not Failure.PERMANENT)
+
+
+def cause_of_error(error: BaseException) -> Cause:
+    """An attempt that got no answer: timeouts and connection errors are outages, anything else a refusal."""
+    return Cause.UNAVAILABLE if classify_exception(error) is Failure.TRANSIENT else Cause.PERMANENT
 
 
 @dataclass(frozen=True)
