@@ -3,7 +3,9 @@
 Shared by every portal and API client: minimum interval per request kind plus
 uniform jitter; a periodic break after N +/- j requests lasting D +/- j seconds;
 conservative mode; exponential backoff with jitter; Retry-After honoured up to a
-cap; transient vs permanent failure classification.
+cap; transient vs permanent failure classification; and the one retry decision every
+client applies after a failed attempt (`cause_of` says why it failed, `decide` what to do:
+retry after N seconds, log in again, re-read the framework id, stop the source, or fail).
 """
 
 from __future__ import annotations
