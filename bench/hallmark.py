@@ -41,7 +41,7 @@ from storeflow.db.connect import Database
 from storeflow.db.migrate import migrate
 from storeflow.hallmark import aura
 from storeflow.hallmark.auth import Authenticator
-from storeflow.hallmark.client import AuraClient
+from storeflow.hallmark.client import AuraClient, HallmarkClientConfig
 from storeflow.hallmark.importer import find_files, import_directory
 from storeflow.hallmark.records import parse_date, parse_money, split_ids
 from storeflow.http.throttle import Throttle, policy_from_settings
@@ -250,7 +250,7 @@ def bench_politeness(requests: int, interval: float, workdir: Path) -> list[dict
             auth = Authenticator(settings)
             throttle = Throttle(policy_from_settings(settings))
             async with httpx.AsyncClient() as http:
-                client = AuraClient(settings, http, auth, throttle)
+                client = AuraClient(HallmarkClientConfig.from_settings(settings), http, auth, throttle)
                 await client.connect()
                 sim.counters.request_times.clear()
                 for order_id in order_ids:

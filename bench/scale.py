@@ -49,7 +49,7 @@ from scale_costs import unit_costs
 from storeflow.db.pool import PoolConfig
 from storeflow.hallmark import aura
 from storeflow.hallmark.auth import Authenticator
-from storeflow.hallmark.client import AuraClient, RequestFailedError
+from storeflow.hallmark.client import AuraClient, HallmarkClientConfig, RequestFailedError
 from storeflow.http.quota import peak_in_window
 from storeflow.http.shared import account_throttle
 from storeflow.logs import setup_logging
@@ -210,7 +210,8 @@ def extract_concurrently(run: Run, scope: str, per_extraction: int, portal_limit
             async def fetch() -> None:
                 throttle = account_throttle(settings, run.db_url, PoolConfig())
                 async with httpx.AsyncClient() as http:
-                    client = AuraClient(settings, http, Authenticator(settings), throttle)
+                    config = HallmarkClientConfig.from_settings(settings)
+                    client = AuraClient(config, http, Authenticator(settings), throttle)
                     await client.connect()
                     ready.wait()
                     for order_id in orders[n * per_extraction : (n + 1) * per_extraction]:

@@ -1,4 +1,4 @@
-"""`storeflow crm ...` / `crm_download ...` (spec 001).
+"""`storeflow crm ...` / `crm_download ...`: the CRM report pipeline (docs/crm.md).
 
 Exit codes (stable, for cron alerting): 0 every store fine; 1 some store failed;
 2 configuration error; 3 a store's session needs `crm_download bootstrap`;
@@ -22,7 +22,7 @@ from storeflow.logs import redact, redacting_console
 
 app = typer.Typer(
     help=(
-        "TumbleDry + UClean report downloads and ingestion (spec 001).\n\n"
+        "TumbleDry + UClean report downloads and ingestion (docs/crm.md).\n\n"
         "First `bootstrap` each store (login + OTP, saves profiles/<crm>_<store>.json), then run "
         "`download` from cron. Exit codes: 0 ok, 1 some stores failed, 2 configuration error, "
         "3 a session needs bootstrap, 6 a store skipped (already running, lock held)."

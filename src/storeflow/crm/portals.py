@@ -14,8 +14,8 @@ import base64
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,11 +28,13 @@ from storeflow.crm.windows import Window
 from storeflow.errors import ConfigError, StoreflowError
 from storeflow.files import make_private_dir, private_target, write_json_atomic
 from storeflow.http.policy import (
-    Failure,
-    backoff_delay,
-    classify_exception,
-    classify_status,
-    decide_retry_after,
+    Action,
+    Backoff,
+    Cause,
+    RetryPolicy,
+    cause_of,
+    cause_of_error,
+    decide,
     parse_retry_after,
 )
 from storeflow.logs import get_logger, register_secrets
@@ -67,9 +69,50 @@ class Downloaded:
     state: StorageState | None  # the session after the download (persisted cookies)
 
 
-def credentials(settings: Settings, store: CrmStore) -> tuple[str, str]:
-    user = settings.env_value(store.username_env)
-    password = settings.env_value(store.password_env)
+BACKOFF = Backoff(initial=0.5, maximum=10.0)
+SESSION_STATUSES = frozenset({401, 403})  # both portals answer an expired session so
+
+
+def retry_policy(max_retries: int, retry_after_cap: float = 300.0) -> RetryPolicy:
+    """Transient failures and 429s of one request share MAX_RETRIES; a 429 waits its Retry-After up to the cap."""
+    return RetryPolicy(max_retries=max_retries, backoff=BACKOFF, retry_after_cap=retry_after_cap)
+
+
+@dataclass(frozen=True)
+class PortalConfig:
+    """What the portal clients read from the settings."""
+
+    td_base_url: str = "https://subs.quickdrycleaning.com"
+    td_reports_url: str = "https://reports.quickdrycleaning.com"
+    uc_base_url: str = "https://store.ucleanlaundry.com"
+    download_timeout: float = 60.0
+    max_retries: int = 3
+    retry_after_cap: float = 300.0
+    # the credential variables the stores name in the TOML file, as the environment or .env sets them
+    env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, stores: Iterable[CrmStore] = ()) -> PortalConfig:
+        crm = settings.config.crm
+        names = {n for s in (*crm.stores, *stores) for n in (s.username_env, s.password_env)}
+        return cls(
+            td_base_url=crm.td_base_url,
+            td_reports_url=crm.td_reports_url,
+            uc_base_url=crm.uc_base_url,
+            download_timeout=crm.download_timeout_seconds,
+            max_retries=settings.MAX_RETRIES,
+            retry_after_cap=settings.RETRY_AFTER_CAP_SECONDS,
+            env={n: v for n in names if (v := settings.env_value(n))},
+        )
+
+    @property
+    def retry(self) -> RetryPolicy:
+        return retry_policy(self.max_retries, self.retry_after_cap)
+
+
+def credentials(config: PortalConfig, store: CrmStore) -> tuple[str, str]:
+    user = config.env.get(store.username_env)
+    password = config.env.get(store.password_env)
     missing = [n for n, v in ((store.username_env, user), (store.password_env, password)) if not v]
     if missing:
         raise ConfigError(f"store {store.key}: set {' and '.join(missing)} (credentials named in the TOML file)")
@@ -142,19 +185,34 @@ def filename_from(headers: httpx.Headers) -> str | None:
     return str(name) if name else None
 
 
-def retry_wait(failure: Failure, attempt: int, retry_after: str | None, cap: float, what: str) -> float:
-    """Seconds to wait before retry ``attempt`` of a transient or rate-limited answer.
+def next_wait(
+    policy: RetryPolicy,
+    cause: Cause,
+    attempt: int,
+    what: str,
+    *,
+    status: int | None = None,
+    detail: str = "",
+    retry_after: str | None = None,
+    error: BaseException | None = None,
+) -> float:
+    """Seconds to wait before attempt ``attempt + 1`` of ``what``, as `storeflow.http.policy.decide` says.
 
-    A 429 waits what its Retry-After says (the backoff when it says nothing); a Retry-After past
-    ``cap`` fails the store at once instead of hammering the portal.
+    Otherwise raises: SessionExpired (401/403: log in again), DownloadError when the retries are
+    spent or the answer is a refusal, and at once for a Retry-After past the cap, instead of
+    hammering the portal.
     """
-    fallback = backoff_delay(attempt, initial=0.5, maximum=10)
-    if failure is not Failure.RATE_LIMITED:
-        return fallback
-    decision = decide_retry_after(parse_retry_after(retry_after), cap, fallback)
-    if decision.stop:
+    decision = decide(cause, policy, attempt=attempt, retry_after=parse_retry_after(retry_after))
+    if decision.action is Action.RETRY:
+        return decision.delay
+    if decision.action is Action.REAUTHENTICATE:
+        raise SessionExpired(f"{what} answered {status}")
+    if decision.action is Action.STOP:
         raise DownloadError(f"{what} answered 429 (rate limited): {decision.reason}; try again later")
-    return decision.wait
+    failed = DownloadError(f"{what} answered {status}: {detail}" if status is not None else f"{what}: {detail}")
+    if error is not None:
+        raise failed from error
+    raise failed
 
 
 async def request_with_retry(
@@ -165,46 +223,48 @@ async def request_with_retry(
     retry_after_cap: float = 300.0,
     **kwargs: Any,
 ) -> httpx.Response:
-    """One HTTP call; transient failures (5xx, timeouts) retried with the shared backoff policy, 429s
-    after their Retry-After (up to ``retry_after_cap``)."""
+    """One HTTP call; transient failures (5xx, timeouts) retried up to ``attempts`` times with the shared
+    backoff, 429s after their Retry-After (up to ``retry_after_cap``); 401/403 raise SessionExpired."""
     what = f"{method} {urlparse(url).path}"
+    policy = retry_policy(attempts, retry_after_cap)
     for attempt in range(1, attempts + 2):
         try:
             response = await client.request(method, url, **kwargs)
         except httpx.HTTPError as exc:
-            if classify_exception(exc) is Failure.TRANSIENT and attempt <= attempts:
-                await asyncio.sleep(backoff_delay(attempt, initial=0.5, maximum=10))
-                continue
-            raise DownloadError(f"{what}: {type(exc).__name__}: {exc}") from exc
-        if response.status_code in (401, 403):
-            raise SessionExpired(f"{what} answered {response.status_code}")
-        failure = classify_status(response.status_code)
-        if failure is None:
-            return response
-        if failure is not Failure.PERMANENT and attempt <= attempts:
-            retry_after = response.headers.get("retry-after")
-            await asyncio.sleep(retry_wait(failure, attempt, retry_after, retry_after_cap, what))
+            detail = f"{type(exc).__name__}: {exc}"
+            await asyncio.sleep(next_wait(policy, cause_of_error(exc), attempt, what, detail=detail, error=exc))
             continue
-        raise DownloadError(f"{what} answered {response.status_code}: {response.text[:200]}")
+        cause = cause_of(response.status_code, session_statuses=SESSION_STATUSES)
+        if cause is None:
+            return response
+        wait = next_wait(
+            policy,
+            cause,
+            attempt,
+            what,
+            status=response.status_code,
+            detail=response.text[:200],
+            retry_after=response.headers.get("retry-after"),
+        )
+        await asyncio.sleep(wait)
     raise DownloadError(f"{what}: retries exhausted")
 
 
 class PortalClient:
-    """What both portals share: settings, store, browser access, HTTP."""
+    """What both portals share: their config, the store, browser access, HTTP."""
 
     def __init__(
         self,
-        settings: Settings,
+        config: PortalConfig,
         store: CrmStore,
         http: httpx.AsyncClient,
         browser: Callable[[], Awaitable[Browser]],
     ) -> None:
-        self.settings = settings
+        self.config = config
         self.store = store
         self.http = http
         self.browser = browser
-        self.cfg = settings.config.crm
-        self.timeout = self.cfg.download_timeout_seconds
+        self.timeout = config.download_timeout
         self.log = get_logger("crm", store.key)
 
     async def new_context(self, state: StorageState | None) -> BrowserContext:
@@ -252,14 +312,14 @@ class PortalClient:
 class TumbleDryClient(PortalClient):
     @property
     def base(self) -> str:
-        return self.cfg.td_base_url.rstrip("/")
+        return self.config.td_base_url.rstrip("/")
 
     @property
     def reports_base(self) -> str:
-        return self.cfg.td_reports_url.rstrip("/")
+        return self.config.td_reports_url.rstrip("/")
 
     async def login(self, otp: OtpSource) -> StorageState:
-        user, password = credentials(self.settings, self.store)
+        user, password = credentials(self.config, self.store)
         context = await self.new_context(None)
         try:
             page = await context.new_page()
@@ -292,8 +352,8 @@ class TumbleDryClient(PortalClient):
             self.http,
             "GET",
             url,
-            self.settings.MAX_RETRIES,
-            self.settings.RETRY_AFTER_CAP_SECONDS,
+            self.config.max_retries,
+            self.config.retry_after_cap,
             headers={"Cookie": cookie_header(state, url)},
         )
         if response.is_redirect or "/login" in str(response.url).lower():
@@ -325,8 +385,8 @@ class TumbleDryClient(PortalClient):
                 self.http,
                 "GET",
                 f"{self.reports_base}/reports/order-report",
-                self.settings.MAX_RETRIES,
-                self.settings.RETRY_AFTER_CAP_SECONDS,
+                self.config.max_retries,
+                self.config.retry_after_cap,
                 params={
                     "startDate": window.start.isoformat(),
                     "endDate": window.end.isoformat(),
@@ -459,12 +519,12 @@ _UC_CLICK_JS = """
 class UCleanClient(PortalClient):
     @property
     def base(self) -> str:
-        return self.cfg.uc_base_url.rstrip("/")
+        return self.config.uc_base_url.rstrip("/")
 
     async def login(self, otp: OtpSource) -> StorageState:
         from playwright.async_api import Error as PlaywrightError
 
-        user, password = credentials(self.settings, self.store)
+        user, password = credentials(self.config, self.store)
         context = await self.new_context(None)
         try:
             page = await context.new_page()
@@ -554,21 +614,25 @@ class UCleanClient(PortalClient):
             await page.goto(f"{self.base}/dashboard")
             if "/login" in page.url.lower():
                 raise SessionExpired(f"{self.store.key}: the portal sent the session to its login page")
-            attempts = self.settings.MAX_RETRIES
-            for attempt in range(1, attempts + 2):
+            what = f"{request['method']} {path}"
+            for attempt in range(1, self.config.max_retries + 2):
                 answer: dict[str, Any] = await page.evaluate(_UC_FETCH_JS, request)
-                status = int(answer.get("status") or 0)
-                if status in (401, 403):
-                    raise SessionExpired(f"{request['method']} {path} answered {status}")
-                failure = Failure.TRANSIENT if status == 0 else classify_status(status)
-                if failure is None:
+                status = int(answer.get("status") or 0)  # 0: fetch got no answer
+                cause = cause_of(status or None, session_statuses=SESSION_STATUSES)
+                if cause is None:
                     break
-                if failure is not Failure.PERMANENT and attempt <= attempts:
-                    cap = self.settings.RETRY_AFTER_CAP_SECONDS
-                    what = f"{request['method']} {path}"
-                    await asyncio.sleep(retry_wait(failure, attempt, answer.get("retryAfter"), cap, what))
-                    continue
-                raise DownloadError(f"{request['method']} {path} answered {status}: {answer.get('error', '')}")
+                wait = next_wait(
+                    self.config.retry,
+                    cause,
+                    attempt,
+                    what,
+                    status=status,
+                    detail=answer.get("error", ""),
+                    retry_after=answer.get("retryAfter"),
+                )
+                await asyncio.sleep(wait)
+            else:
+                raise DownloadError(f"{what}: retries exhausted")
             self.log.info(
                 "%s %s answered %s, saving through the page", request["method"], path, status, event="download"
             )
@@ -597,8 +661,8 @@ class UCleanClient(PortalClient):
                 self.http,
                 "GET",
                 f"{self.base}/api/v1/stores/report/tax-report",
-                self.settings.MAX_RETRIES,
-                self.settings.RETRY_AFTER_CAP_SECONDS,
+                self.config.max_retries,
+                self.config.retry_after_cap,
                 params={
                     "from": window.start.isoformat(),
                     "to": window.end.isoformat(),
@@ -627,8 +691,8 @@ class UCleanClient(PortalClient):
 
 
 def client_for(
-    settings: Settings, store: CrmStore, http: httpx.AsyncClient, browser: Callable[[], Awaitable[Browser]]
+    config: PortalConfig, store: CrmStore, http: httpx.AsyncClient, browser: Callable[[], Awaitable[Browser]]
 ) -> PortalClient:
     check_mode(store)
     cls = TumbleDryClient if store.crm == "td" else UCleanClient
-    return cls(settings, store, http, browser)
+    return cls(config, store, http, browser)

@@ -13,7 +13,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -39,6 +39,7 @@ from storeflow.crm.portals import (
     DownloadError,
     OtpSource,
     PortalClient,
+    PortalConfig,
     SessionExpired,
     StorageState,
     check_mode,
@@ -114,6 +115,42 @@ def check_stores(settings: Settings, stores: list[CrmStore]) -> None:
         raise ConfigError("; ".join(problems))
 
 
+@dataclass(frozen=True)
+class CrmRunConfig:
+    """What a CRM run reads from the settings: built once by the entry points, read by everything below."""
+
+    portal: PortalConfig
+    profiles_dir: Path
+    download_dir: Path
+    concurrency: int = 4
+    overlap_days: int = 2
+    backfill_days: int = 30
+    retention_days: int = 0
+    download_timeout: float = 60.0
+    browser: str | None = None  # STOREFLOW_BROWSER
+    browser_channel: str | None = None
+    headless: bool = True  # HEADLESS_MODE
+    otp_webhook_timeout: float = 300.0  # MFA_WEBHOOK_TIMEOUT_SECONDS
+
+    @classmethod
+    def from_settings(cls, settings: Settings, stores: Iterable[CrmStore] = ()) -> CrmRunConfig:
+        crm = settings.config.crm
+        return cls(
+            portal=PortalConfig.from_settings(settings, stores),
+            profiles_dir=crm.profiles_dir,
+            download_dir=crm.download_dir,
+            concurrency=crm.concurrency,
+            overlap_days=crm.overlap_days,
+            backfill_days=crm.backfill_days,
+            retention_days=crm.retention_days,
+            download_timeout=crm.download_timeout_seconds,
+            browser=settings.STOREFLOW_BROWSER,
+            browser_channel=crm.browser_channel,
+            headless=settings.HEADLESS_MODE,
+            otp_webhook_timeout=settings.MFA_WEBHOOK_TIMEOUT_SECONDS,
+        )
+
+
 @dataclass
 class StoreOutcome:
     key: str
@@ -167,8 +204,8 @@ class RunSummary:
 class BrowserHolder:
     """Launches Chromium on first need (API-only runs never start it); closed by the runner."""
 
-    def __init__(self, settings: Settings, headless: bool) -> None:
-        self.settings = settings
+    def __init__(self, config: CrmRunConfig, headless: bool) -> None:
+        self.config = config
         self.headless = headless
         self._pw: Playwright | None = None
         self._manager: Any = None
@@ -185,9 +222,9 @@ class BrowserHolder:
                 assert self._pw is not None
                 self._browser = await launch(
                     self._pw,
-                    self.settings.STOREFLOW_BROWSER,
+                    self.config.browser,
                     headless=self.headless,
-                    channel=self.settings.config.crm.browser_channel,
+                    channel=self.config.browser_channel,
                 )
             return self._browser
 
@@ -199,32 +236,35 @@ class BrowserHolder:
 
 
 @contextlib.asynccontextmanager
-async def portal_session(settings: Settings, headless: bool) -> AsyncIterator[tuple[httpx.AsyncClient, BrowserHolder]]:
-    holder = BrowserHolder(settings, headless)
-    async with httpx.AsyncClient(timeout=settings.config.crm.download_timeout_seconds) as http:
+async def portal_session(
+    config: CrmRunConfig, headless: bool
+) -> AsyncIterator[tuple[httpx.AsyncClient, BrowserHolder]]:
+    holder = BrowserHolder(config, headless)
+    async with httpx.AsyncClient(timeout=config.download_timeout) as http:
         try:
             yield http, holder
         finally:
             await holder.close()
 
 
-def resolve_headless(settings: Settings, headless: bool | None, bootstrap: bool = False) -> bool:
+def resolve_headless(config: CrmRunConfig, headless: bool | None, bootstrap: bool = False) -> bool:
     if headless is not None:
         return headless
     if bootstrap:
         return not has_display()
-    return settings.HEADLESS_MODE
+    return config.headless
 
 
 async def otp_source(
-    settings: Settings,
+    webhook_timeout: float,
     store: CrmStore,
     http: httpx.AsyncClient,
     given: str | None,
     interactive: bool,
     poll_seconds: float = 2.0,
 ) -> OtpSource:
-    """Where a one-time code comes from: ``--otp``, else the store's OTP webhook, else stdin.
+    """Where a one-time code comes from: ``--otp``, else the store's OTP webhook (polled for up to
+    ``webhook_timeout`` seconds, MFA_WEBHOOK_TIMEOUT_SECONDS), else stdin.
 
     Called before the login form is submitted: the webhook's current answer is remembered then, so the
     previous login's code it still serves is never typed into the new prompt.
@@ -238,7 +278,7 @@ async def otp_source(
         if given:
             return given.strip()
         if store.otp_webhook_url:
-            deadline = asyncio.get_running_loop().time() + settings.MFA_WEBHOOK_TIMEOUT_SECONDS
+            deadline = asyncio.get_running_loop().time() + webhook_timeout
             while True:
                 code = fresh_code(await _webhook_answer(http, store.otp_webhook_url), stale, asked_at)
                 if code:
@@ -286,29 +326,29 @@ async def run_bootstrap(
     db: Database | None = None,
 ) -> list[StoreOutcome]:
     """Log every store in (one at a time: a human may be typing codes) and save its storage state."""
-    vault = SessionVault(settings.config.crm.profiles_dir)
+    config = CrmRunConfig.from_settings(settings, stores)
+    vault = SessionVault(config.profiles_dir)
     outcomes = []
-    async with portal_session(settings, resolve_headless(settings, headless, bootstrap=True)) as (http, holder):
+    async with portal_session(config, resolve_headless(config, headless, bootstrap=True)) as (http, holder):
         for store in stores:
             slog = get_logger("auth", store.key)
-            client = client_for(settings, store, http, holder.get)
+            client = client_for(config.portal, store, http, holder.get)
             try:
                 slog.info("logging in", event="bootstrap")
-                state = await client.login(await otp_source(settings, store, http, otp, interactive))
+                state = await client.login(await otp_source(config.otp_webhook_timeout, store, http, otp, interactive))
                 path = vault.save(store.key, state)
                 slog.info("session saved to %s", path, event="bootstrap")
                 outcomes.append(StoreOutcome(store.key, "ok", file=str(path)))
-                _session_check(db, settings, store, True, "bootstrapped")
+                _session_check(db, vault, store, True, "bootstrapped")
             except StoreflowError as exc:
                 slog.error("bootstrap failed: %s", exc, event="bootstrap")
                 outcomes.append(StoreOutcome(store.key, "failed", error=str(exc)))
     return outcomes
 
 
-def _session_check(db: Database | None, settings: Settings, store: CrmStore, valid: bool, detail: str) -> None:
+def _session_check(db: Database | None, vault: SessionVault, store: CrmStore, valid: bool, detail: str) -> None:
     if db is None:
         return
-    vault = SessionVault(settings.config.crm.profiles_dir)
     path = vault.path(store.key)
     age = vault.age_seconds(store.key)
     saved = datetime.fromtimestamp(path.stat().st_mtime).astimezone() if age is not None else None
@@ -341,7 +381,7 @@ async def run_download(
     progress: Progress,
 ) -> RunSummary:
     """Download and ingest every store; returns the summary (exit code, per-store outcomes)."""
-    cfg = settings.config.crm
+    config = CrmRunConfig.from_settings(settings, stores)
     today = options.today or date.today()
     requested = requested_window(options.start, options.end, today)
     summary = RunSummary(uuid.uuid4())
@@ -353,13 +393,13 @@ async def run_download(
             raise lost_database(exc, "starting the CRM run") from exc
         raise
     log.info("run %s: %d store(s)", summary.run_id, len(stores), event="start")
-    semaphore = asyncio.Semaphore(cfg.concurrency)
-    async with portal_session(settings, resolve_headless(settings, options.headless)) as (http, holder):
+    semaphore = asyncio.Semaphore(config.concurrency)
+    async with portal_session(config, resolve_headless(config, options.headless)) as (http, holder):
 
         async def one(store: CrmStore) -> StoreOutcome:
             async with semaphore:
                 return await _run_store(
-                    settings, db, store, summary.run_id, requested, today, options, progress, http, holder
+                    config, db, store, summary.run_id, requested, today, options, progress, http, holder
                 )
 
         summary.outcomes = list(await asyncio.gather(*(one(s) for s in stores)))
@@ -407,7 +447,7 @@ async def run_download(
 
 
 async def _run_store(
-    settings: Settings,
+    config: CrmRunConfig,
     db: Database,
     store: CrmStore,
     run_id: uuid.UUID,
@@ -440,15 +480,14 @@ async def _run_store(
             outcome.window = window
             return outcome
         try:
-            cfg = settings.config.crm
             window = requested or auto_window(
-                await asyncio.to_thread(_last_success, db, store), today, cfg.overlap_days, cfg.backfill_days
+                await asyncio.to_thread(_last_success, db, store), today, config.overlap_days, config.backfill_days
             )
             outcome.window = window
             progress.update(store.key, "session", f"window {window}")
             slog.info("window %s (mode %s)", window, store.mode, event="window")
-            client = client_for(settings, store, http, holder.get)
-            downloaded = await _download_with_session(settings, db, store, client, window, progress, slog)
+            client = client_for(config.portal, store, http, holder.get)
+            downloaded = await _download_with_session(config, db, store, client, window, progress, slog)
             progress.update(store.key, "ingest", downloaded.path.name)
             info = FileInfo(
                 run_id, store.crm, store.code, downloaded.report_type, downloaded.mode, window.start, window.end
@@ -456,7 +495,7 @@ async def _run_store(
             result = await asyncio.to_thread(_ingest, db, downloaded.path, info)
             outcome.status, outcome.file, outcome.error = result.status, downloaded.path.name, result.error
             outcome.inserted, outcome.updated, outcome.rejected = result.inserted, result.updated, result.rejected
-            _retain(settings, downloaded.path, result, options.keep_files)
+            _retain(config, downloaded.path, result, options.keep_files)
         except NeedsBootstrapError as exc:
             outcome.status, outcome.error = "needs_bootstrap", str(exc)
             slog.error("%s; run: %s", exc, bootstrap_command(store), event="needs_bootstrap")
@@ -502,7 +541,7 @@ def _first_line(exc: BaseException) -> str | None:
 
 
 async def _download_with_session(
-    settings: Settings,
+    config: CrmRunConfig,
     db: Database,
     store: CrmStore,
     client: PortalClient,
@@ -510,14 +549,14 @@ async def _download_with_session(
     progress: Progress,
     slog: Any,
 ) -> Downloaded:
-    vault = SessionVault(settings.config.crm.profiles_dir)
+    vault = SessionVault(config.profiles_dir)
     state: StorageState | None = vault.load(store.key)
     relogged = False
 
     async def relogin(reason: str) -> StorageState:
         nonlocal relogged
         if store.otp_required or relogged:
-            await asyncio.to_thread(_session_check, db, settings, store, False, reason)
+            await asyncio.to_thread(_session_check, db, vault, store, False, reason)
             raise NeedsBootstrapError(f"{store.key}: {reason}; the session needs a bootstrap (OTP)")
         relogged = True
         progress.update(store.key, "login", "re-authenticating")
@@ -528,7 +567,7 @@ async def _download_with_session(
 
         new_state = await client.login(no_otp)
         vault.save(store.key, new_state)
-        await asyncio.to_thread(_session_check, db, settings, store, True, f"re-authenticated ({reason})")
+        await asyncio.to_thread(_session_check, db, vault, store, True, f"re-authenticated ({reason})")
         return new_state
 
     if state is None:
@@ -536,16 +575,16 @@ async def _download_with_session(
     elif not await client.probe(state):
         state = await relogin("the stored session expired")
     else:
-        await asyncio.to_thread(_session_check, db, settings, store, True, "probe ok")
+        await asyncio.to_thread(_session_check, db, vault, store, True, "probe ok")
     progress.update(store.key, "download", store.mode)
     try:
         downloaded = await asyncio.wait_for(
-            client.download(state, window, settings.config.crm.download_dir),
-            settings.config.crm.download_timeout_seconds * 3,
+            client.download(state, window, config.download_dir),
+            config.download_timeout * 3,
         )
     except SessionExpired as exc:
         state = await relogin(str(exc))
-        downloaded = await client.download(state, window, settings.config.crm.download_dir)
+        downloaded = await client.download(state, window, config.download_dir)
     except TimeoutError as exc:
         raise DownloadError(f"{store.key}: the download took too long") from exc
     if downloaded.state:
@@ -598,12 +637,12 @@ async def _audit_unless_lost(db: Database, store: CrmStore, *args: Any) -> None:
         log.error("%s: audit row not written: %s", store.key, lost_database(exc, "auditing"), event="db")
 
 
-def _retain(settings: Settings, path: Path, result: IngestResult, keep_files: bool) -> None:
+def _retain(config: CrmRunConfig, path: Path, result: IngestResult, keep_files: bool) -> None:
     """Delete the file after a successful ingestion unless --keep-files or retention_days keeps it."""
-    days = settings.config.crm.retention_days
+    days = config.retention_days
     if result.ok and not keep_files and days == 0:
         path.unlink(missing_ok=True)
-    folder = settings.config.crm.download_dir
+    folder = config.download_dir
     if days > 0 and folder.is_dir() and not keep_files:
         files = [(p, datetime.fromtimestamp(p.stat().st_mtime)) for p in folder.glob("*_to_*.*") if p.is_file()]
         for old in expired_files(files, datetime.now(), days):

@@ -12,18 +12,22 @@ import asyncio
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
+from pydantic import SecretStr
 
 from storeflow.browser import launch, vault_for_file
 from storeflow.errors import ConfigError, StoreflowError, UnavailableError
 from storeflow.hallmark.aura import TOKEN_KEY, find_fwuid, find_token_in_page
 from storeflow.logs import get_logger, register_secrets
 from storeflow.otp import fresh_code, read_code, webhook_answer
-from storeflow.settings import Settings
+
+if TYPE_CHECKING:
+    from storeflow.settings import Settings
 
 log = get_logger("auth")
 
@@ -71,22 +75,81 @@ def cookie_jar(cookies: list[dict[str, Any]]) -> httpx.Cookies:
     return jar
 
 
+# ---------------------------------------------------------------- configuration
+
+
+def _missing(settings: Settings, *names: str) -> str | None:
+    """The error `Settings.require` gives for ``names``, None when they are all set (raised when needed)."""
+    try:
+        settings.require(*names)
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
+@dataclass(frozen=True)
+class MfaConfig:
+    """Where the one-time code comes from (MFA_METHOD and what that method needs)."""
+
+    method: str = "manual"
+    webhook_url: str | None = None
+    totp_secret: SecretStr | None = None
+    webhook_timeout: float = 300.0
+    missing: str | None = None  # the error for a method whose setting is not set
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MfaConfig:
+        needs = {"webhook": "N8N_WEBHOOK_URL", "totp": "MFA_TOTP_SECRET"}.get(settings.MFA_METHOD)
+        return cls(
+            method=settings.MFA_METHOD,
+            webhook_url=settings.N8N_WEBHOOK_URL,
+            totp_secret=settings.MFA_TOTP_SECRET,
+            webhook_timeout=settings.MFA_WEBHOOK_TIMEOUT_SECONDS,
+            missing=_missing(settings, needs) if needs else None,
+        )
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """What the login and the saved-session check read from the settings."""
+
+    base_url: str
+    session_file: Path
+    request_timeout: float = 30.0
+    browser: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    mfa: MfaConfig = MfaConfig()
+    missing: str | None = None  # the error a login gives when HALLMARK_USERNAME / HALLMARK_PASSWORD is not set
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AuthConfig:
+        return cls(
+            base_url=settings.BASE_URL.rstrip("/"),
+            session_file=settings.SESSION_FILE,
+            request_timeout=settings.REQUEST_TIMEOUT_SECONDS,
+            browser=settings.STOREFLOW_BROWSER,
+            username=settings.HALLMARK_USERNAME,
+            password=settings.HALLMARK_PASSWORD,
+            mfa=MfaConfig.from_settings(settings),
+            missing=_missing(settings, "HALLMARK_USERNAME", "HALLMARK_PASSWORD"),
+        )
+
+
 # ---------------------------------------------------------------- MFA codes
 
 
 class MfaSource:
     """Where the one-time code comes from: ``manual`` prompt, ``webhook`` poll or ``totp``."""
 
-    def __init__(self, settings: Settings, prompt: Callable[[str], str] | None = None) -> None:
-        self.settings = settings
-        self.method = settings.MFA_METHOD
+    def __init__(self, config: MfaConfig, prompt: Callable[[str], str] | None = None) -> None:
+        if config.missing:
+            raise ConfigError(config.missing)
+        self.config = config
+        self.method = config.method
         self.prompt = prompt
         self._stale: str | None = None
         self._prompted_at = 0.0
-        if self.method == "webhook":
-            settings.require("N8N_WEBHOOK_URL")
-        if self.method == "totp":
-            settings.require("MFA_TOTP_SECRET")
 
     async def before_prompt(self) -> None:
         """Called before the sign-on is submitted: remember the webhook's current (stale) code."""
@@ -95,7 +158,7 @@ class MfaSource:
             return
         try:
             async with httpx.AsyncClient() as http:
-                payload = await webhook_answer(http, self.settings.N8N_WEBHOOK_URL or "")
+                payload = await webhook_answer(http, self.config.webhook_url or "")
         except httpx.HTTPError:
             payload = None
         if isinstance(payload, dict) and payload.get("code"):
@@ -105,7 +168,7 @@ class MfaSource:
         if self.method == "totp":
             import pyotp
 
-            secret = self.settings.MFA_TOTP_SECRET.get_secret_value() if self.settings.MFA_TOTP_SECRET else ""
+            secret = self.config.totp_secret.get_secret_value() if self.config.totp_secret else ""
             try:
                 value: str = pyotp.TOTP(secret.replace(" ", "")).now()
             except ValueError as exc:
@@ -119,12 +182,12 @@ class MfaSource:
         return value
 
     async def _wait_for_webhook(self) -> str:
-        deadline = time.monotonic() + self.settings.MFA_WEBHOOK_TIMEOUT_SECONDS
+        deadline = time.monotonic() + self.config.webhook_timeout
         log.info("waiting for the MFA code from the webhook", event="mfa")
         async with httpx.AsyncClient() as http:
             while time.monotonic() < deadline:
                 try:
-                    payload = await webhook_answer(http, self.settings.N8N_WEBHOOK_URL or "")
+                    payload = await webhook_answer(http, self.config.webhook_url or "")
                 except httpx.HTTPError as exc:
                     log.warning("MFA webhook unreachable: %s", exc, event="mfa")
                     payload = None
@@ -133,7 +196,7 @@ class MfaSource:
                     return code
                 await asyncio.sleep(0.5)
         raise StoreflowError(
-            f"no new MFA code from N8N_WEBHOOK_URL within {self.settings.MFA_WEBHOOK_TIMEOUT_SECONDS:.0f}s "
+            f"no new MFA code from N8N_WEBHOOK_URL within {self.config.webhook_timeout:.0f}s "
             "(raise MFA_WEBHOOK_TIMEOUT_SECONDS or use MFA_METHOD=manual)"
         )
 
@@ -145,20 +208,19 @@ def console_prompt(text: str) -> str:
 # ---------------------------------------------------------------- login
 
 
-@dataclass
 class Authenticator:
     """Gives the Aura client a session: the saved one while valid, else a full browser login."""
 
-    settings: Settings
-    headless: bool = True
-    prompt: Callable[[str], str] | None = None
-    logins: int = 0
-    reused: int = 0
-    _events: list[str] = field(default_factory=list)
+    def __init__(self, settings: Settings, headless: bool = True, prompt: Callable[[str], str] | None = None) -> None:
+        self.config = AuthConfig.from_settings(settings)
+        self.headless = headless
+        self.prompt = prompt
+        self.logins = 0
+        self.reused = 0
 
     @property
     def base_url(self) -> str:
-        return self.settings.BASE_URL.rstrip("/")
+        return self.config.base_url
 
     async def session(self) -> PortalSession:
         saved = await self.saved_session()
@@ -169,7 +231,7 @@ class Authenticator:
 
     async def saved_session(self) -> PortalSession | None:
         """The stored storage state if ``/s/`` still loads with it (checked with httpx, no browser)."""
-        vault, key = vault_for_file(self.settings.SESSION_FILE)
+        vault, key = vault_for_file(self.config.session_file)
         state = vault.load(key)
         if state is None:
             return None
@@ -180,7 +242,7 @@ class Authenticator:
             return None
         try:
             async with httpx.AsyncClient(cookies=cookie_jar(cookies), follow_redirects=True) as http:
-                page = await http.get(f"{self.base_url}/s/", timeout=self.settings.REQUEST_TIMEOUT_SECONDS)
+                page = await http.get(f"{self.base_url}/s/", timeout=self.config.request_timeout)
         except httpx.HTTPError as exc:
             raise UnavailableError(f"cannot reach {self.base_url}: {exc}") from exc
         if "/login" in str(page.url) or page.status_code >= 400:
@@ -189,7 +251,7 @@ class Authenticator:
         register_secrets([token])
         fwuid = find_fwuid(page.text)
         token = find_token_in_page(page.text) or token
-        log.info("reusing the saved session from %s", self.settings.SESSION_FILE, event="session")
+        log.info("reusing the saved session from %s", self.config.session_file, event="session")
         return PortalSession(self.base_url, cookies, token, fwuid, from_saved_state=True)
 
     async def login(self) -> PortalSession:
@@ -197,12 +259,13 @@ class Authenticator:
         from playwright.async_api import Error as PlaywrightError
         from playwright.async_api import async_playwright
 
-        self.settings.require("HALLMARK_USERNAME", "HALLMARK_PASSWORD")
-        mfa = MfaSource(self.settings, self.prompt)
+        if self.config.missing:
+            raise ConfigError(self.config.missing)
+        mfa = MfaSource(self.config.mfa, self.prompt)
         log.info("logging in to %s (MFA %s)", self.base_url, mfa.method, event="login")
         try:
             async with async_playwright() as pw:
-                browser = await launch(pw, self.settings.STOREFLOW_BROWSER, headless=self.headless)
+                browser = await launch(pw, self.config.browser, headless=self.headless)
                 try:
                     context = await browser.new_context()
                     page = await context.new_page()
@@ -213,20 +276,20 @@ class Authenticator:
                     await browser.close()
         except PlaywrightError as exc:
             raise StoreflowError(f"login failed in the browser: {str(exc).splitlines()[0]}") from exc
-        vault, key = vault_for_file(self.settings.SESSION_FILE)
+        vault, key = vault_for_file(self.config.session_file)
         vault.save(key, dict(state))
         session.cookies = [dict(c) for c in state.get("cookies") or []]
         self.logins += 1
-        log.info("logged in; session saved to %s", self.settings.SESSION_FILE, event="login")
+        log.info("logged in; session saved to %s", self.config.session_file, event="login")
         return session
 
     async def _login_steps(self, page: Any, mfa: MfaSource) -> PortalSession:
-        password = self.settings.HALLMARK_PASSWORD.get_secret_value() if self.settings.HALLMARK_PASSWORD else ""
+        password = self.config.password.get_secret_value() if self.config.password else ""
         await page.goto(f"{self.base_url}/")
         await page.locator('[aria-label="Retailer Login"]').first.click()
         await page.wait_for_selector(USERNAME_INPUT)
         await mfa.before_prompt()
-        await page.fill(USERNAME_INPUT, self.settings.HALLMARK_USERNAME or "")
+        await page.fill(USERNAME_INPUT, self.config.username or "")
         password_box = page.locator(PASSWORD_INPUT)
         if not await password_box.count():
             log.info("sign-on asks for the password on a second step", event="login")

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
@@ -21,7 +21,7 @@ from storeflow.db.connect import Database
 from storeflow.errors import ConfigError, RateLimitStop, StoreflowError
 from storeflow.hallmark import aura, store
 from storeflow.hallmark.auth import Authenticator
-from storeflow.hallmark.client import AuraClient, RequestFailedError
+from storeflow.hallmark.client import AuraClient, HallmarkClientConfig, RequestFailedError
 from storeflow.hallmark.records import (
     RecordKind,
     flatten_billing,
@@ -36,7 +36,9 @@ from storeflow.http.shared import account_throttle
 from storeflow.http.throttle import Throttle
 from storeflow.logs import get_logger
 from storeflow.paths import UnsafePathError, shown
-from storeflow.settings import Settings
+
+if TYPE_CHECKING:
+    from storeflow.settings import Settings
 
 log = get_logger("extractors")
 RunKind = Literal["orders", "billing", "bulk-orders", "bulk-billing-documents"]
@@ -96,24 +98,41 @@ class RunSummary:
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
 
-def store_numbers(settings: Settings, db: Database) -> dict[str, str]:
+@dataclass(frozen=True)
+class ExtractConfig:
+    """What an extraction reads from the settings."""
+
+    client: HallmarkClientConfig
+    output: Path
+    store_numbers: Mapping[str, str] = field(default_factory=dict)  # customer_id -> store number (TOML)
+    default_customers: tuple[str, ...] = ()  # [hallmark] default_customer_ids, else the TOML stores' ids
+
+    @classmethod
+    def from_settings(cls, settings: Settings, output: Path | None = None) -> ExtractConfig:
+        hallmark = settings.config.hallmark
+        return cls(
+            client=HallmarkClientConfig.from_settings(settings),
+            output=output or settings.OUTPUT_DIRECTORY,
+            store_numbers={s.customer_id: s.store_number for s in hallmark.stores},
+            default_customers=tuple(hallmark.default_customer_ids or [s.customer_id for s in hallmark.stores]),
+        )
+
+
+def store_numbers(configured: Mapping[str, str], db: Database) -> dict[str, str]:
     """customer_id -> canonical store number: the `stores` table, else the TOML mapping."""
-    mapping = {s.customer_id: s.store_number for s in settings.config.hallmark.stores}
+    mapping = dict(configured)
     with db.transaction() as conn:
         for row in conn.execute("SELECT customer_id, store_number FROM stores").fetchall():
             mapping[str(row["customer_id"])] = str(row["store_number"])
     return mapping
 
 
-def default_customers(settings: Settings) -> list[str]:
-    ids = list(settings.config.hallmark.default_customer_ids) or [
-        s.customer_id for s in settings.config.hallmark.stores
-    ]
-    if not ids:
+def default_customers(config: ExtractConfig) -> list[str]:
+    if not config.default_customers:
         raise ConfigError(
             "no customer ids: pass --customer-ids or set [hallmark] default_customer_ids in the storeflow TOML file"
         )
-    return ids
+    return list(config.default_customers)
 
 
 class Extractor:
@@ -128,10 +147,10 @@ class Extractor:
         progress: Progress | None = None,
         throttle: Throttle | None = None,
     ) -> None:
-        self.settings = settings
+        self.config = ExtractConfig.from_settings(settings, output)
         self.db = db
         self.auth = auth
-        self.output = output or settings.OUTPUT_DIRECTORY
+        self.output = self.config.output
         self.progress = progress or (lambda phase, done, total: None)
         self.throttle = throttle or account_throttle(settings, db.url, db.pool_config)
         self._client: AuraClient | None = None
@@ -141,7 +160,7 @@ class Extractor:
         run_id, kind, searched, params = self._open(request)
         summary = RunSummary(run_id, kind, resumed=request.resume)
         async with httpx.AsyncClient(headers={"User-Agent": "Mozilla/5.0 storeflow"}) as http:
-            client = AuraClient(self.settings, http, self.auth, self.throttle)
+            client = AuraClient(self.config.client, http, self.auth, self.throttle)
             self._client = client
             try:
                 if kind in BULK_KINDS and not searched:
@@ -218,7 +237,7 @@ class Extractor:
     async def _search(
         self, client: AuraClient, run_id: uuid.UUID, kind: str, params: dict[str, Any], summary: RunSummary
     ) -> None:
-        customers = list(params.get("customer_ids") or []) or default_customers(self.settings)
+        customers = list(params.get("customer_ids") or []) or default_customers(self.config)
         start, end = params.get("start"), params.get("end")
         if not start or not end:
             raise ConfigError("--bulk-orders / --bulk-billing-documents need --start-date and --end-date")
@@ -259,7 +278,7 @@ class Extractor:
         summary: RunSummary,
     ) -> None:
         index = OutputIndex(self.output)
-        stores = store_numbers(self.settings, self.db)
+        stores = store_numbers(self.config.store_numbers, self.db)
         with self.db.transaction() as conn:
             items = store.todo(conn, run_id)
         with_deliveries = request.with_deliveries or bool(params.get("with_deliveries"))

@@ -16,6 +16,12 @@ from storeflow.sandbox.host import SandboxHost
 from storeflow.settings import Settings, load_settings
 
 
+def with_crm(settings: Settings, **changes: object) -> Settings:
+    """A copy of ``settings`` whose ``[crm]`` section has ``changes`` (loaded settings are never changed)."""
+    crm = settings.config.crm.model_copy(update=changes)
+    return settings.model_copy(update={"config": settings.config.model_copy(update={"crm": crm})})
+
+
 @pytest.fixture(scope="module")
 def crm_sandbox() -> Iterator[SandboxHost]:
     host = SandboxHost(["tumbledry", "uclean"], port_base=0, seed=11)
@@ -32,8 +38,7 @@ def module_profiles(crm_sandbox: SandboxHost, tmp_path_factory: pytest.TempPathF
     folder = tmp_path_factory.mktemp("crm-module")
     config = folder / "sb" / "storeflow.toml"
     crm_sandbox.write_config(config)
-    settings = load_settings(config, env={})
-    settings.config.crm.profiles_dir = folder / "profiles"
+    settings = with_crm(load_settings(config, env={}), profiles_dir=folder / "profiles")
     outcomes = asyncio.run(run_bootstrap(settings, settings.config.crm.stores, None, True, False))
     assert [o.status for o in outcomes] == ["ok"] * 4, outcomes
     return folder / "profiles"
@@ -50,13 +55,11 @@ def crm_settings(
         crm_sandbox.sim(sim).revision = 0  # type: ignore[attr-defined]
     config = tmp_path / "sb" / "storeflow.toml"
     crm_sandbox.write_config(config)
-    settings = make_settings(db_url=db_url, config=config)
+    settings = make_settings(db_url=db_url, config=config, MAX_RETRIES="2")
     shutil.copytree(module_profiles, tmp_path / "profiles")
-    settings.config.crm.profiles_dir = tmp_path / "profiles"
-    settings.config.crm.download_dir = tmp_path / "downloads"
-    settings.config.crm.download_timeout_seconds = 15
-    settings.MAX_RETRIES = 2
-    return settings
+    return with_crm(
+        settings, profiles_dir=tmp_path / "profiles", download_dir=tmp_path / "downloads", download_timeout_seconds=15
+    )
 
 
 @pytest.fixture

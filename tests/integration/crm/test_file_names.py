@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, Response
 
 from storeflow.browser import launch_options
-from storeflow.crm.portals import DownloadError, TumbleDryClient
+from storeflow.crm.portals import DownloadError, PortalConfig, TumbleDryClient
 from storeflow.crm.runner import RunSummary
 from storeflow.crm.windows import Window
 from storeflow.settings import CrmStore, Settings, load_settings
@@ -71,7 +71,7 @@ async def _download_and_save(browser_path: str, base: str, name: str, folder: Pa
             async def no_browser() -> None:
                 raise AssertionError("not used")
 
-            client = TumbleDryClient(load_settings(env={}), STORE, http, no_browser)  # type: ignore[arg-type]
+            client = TumbleDryClient(PortalConfig.from_settings(load_settings(env={})), STORE, http, no_browser)  # type: ignore[arg-type]
             ext = client.served_extension(None, download.suggested_filename, b"")
             return await client.save_download(download, client.target(WINDOW, ext, folder))
         finally:

@@ -13,6 +13,7 @@ import pytest
 from storeflow.crm.runner import RunSummary
 from storeflow.sandbox.host import SandboxHost
 from storeflow.settings import Settings
+from tests.integration.crm.conftest import with_crm
 
 pytestmark = pytest.mark.integration
 WINDOW = {"from": "2025-11-10", "to": "2025-11-11"}
@@ -160,7 +161,7 @@ def test_retention_keep_files_and_retention_days(
     folder = crm_settings.config.crm.download_dir
     run(crm_settings, crm="uc", store="sushantlok1", keep_files=True)
     assert [p.name for p in folder.iterdir()] == ["UC_GST_SushantLok1Gurugram_2025-11-10_to_2025-11-11.json"]
-    crm_settings.config.crm.retention_days = 3
+    crm_settings = with_crm(crm_settings, retention_days=3)
     run(crm_settings, crm="uc", store="sushantlok1", start="2025-11-12", end="2025-11-12")
     assert len(list(folder.iterdir())) == 2  # kept for 3 days
     import os
@@ -185,7 +186,7 @@ def test_uc_generate_mode_and_td_slow_report_generation(
     row = conn.execute("SELECT count(*) AS n, sum(final_amount)::float AS s FROM fact_uc_gst").fetchone()
     assert (row["n"], round(row["s"], 2)) == (t["rows"], t["net_amount"])
 
-    crm_settings.config.crm.download_timeout_seconds = 4
+    crm_settings = with_crm(crm_settings, download_timeout_seconds=4)
     httpx.post(
         f"{crm_sandbox.urls['tumbledry']}/_sandbox/report-faults", json={"kind": "slow", "store": "a668", "seconds": 30}
     )

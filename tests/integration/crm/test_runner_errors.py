@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from storeflow.browser import SessionVault
 from storeflow.crm.runner import _session_check
 from storeflow.db.connect import Database
 from storeflow.db.pool import PoolConfig
@@ -26,7 +27,7 @@ def test_a_session_check_the_database_cannot_take_is_logged_and_the_run_goes_on(
         pool_config=PoolConfig(connect_timeout=2, wait_timeout=0.2, reconnect_timeout=0.5),
     )
     try:
-        _session_check(gone, settings, store, True, "probe ok")  # does not raise
+        _session_check(gone, SessionVault(settings.config.crm.profiles_dir), store, True, "probe ok")  # does not raise
     finally:
         gone.close()
     messages = [r.getMessage() for r in caplog.records if "session check not recorded" in r.getMessage()]

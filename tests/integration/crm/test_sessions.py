@@ -41,7 +41,9 @@ def test_expired_sessions_otp_store_needs_bootstrap_others_relogin(
     hook = HTTPServer(("127.0.0.1", 0), Hook)
     serving = threading.Thread(target=hook.serve_forever)
     serving.start()
-    crm_settings.ALERT_WEBHOOK_URL = f"http://127.0.0.1:{hook.server_address[1]}/alert"
+    crm_settings = crm_settings.model_copy(
+        update={"ALERT_WEBHOOK_URL": f"http://127.0.0.1:{hook.server_address[1]}/alert"}
+    )
     for sim in ("tumbledry", "uclean"):
         crm_sandbox.sim(sim).expire_sessions()
     try:

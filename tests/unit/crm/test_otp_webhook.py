@@ -10,7 +10,7 @@ import pytest
 
 from storeflow.crm.runner import otp_source
 from storeflow.errors import StoreflowError
-from storeflow.settings import CrmStore, Settings
+from storeflow.settings import CrmStore
 
 STORE = CrmStore(
     crm="td",
@@ -33,9 +33,8 @@ def fetch_with(answers: list[Any], timeout: float = 5.0) -> tuple[str, int]:
         return httpx.Response(200, json=answer) if answer is not None else httpx.Response(404)
 
     async def run() -> str:
-        settings = Settings(MFA_WEBHOOK_TIMEOUT_SECONDS=timeout)
         async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
-            fetch = await otp_source(settings, STORE, http, None, False, poll_seconds=0.01)
+            fetch = await otp_source(timeout, STORE, http, None, False, poll_seconds=0.01)
             return await fetch()
 
     return asyncio.run(run()), len(calls)

@@ -7,28 +7,29 @@ import asyncio
 import httpx
 import pytest
 
-from storeflow.crm.portals import DownloadError, request_with_retry, retry_wait
-from storeflow.http.policy import Failure
+from storeflow.crm.portals import DownloadError, next_wait, request_with_retry, retry_policy
+from storeflow.http.policy import Cause
 
 
 @pytest.mark.parametrize(
-    ("failure", "attempt", "retry_after", "cap", "expected"),
+    ("cause", "attempt", "retry_after", "cap", "expected"),
     [
-        (Failure.TRANSIENT, 1, None, 300, 0.5),  # 5xx: the shared backoff
-        (Failure.TRANSIENT, 3, "120", 300, 2.0),  # a 5xx's Retry-After is not a rate limit
-        (Failure.RATE_LIMITED, 1, "7", 300, 7.0),  # 429: what the portal asks for
-        (Failure.RATE_LIMITED, 2, None, 300, 1.0),  # 429 without Retry-After: the backoff
-        (Failure.RATE_LIMITED, 1, "soon", 300, 0.5),  # unreadable: the backoff
-        (Failure.RATE_LIMITED, 1, "300", 300, 300.0),  # at the cap: still waited
+        (Cause.ANSWERED, 1, None, 300, 0.5),  # 5xx: the shared backoff
+        (Cause.ANSWERED, 3, "120", 300, 2.0),  # a 5xx's Retry-After is not a rate limit
+        (Cause.RATE_LIMITED, 1, "7", 300, 7.0),  # 429: what the portal asks for
+        (Cause.RATE_LIMITED, 2, None, 300, 1.0),  # 429 without Retry-After: the backoff
+        (Cause.RATE_LIMITED, 1, "soon", 300, 0.5),  # unreadable: the backoff
+        (Cause.RATE_LIMITED, 1, "300", 300, 300.0),  # at the cap: still waited
     ],
 )
-def test_retry_wait(failure: Failure, attempt: int, retry_after: str | None, cap: float, expected: float) -> None:
-    assert retry_wait(failure, attempt, retry_after, cap, "GET /x") == pytest.approx(expected)
+def test_retry_wait(cause: Cause, attempt: int, retry_after: str | None, cap: float, expected: float) -> None:
+    wait = next_wait(retry_policy(3, cap), cause, attempt, "GET /x", retry_after=retry_after)
+    assert wait == pytest.approx(expected)
 
 
 def test_a_retry_after_past_the_cap_fails_the_store_at_once() -> None:
     with pytest.raises(DownloadError, match=r"GET /api/report answered 429 .*exceeds the cap of 60s"):
-        retry_wait(Failure.RATE_LIMITED, 1, "3600", 60, "GET /api/report")
+        next_wait(retry_policy(3, 60), Cause.RATE_LIMITED, 1, "GET /api/report", status=429, retry_after="3600")
 
 
 def test_request_with_retry_waits_out_a_429_then_succeeds() -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -47,3 +48,28 @@ def test_token_from_state_prefers_the_base_origin() -> None:
 def test_cookie_jar_sends_host_cookies() -> None:
     jar = cookie_jar([{"name": "sid", "value": "abc", "domain": "127.0.0.1", "path": "/"}])
     assert jar.get("sid") == "abc"
+
+
+@pytest.mark.parametrize(
+    ("env", "missing"),
+    [
+        ({}, "HALLMARK_USERNAME, HALLMARK_PASSWORD"),
+        ({"HALLMARK_USERNAME": "u", "HALLMARK_PASSWORD": "p", "MFA_METHOD": "webhook"}, "N8N_WEBHOOK_URL"),
+        ({"HALLMARK_USERNAME": "u", "HALLMARK_PASSWORD": "p", "MFA_METHOD": "totp"}, "MFA_TOTP_SECRET"),
+    ],
+)
+def test_a_login_names_the_settings_it_misses_before_any_browser_starts(
+    env: dict[str, str], missing: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The narrow config keeps `Settings.require`'s message; the login raises it, as it did with the settings."""
+    import asyncio
+
+    monkeypatch.chdir(tmp_path)  # no ./.env, no ./storeflow.toml
+
+    from storeflow.errors import ConfigError
+    from storeflow.hallmark.auth import Authenticator
+    from storeflow.settings import load_settings
+
+    auth = Authenticator(load_settings(env=env))  # building it needs nothing: a saved session may do
+    with pytest.raises(ConfigError, match=rf"^missing required setting\(s\): {missing} \(set them"):
+        asyncio.run(auth.login())

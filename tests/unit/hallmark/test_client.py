@@ -14,7 +14,7 @@ import pytest
 from storeflow.errors import RateLimitStop
 from storeflow.hallmark import aura
 from storeflow.hallmark.auth import Authenticator, PortalSession
-from storeflow.hallmark.client import AuraClient, RequestFailedError
+from storeflow.hallmark.client import AuraClient, HallmarkClientConfig, RequestFailedError
 from storeflow.http.policy import PolitePolicy
 from storeflow.http.throttle import Throttle
 from storeflow.settings import load_settings
@@ -47,7 +47,7 @@ def _client(handler: Callable[[httpx.Request], httpx.Response], **env: str) -> t
     original = throttle.abefore
     throttle.abefore = lambda kind, sleep=no_sleep: original(kind, sleep)  # type: ignore[method-assign]
     http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    client = AuraClient(settings, http, FakeAuth(settings), throttle)
+    client = AuraClient(HallmarkClientConfig.from_settings(settings), http, FakeAuth(settings), throttle)
     client.slept = slept  # type: ignore[attr-defined]
     return client, throttle
 
