@@ -36,7 +36,8 @@ def worker_command(
         str | None, typer.Option("--queues", help=f"Comma-separated queues (default all: {','.join(names.QUEUES)}).")
     ] = None,
     concurrency: Annotated[
-        int | None, typer.Option("--concurrency", min=1, help="Jobs at once (default: browser jobs + 2).")
+        int | None,
+        typer.Option("--concurrency", min=1, help="Hallmark, ESL, alert and cleanup jobs at once (default 2)."),
     ] = None,
     browsers: Annotated[
         int | None, typer.Option("--browsers", min=1, help="CRM (browser) jobs at once (default [crm] concurrency).")
@@ -55,8 +56,8 @@ def worker_command(
     options = worker_options(settings, queues, concurrency, browsers, name)
     db = app_ctx.database()
     console.print(
-        f"worker {options.name}: queues {','.join(options.queues)}; {options.concurrency} job(s) at once, "
-        f"{options.browsers} browser job(s)",
+        f"worker {options.name}: queues {','.join(options.queues)}; {options.browsers} browser job(s) and "
+        f"{options.concurrency} other job(s) at once",
         highlight=False,
     )
     asyncio.run(run_worker(settings, db, options))

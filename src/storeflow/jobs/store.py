@@ -58,6 +58,14 @@ ORDER BY finished_at DESC NULLS LAST LIMIT 1
 RUN_FILES = """
 SELECT path FROM hallmark_run_items WHERE run_id = %s AND status = 'downloaded' AND path IS NOT NULL ORDER BY path
 """
+# the given jobs unfinished, or any job of a pipeline queue waiting or running (maintenance ticks aside)
+BUSY = """
+SELECT EXISTS (
+    SELECT 1 FROM procrastinate_jobs
+    WHERE (id = ANY(%s) AND status NOT IN ('succeeded', 'failed', 'cancelled', 'aborted'))
+       OR (queue_name <> 'maintenance' AND status IN ('todo', 'doing'))
+) AS busy
+"""
 DELETE_OLD_OUTCOMES = "DELETE FROM job_outcomes WHERE finished_at < now() - make_interval(days => %s)"
 
 
@@ -102,6 +110,11 @@ def last_hallmark_success(conn: Connection[Any], kind: str) -> date | None:
 def run_files(conn: Connection[Any], run_id: Any) -> list[str]:
     """The files a Hallmark run wrote (items downloaded by it)."""
     return [r["path"] for r in conn.execute(RUN_FILES, (run_id,)).fetchall()]
+
+
+def busy_jobs(conn: Connection[Any], ids: list[int]) -> bool:
+    row = conn.execute(BUSY, (ids,)).fetchone()
+    return bool(row and row["busy"])
 
 
 def delete_old_outcomes(conn: Connection[Any], days: int) -> int:

@@ -89,6 +89,7 @@ async def guarded(
         else:
             log.exception("%s %s failed", job.task_name, subject or "", event="job")
             outcome = Outcome(EXIT_FAILED, error=f"{type(exc).__name__}: {_first_line(exc)}", failure="transient")
+    outcome.detail.setdefault("worker", context.worker_name)
     kind = outcome.failure or failure_kind(outcome.exit_code)
     final = kind == "permanent" or (kind == "transient" and attempt >= rt.config.retry.max_attempts)
     alerted = False
