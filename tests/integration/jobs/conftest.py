@@ -28,7 +28,7 @@ from storeflow.settings import load_settings
 
 # fast clocks for the engine; the behaviour is the production one
 FAST = {
-    "JOB_HEARTBEAT_TIMEOUT_SECONDS": "2",
+    "JOB_HEARTBEAT_TIMEOUT_SECONDS": "5",  # a loaded CI machine delays heartbeats by seconds
     "JOB_STALLED_CHECK_SECONDS": "1",
     "JOB_RETRY_INITIAL_DELAY_SECONDS": "0.2",
     "JOB_RETRY_MAX_ATTEMPTS": "3",
