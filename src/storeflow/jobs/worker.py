@@ -156,3 +156,23 @@ async def run_until_done(settings: Settings, db: Database, job_ids: list[int], o
             for worker in workers:
                 worker.stop()
             await asyncio.gather(*running)
+
+
+def run_jobs(settings: Settings, db: Database, planned: list[Any], options: WorkerOptions) -> list[dict[str, Any]]:
+    """Defer ``planned`` and run them (and what they defer) in this process; their rows with outcomes.
+
+    For `storeflow demo` and the tests: the same tasks, retries and locks as `storeflow worker`.
+    """
+    from storeflow.jobs.app import defer
+    from storeflow.jobs.store import results_since
+
+    async def go() -> list[int]:
+        app = build_app(settings, db)
+        async with app.open_async():
+            ids = [(await defer(app, p)).job_id for p in planned]
+        await run_until_done(settings, db, ids, options)
+        return ids
+
+    ids = asyncio.run(go())
+    with db.transaction() as conn:
+        return [r for r in results_since(conn, min(ids))] if ids else []
