@@ -113,18 +113,32 @@ def test_two_workers_run_a_schedule_for_four_stores_once_each(jobs: JobsEnv, rec
     assert len(found) >= 3 and {t["n"] for t in found} == {1}
 
 
-def test_a_killed_worker_s_job_runs_again_on_the_other_worker(jobs: JobsEnv) -> None:
+def test_a_stopped_worker_hands_its_job_back_and_a_killed_one_s_job_runs_on_another(jobs: JobsEnv) -> None:
     window = ("2025-11-10", "2025-11-11")
     jobs.host.sim("tumbledry").report_delay = 8  # type: ignore[attr-defined]  # the job is mid-download for 8 s
-    victim = jobs.start_worker("victim", "--queues", "crm")
+    stopped = jobs.start_worker("stopped", "--queues", "crm", JOB_SHUTDOWN_GRACE_SECONDS="0.5")
     ran = jobs.cli("jobs", "run", "crm.download", "--crm", "td", "--store", "a817", "--from", window[0],
                    "--to", window[1])  # fmt: skip
     assert ran.returncode == 0, ran.stderr
     job_id = int(re.search(r"job (\d+): crm.download td_a817", ran.stdout).group(1))  # type: ignore[union-attr]
-    jobs.wait_for("the job to start", lambda: jobs.rows(
-        "SELECT 1 FROM procrastinate_jobs WHERE id = %s AND status = 'doing'", job_id))  # fmt: skip
-    jobs.wait_for("the portal to be asked for the report", lambda: jobs.rows(
-        "SELECT 1 FROM pipeline_runs WHERE pipeline = 'crm' AND finished_at IS NULL"))  # fmt: skip
+
+    def mid_download(runs: int) -> bool:
+        """The job is running and its `runs`-th CRM run is open (the portal is preparing the report)."""
+        doing = jobs.rows("SELECT 1 FROM procrastinate_jobs WHERE id = %s AND status = 'doing'", job_id)
+        opened = jobs.rows("SELECT count(*) AS n FROM pipeline_runs WHERE pipeline = 'crm' AND finished_at IS NULL")
+        return bool(doing) and opened[0]["n"] >= runs
+
+    # SIGTERM: the job does not finish within the grace period, so it is handed back (runs again)
+    jobs.wait_for("the job to start on 'stopped'", lambda: mid_download(1))
+    jobs.stopped.add("stopped")
+    stopped.send_signal(signal.SIGTERM)
+    assert stopped.wait(30) == 0
+    assert jobs.rows("SELECT status::text AS s FROM procrastinate_jobs WHERE id = %s", job_id) == [{"s": "todo"}]
+
+    # SIGKILL: no goodbye; the heartbeat stops, and the rescuer's stalled-job recovery runs the job again
+    victim = jobs.start_worker("victim", "--queues", "crm")
+    jobs.wait_for("the job to start on 'victim'", lambda: mid_download(2))
+    jobs.stopped.add("victim")
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait(10)
     jobs.host.sim("tumbledry").report_delay = 0.2  # type: ignore[attr-defined]
@@ -132,8 +146,11 @@ def test_a_killed_worker_s_job_runs_again_on_the_other_worker(jobs: JobsEnv) -> 
 
     jobs.wait_for("the job to succeed", lambda: jobs.rows(
         "SELECT 1 FROM procrastinate_jobs WHERE id = %s AND status = 'succeeded'", job_id))  # fmt: skip
-    outcomes = jobs.rows("SELECT * FROM job_outcomes WHERE job_id = %s", job_id)
-    assert [(o["exit_code"], o["detail"]["worker"]) for o in outcomes] == [(0, "rescuer/browser")]
+    outcomes = jobs.rows("SELECT * FROM job_outcomes WHERE job_id = %s ORDER BY attempt", job_id)
+    assert [(o["exit_code"], o["failure"], o["detail"].get("worker")) for o in outcomes] == [
+        (130, "handed_back", None),  # recorded by the stopping worker
+        (0, None, "rescuer/browser"),  # the killed worker recorded nothing
+    ]
     assert facts(jobs, *window) == {"td_a817": truth(jobs, "td_a817", *window)}
     assert jobs.rows("SELECT count(*) AS n FROM procrastinate_jobs WHERE task_name = 'crm.download'")[0]["n"] == 1
 
@@ -159,3 +176,16 @@ def test_jobs_run_wait_exits_with_the_worst_job_s_exit_code(jobs: JobsEnv) -> No
                       "sushantlok1": ("succeeded", 1)}  # fmt: skip
     assert re.search(table_row("td_a668", "failed", "1", "3"), worst.stdout), worst.stdout
     assert re.search(table_row("uc_sector56", "failed", "1", "1", ".*missing column"), worst.stdout), worst.stdout
+
+    # the operator's view and hands: list the failures, fix the file, retry; cancel a finished job is refused
+    failed = jobs.cli("jobs", "list", "--status", "failed")
+    assert re.search(table_row(r"\d+", "crm.download", "crm", "failed", "1"), failed.stdout), failed.stdout
+    sector56 = next(
+        r["id"] for r in jobs.rows(CRM_JOBS) if r["args"]["store"] == "sector56" and r["status"] == "failed"
+    )
+    jobs.host.sim("uclean").report_faults.clear()  # type: ignore[attr-defined]
+    assert jobs.cli("jobs", "retry", str(sector56)).returncode == 0
+    jobs.wait_for("the retried job", lambda: jobs.rows(
+        "SELECT 1 FROM procrastinate_jobs WHERE id = %s AND status = 'succeeded'", sector56))  # fmt: skip
+    refused = jobs.cli("jobs", "cancel", str(sector56))
+    assert refused.returncode == 2 and f"job {sector56} is not waiting or running" in refused.stderr
