@@ -76,6 +76,10 @@ LEFT JOIN LATERAL (
 WHERE j.id >= %s AND j.queue_name <> 'maintenance'
 ORDER BY j.id
 """
+LAST_TICKS = """
+SELECT periodic_id, max(defer_timestamp) AS ts FROM procrastinate_periodic_defers
+WHERE task_name = 'jobs.fire_schedule' GROUP BY periodic_id
+"""
 DELETE_OLD_OUTCOMES = "DELETE FROM job_outcomes WHERE finished_at < now() - make_interval(days => %s)"
 
 
@@ -129,6 +133,13 @@ def busy_jobs(conn: Connection[Any], ids: list[int]) -> bool:
 
 def results_since(conn: Connection[Any], first: int) -> list[dict[str, Any]]:
     return [dict(r) for r in conn.execute(RESULTS_SINCE, (first,)).fetchall()]
+
+
+def last_ticks(conn: Connection[Any]) -> dict[str, datetime]:
+    """periodic id -> the last tick procrastinate deferred for it (UTC)."""
+    from datetime import UTC
+
+    return {r["periodic_id"]: datetime.fromtimestamp(r["ts"], UTC) for r in conn.execute(LAST_TICKS).fetchall()}
 
 
 def delete_old_outcomes(conn: Connection[Any], days: int) -> int:
