@@ -9,11 +9,9 @@ zero silently.
 
 from __future__ import annotations
 
-import gc
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from functools import cached_property, lru_cache
@@ -461,9 +459,19 @@ class ParsedReport:
         return len(self.row_numbers) + len(self.rejects)
 
     def raw_json(self, start: int = 0, end: int | None = None) -> list[str]:
-        """``raw_data`` of kept rows ``start:end``: the cells keyed by header (built on demand, per COPY chunk)."""
-        headers, dumps = self.headers, json.dumps
-        return [dumps(dict(zip(headers, cells, strict=False)), default=_jsonable) for cells in self.cells[start:end]]
+        """``raw_data`` of kept rows ``start:end``: the cells keyed by header (built on demand, per COPY chunk).
+
+        The text ``json.dumps(dict(zip(headers, cells)))`` gives, built a column at a time: each
+        column's values encoded once, then one %-format per row.
+        """
+        rows = self.cells[start:end]
+        if not rows:
+            return []
+        last = {h: i for i, h in enumerate(self.headers)}  # a repeated header keeps its last cell
+        template = "{" + ", ".join(json.dumps(h).replace("%", "%%") + ": %s" for h in last) + "}"
+        columns = list(zip(*rows, strict=True))
+        encoded = [json_column(columns[i]) for i in last.values()]
+        return list(map(template.__mod__, zip(*encoded, strict=True)))
 
     @cached_property
     def rows(self) -> list[tuple[Any, ...]]:
@@ -509,6 +517,37 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, datetime | date | time):
         return value.isoformat()
     return str(value)
+
+
+_encode_text = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+
+
+def _json_float(value: float) -> str:
+    if value != value or value in (float("inf"), float("-inf")):
+        return json.dumps(value)  # NaN, Infinity as json.dumps writes them
+    return float.__repr__(value)
+
+
+def _json_other(value: Any) -> str:
+    return json.dumps(value, default=_jsonable)
+
+
+_JSON_BY_TYPE: dict[type, Callable[[Any], str]] = {
+    str: _encode_text,
+    float: _json_float,
+    int: int.__repr__,
+    type(None): lambda _: "null",
+    bool: lambda v: "true" if v else "false",
+}
+
+
+def json_column(values: Sequence[Any]) -> list[str]:
+    """Each value as ``json.dumps(value, default=_jsonable)`` writes it (cells as read: text, numbers, dates)."""
+    kinds = set(map(type, values))
+    if kinds <= {str}:
+        return list(map(_encode_text, values))
+    by_type = _JSON_BY_TYPE
+    return [by_type.get(type(v), _json_other)(v) for v in values]
 
 
 def _convert_column(
@@ -610,46 +649,31 @@ def _raw_of(parsed: ParsedReport, indexes: list[int]) -> list[tuple[int, str]]:
     return [(i, parsed.raw_json(i, i + 1)[0]) for i in indexes]
 
 
-# ---------------------------------------------------------------- COPY text format
-
-COPY_NULL = "\\N"
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-_NONE = type(None)
-
-
-def _copy_cell(value: Any) -> str:
-    if value is None:
-        return COPY_NULL
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return str(value).translate(_COPY_ESCAPES)
-
-
-def copy_text_column(values: Sequence[Any]) -> list[str]:
-    """One column as PostgreSQL COPY text fields (NULL as ``\\N``, backslash/tab/newline escaped).
-
-    Whole columns at a time, with fast paths for the common all-text / all-number columns.
-    """
-    kinds = set(map(type, values))
-    nulls = _NONE in kinds
-    kinds.discard(_NONE)
-    if kinds <= {str}:
-        texts = [COPY_NULL if v is None else v for v in values] if nulls else list(values)
-        joined = "".join(filter(None, values))
-        if "\\" not in joined and "\t" not in joined and "\n" not in joined and "\r" not in joined:
-            return texts
-        if "\t" not in joined and "\n" not in joined and "\r" not in joined:
-            return [COPY_NULL if v is None else v.replace("\\", "\\\\") for v in values]
-    elif kinds <= {float, int}:
-        return [COPY_NULL if v is None else str(v) for v in values] if nulls else list(map(str, values))
-    return list(map(_copy_cell, values))
-
-
 # ---------------------------------------------------------------- readers
 
 
-def read_xlsx(path: Path, shape: ReportShape) -> ParsedReport:
-    """Read the first sheet with python-calamine; the header is the first non-empty row."""
+@dataclass
+class RawReport:
+    """A report's cells as read, before conversion: the header row and the records under it."""
+
+    shape: ReportShape
+    header: Sequence[Any]
+    records: Sequence[Sequence[Any]]
+    source: str  # the file name, for messages
+    first_row: int  # the sheet row number of records[0]
+
+    def convert(self) -> ParsedReport:
+        return convert_rows(self.shape, self.header, self.records, self.source, first_row=self.first_row)
+
+    def chunks(self, size: int) -> Iterator[ParsedReport]:
+        """The records converted ``size`` at a time, in order (row numbers, rejects and footers per chunk)."""
+        for start in range(0, max(len(self.records), 1), size):
+            part = self.records[start : start + size]
+            yield convert_rows(self.shape, self.header, part, self.source, first_row=self.first_row + start)
+
+
+def read_xlsx_cells(path: Path, shape: ReportShape) -> RawReport:
+    """Read the first sheet with python-calamine; the header is the first non-empty row (checked here)."""
     from python_calamine import CalamineWorkbook
 
     try:
@@ -674,10 +698,16 @@ def read_xlsx(path: Path, shape: ReportShape) -> ParsedReport:
         start += 1
     if start >= len(data):
         raise ReportError(f"{path.name}: the sheet is empty (no header row)")
-    return convert_rows(shape, data[start], data[start + 1 :], path.name, first_row=start + 2)
+    header_index(shape, data[start], path.name)
+    return RawReport(shape, data[start], data[start + 1 :], path.name, start + 2)
 
 
-def read_json_rows(path: Path, shape: ReportShape, field_map: dict[str, str] | None = None) -> ParsedReport:
+def read_xlsx(path: Path, shape: ReportShape) -> ParsedReport:
+    """Read and convert the first sheet of an XLSX report."""
+    return read_xlsx_cells(path, shape).convert()
+
+
+def read_json_cells(path: Path, shape: ReportShape, field_map: dict[str, str] | None = None) -> RawReport:
     """Rows saved from an API (a JSON list of objects); ``field_map`` renames API keys to headers."""
     try:
         items = json.loads(path.read_text(encoding="utf-8"))
@@ -700,7 +730,13 @@ def read_json_rows(path: Path, shape: ReportShape, field_map: dict[str, str] | N
     for item in items:
         renamed = {rename.get(k, k): v for k, v in item.items()}
         records.append([renamed.get(h) for h in header])
-    return convert_rows(shape, header, records, path.name, first_row=1)
+    header_index(shape, header, path.name)
+    return RawReport(shape, header, records, path.name, 1)
+
+
+def read_json_rows(path: Path, shape: ReportShape, field_map: dict[str, str] | None = None) -> ParsedReport:
+    """Read and convert a JSON report saved from an API."""
+    return read_json_cells(path, shape, field_map).convert()
 
 
 def shape_for(crm: str, suffix: str) -> ReportShape:
@@ -709,24 +745,18 @@ def shape_for(crm: str, suffix: str) -> ReportShape:
     return UC_GST_API if suffix == ".json" else UC_GST_XLSX
 
 
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    # Parsing allocates millions of acyclic containers (cells, rows); the cyclic collector would
-    # rescan them over and over (superlinear on 100k-row reports). Refcounting frees them anyway.
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
+def read_report(path: Path, crm: str) -> RawReport:
+    """Read a downloaded report by its CRM and extension (.xlsx from exports, .json from APIs), unconverted.
+
+    A file that cannot be read, or lacks a column, fails here with ReportError.
+    """
+    suffix = path.suffix.lower()
+    shape = shape_for(crm, suffix)
+    if suffix == ".json":
+        return read_json_cells(path, shape, TD_API_FIELDS if crm == "td" else None)
+    return read_xlsx_cells(path, shape)
 
 
 def parse_report(path: Path, crm: str) -> ParsedReport:
-    """Parse a downloaded report by its CRM and extension (.xlsx from exports, .json from APIs)."""
-    suffix = path.suffix.lower()
-    shape = shape_for(crm, suffix)
-    with gc_paused():
-        if suffix == ".json":
-            return read_json_rows(path, shape, TD_API_FIELDS if crm == "td" else None)
-        return read_xlsx(path, shape)
+    """Read and convert a downloaded report in one step."""
+    return read_report(path, crm).convert()

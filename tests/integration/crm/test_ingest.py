@@ -10,7 +10,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from storeflow.crm.ingest import FileInfo, ingest_file
+from storeflow.crm.ingest import ingest_file
+from storeflow.crm.store import FileInfo
 from storeflow.sandbox.tumbledry.common import xlsx_bytes
 from storeflow.sandbox.uclean import XLSX_HEADERS
 
