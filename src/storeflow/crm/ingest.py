@@ -153,7 +153,11 @@ def _load(
     conn: psycopg.Connection[Any], info: FileInfo, ledger_id: int, name: str, raw: RawReport, result: IngestResult
 ) -> None:
     """Staging, facts and rejects of a readable report; sets ``result``'s status and counts."""
-    loaded = copy_to_staging(conn, info, ledger_id, raw)
+    store.purge_staging(conn, info.crm)
+    # each key once in the file: every chunk is upserted as soon as it is staged (same rows, same counts
+    # as one upsert at the end); otherwise the last row of a key must win across chunks, so one upsert
+    each_chunk = raw.keys_unique()
+    loaded = stream_rows(conn, info, ledger_id, raw, upsert_chunks=each_chunk)
     result.rejected = len(loaded.rejects)
     if loaded.data_rows == 0:
         result.status, result.error = store.INGEST_EMPTY, "the report has no data rows"
@@ -162,38 +166,51 @@ def _load(
     if loaded.rows == 0:
         result.error = f"all {result.rejected} data rows rejected (see crm_rejects): {loaded.rejects[0][1]}"
         return
-    store.purge_staging(conn, info.crm)
     distinct = len(loaded.keys)
-    unique = distinct == loaded.rows
-    result.inserted, result.updated = store.upsert(conn, info, ledger_id, raw.shape, unique_keys=unique)
+    if each_chunk:
+        result.inserted, result.updated = loaded.inserted, loaded.updated
+    else:
+        unique = distinct == loaded.rows
+        result.inserted, result.updated = store.upsert(conn, info, ledger_id, raw.shape, unique_keys=unique)
     result.unchanged = distinct - result.inserted - result.updated
     result.status = store.INGEST_OK
 
 
 @dataclass
 class Loaded:
-    """What `copy_to_staging` put into staging, and what it kept out."""
+    """What `stream_rows` put into staging (and facts), and what it kept out."""
 
     rows: int = 0  # rows copied
     data_rows: int = 0  # copied + rejected (footers are not data)
     rejects: list[tuple[int, str, str]] = field(default_factory=list)
     keys: set[tuple[Any, ...]] = field(default_factory=set)  # distinct keys of the copied rows
+    inserted: int = 0  # by the per-chunk upserts
+    updated: int = 0
 
 
-def copy_to_staging(conn: psycopg.Connection[Any], info: FileInfo, ledger_id: int, raw: RawReport) -> Loaded:
-    """Convert ``raw`` and COPY its kept rows into staging, overlapped.
+@dataclass(frozen=True)
+class _Chunk:
+    text: str  # COPY text of the chunk's kept rows
+    rows: tuple[int, int]  # first and last row number in it
 
-    A producer thread converts chunk n+1 (pure Python) while this thread streams chunk n
-    (the socket waits release the GIL, and PostgreSQL parses the COPY on its own core). Any
-    error on either side ends the COPY with that error, so the caller's transaction rolls back.
+
+def stream_rows(
+    conn: psycopg.Connection[Any], info: FileInfo, ledger_id: int, raw: RawReport, *, upsert_chunks: bool
+) -> Loaded:
+    """Convert ``raw`` and COPY its kept rows into staging (and, with ``upsert_chunks``, upsert each chunk).
+
+    A producer thread converts chunk n+1 (pure Python) while this thread streams chunk n and
+    waits for PostgreSQL to load and upsert it (the socket waits release the GIL; the server
+    works on its own core). At most ``QUEUE_CHUNKS`` converted chunks wait, so memory stays
+    bounded. An error on either side raises here, inside the caller's transaction.
     """
     loaded = Loaded()
-    chunks: queue.Queue[str | BaseException | None] = queue.Queue(maxsize=QUEUE_CHUNKS)
+    chunks: queue.Queue[_Chunk | BaseException | None] = queue.Queue(maxsize=QUEUE_CHUNKS)
     stop = threading.Event()
     shape = raw.shape
     key_slots = [shape.fields.index(k) for k in shape.key if k in shape.fields]
 
-    def hand_over(item: str | BaseException | None) -> bool:
+    def hand_over(item: _Chunk | BaseException | None) -> bool:
         while not stop.is_set():
             try:
                 chunks.put(item, timeout=0.05)
@@ -208,9 +225,11 @@ def copy_to_staging(conn: psycopg.Connection[Any], info: FileInfo, ledger_id: in
                 loaded.rows += len(parsed.row_numbers)
                 loaded.data_rows += parsed.data_rows
                 loaded.rejects += parsed.rejects
+                if not parsed.row_numbers:
+                    continue
                 loaded.keys.update(zip(*(parsed.columns[p] for p in key_slots), strict=True))
-                text = copy_text(info, ledger_id, parsed)
-                if text and not hand_over(text):
+                chunk = _Chunk(copy_text(info, ledger_id, parsed), (parsed.row_numbers[0], parsed.row_numbers[-1]))
+                if not hand_over(chunk):
                     return
             hand_over(None)
         except BaseException as exc:  # handed to the COPY side, which raises it
@@ -218,12 +237,18 @@ def copy_to_staging(conn: psycopg.Connection[Any], info: FileInfo, ledger_id: in
 
     producer = threading.Thread(target=produce, name=f"crm-convert-{info.crm}_{info.store}", daemon=True)
     producer.start()
+    statement = store.copy_statement(info.crm, shape)
     try:
-        with conn.cursor() as cur, cur.copy(store.copy_statement(info.crm, shape)) as copy:
+        with conn.cursor() as cur:
             while (item := chunks.get()) is not None:
                 if isinstance(item, BaseException):
                     raise item
-                copy.write(item)
+                with cur.copy(statement) as copy:
+                    copy.write(item.text)
+                if upsert_chunks:
+                    inserted, updated = store.upsert(conn, info, ledger_id, shape, unique_keys=True, rows=item.rows)
+                    loaded.inserted += inserted
+                    loaded.updated += updated
     finally:
         stop.set()
         producer.join()

@@ -86,8 +86,10 @@ _FAST_DMY = re.compile(
 
 def _fast_datetime(text: str) -> datetime | None:
     found = _FAST_DMY.fullmatch(text)
-    if found is None:
-        return None
+    return None if found is None else _datetime_of(found)
+
+
+def _datetime_of(found: re.Match[str]) -> datetime | None:
     day, sep, month_text, year, hour, minute, second, half = found.groups()
     month = _MONTHS.get(month_text.lower()) if month_text.isalpha() else int(month_text)
     if month is None or (sep == " ") != month_text.isalpha():
@@ -101,6 +103,18 @@ def _fast_datetime(text: str) -> datetime | None:
         return datetime(int(year), month, int(day), h, int(minute or 0), int(second or 0))
     except ValueError:
         return None
+
+
+def _fast_datetime_column(values: Sequence[str]) -> list[datetime | None] | None:
+    """A column of text dates in the fast shapes (blanks are NULL), as `to_datetime` converts it; None when
+    any value needs the general path (other formats, extra spaces, a bad value)."""
+    found = list(map(_FAST_DMY.fullmatch, values))
+    if None in found and any(f is None and v.strip() for f, v in zip(found, values, strict=True)):
+        return None
+    out = [None if f is None else _datetime_of(f) for f in found]
+    if sum(1 for v in out if v is None) != sum(1 for f in found if f is None):
+        return None
+    return out
 
 
 @lru_cache(maxsize=65536)
@@ -459,19 +473,9 @@ class ParsedReport:
         return len(self.row_numbers) + len(self.rejects)
 
     def raw_json(self, start: int = 0, end: int | None = None) -> list[str]:
-        """``raw_data`` of kept rows ``start:end``: the cells keyed by header (built on demand, per COPY chunk).
-
-        The text ``json.dumps(dict(zip(headers, cells)))`` gives, built a column at a time: each
-        column's values encoded once, then one %-format per row.
-        """
-        rows = self.cells[start:end]
-        if not rows:
-            return []
-        last = {h: i for i, h in enumerate(self.headers)}  # a repeated header keeps its last cell
-        template = "{" + ", ".join(json.dumps(h).replace("%", "%%") + ": %s" for h in last) + "}"
-        columns = list(zip(*rows, strict=True))
-        encoded = [json_column(columns[i]) for i in last.values()]
-        return list(map(template.__mod__, zip(*encoded, strict=True)))
+        """``raw_data`` of kept rows ``start:end``: the cells keyed by header (built on demand, per COPY chunk)."""
+        headers, dumps = self.headers, json.dumps
+        return [dumps(dict(zip(headers, cells, strict=False)), default=_jsonable) for cells in self.cells[start:end]]
 
     @cached_property
     def rows(self) -> list[tuple[Any, ...]]:
@@ -519,37 +523,6 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-_encode_text = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
-
-
-def _json_float(value: float) -> str:
-    if value != value or value in (float("inf"), float("-inf")):
-        return json.dumps(value)  # NaN, Infinity as json.dumps writes them
-    return float.__repr__(value)
-
-
-def _json_other(value: Any) -> str:
-    return json.dumps(value, default=_jsonable)
-
-
-_JSON_BY_TYPE: dict[type, Callable[[Any], str]] = {
-    str: _encode_text,
-    float: _json_float,
-    int: int.__repr__,
-    type(None): lambda _: "null",
-    bool: lambda v: "true" if v else "false",
-}
-
-
-def json_column(values: Sequence[Any]) -> list[str]:
-    """Each value as ``json.dumps(value, default=_jsonable)`` writes it (cells as read: text, numbers, dates)."""
-    kinds = set(map(type, values))
-    if kinds <= {str}:
-        return list(map(_encode_text, values))
-    by_type = _JSON_BY_TYPE
-    return [by_type.get(type(v), _json_other)(v) for v in values]
-
-
 def _convert_column(
     values: Sequence[Any], convert: Callable[[Any], Any], kind: str
 ) -> tuple[list[Any] | Sequence[Any], dict[int, str]]:
@@ -562,6 +535,23 @@ def _convert_column(
         joined = "\x00".join(stripped)
         if "  " not in joined and "\n" not in joined:
             return ([v or None for v in stripped] if "" in stripped else stripped), {}
+    if kind in ("datetime", "date") and types == {str}:
+        stamps = _fast_datetime_column(values)
+        if stamps is not None:
+            return (stamps if kind == "datetime" else [v and v.date() for v in stamps]), {}
+    if len(values) >= 64 and (types == {str} or types == {float}):
+        distinct = set(values)  # one conversion per distinct value (codes, quantities, due dates)
+        if len(distinct) * 4 <= len(values) and all(v == v for v in distinct):
+            memo: dict[Any, Any] = {}
+            bad: dict[Any, str] = {}
+            for value in distinct:
+                try:
+                    memo[value] = convert(value)
+                except BadValue as exc:
+                    bad[value] = str(exc)
+            if not bad:
+                return list(map(memo.__getitem__, values)), {}
+            return [memo.get(v) for v in values], {i: bad[v] for i, v in enumerate(values) if v in bad}
     try:
         return list(map(convert, values)), {}
     except BadValue:
@@ -664,6 +654,14 @@ class RawReport:
 
     def convert(self) -> ParsedReport:
         return convert_rows(self.shape, self.header, self.records, self.source, first_row=self.first_row)
+
+    def keys_unique(self) -> bool:
+        """No key value (e.g. an order number) appears twice: then no two rows can share a fact key."""
+        key = next(c for c in self.shape.columns if c.kind == "key")
+        pos = header_index(self.shape, self.header, self.source)[self.shape.columns.index(key)]
+        values = [to_key(cells[pos]) for cells in self.records if len(cells) > pos]
+        present = [v for v in values if v is not None]
+        return len(set(present)) == len(present)
 
     def chunks(self, size: int) -> Iterator[ParsedReport]:
         """The records converted ``size`` at a time, in order (row numbers, rejects and footers per chunk)."""

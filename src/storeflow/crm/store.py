@@ -213,11 +213,18 @@ def purge_staging(conn: psycopg.Connection[Any], crm: str) -> None:
 
 
 def upsert(
-    conn: psycopg.Connection[Any], info: FileInfo, ledger_id: int, shape: ReportShape, *, unique_keys: bool = False
+    conn: psycopg.Connection[Any],
+    info: FileInfo,
+    ledger_id: int,
+    shape: ReportShape,
+    *,
+    unique_keys: bool = False,
+    rows: tuple[int, int] | None = None,
 ) -> tuple[int, int]:
     """Staging -> facts; returns (inserted, updated).
 
     ``unique_keys``: the file has each key once, so no DISTINCT ON (a sort of wide rows).
+    ``rows``: only the staged rows whose row_number is in this (first, last) range (one chunk).
     """
     staging, fact = STAGING[info.crm], FACTS[info.crm]
     fields = [f for f in shape.fields if f not in shape.key]
@@ -230,7 +237,7 @@ def upsert(
         WITH written AS (
         INSERT INTO {fact} ({cols}, first_run_id)
         SELECT {distinct} {cols}, run_id FROM {staging}
-        WHERE run_id = %s AND ledger_id = %s
+        WHERE run_id = %s AND ledger_id = %s {range}
         {order}
         ON CONFLICT ({key}) DO UPDATE SET {sets}, updated_at = now()
         WHERE ({old}) IS DISTINCT FROM ({new})
@@ -239,6 +246,7 @@ def upsert(
         SELECT count(*) FILTER (WHERE inserted) AS inserted, count(*) AS written FROM written
         """
     ).format(
+        range=sql.SQL("AND row_number BETWEEN %s AND %s") if rows else sql.SQL(""),
         distinct=sql.SQL("") if unique_keys else sql.SQL("DISTINCT ON ({})").format(key_list),
         order=sql.SQL("") if unique_keys else sql.SQL("ORDER BY {}, row_number DESC").format(key_list),
         fact=ident(fact),
@@ -251,7 +259,7 @@ def upsert(
         old=sql.SQL(", ").join(sql.SQL("{}.{}").format(ident(fact), ident(c)) for c in fields),
         new=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(ident(c)) for c in fields),
     )
-    row = conn.execute(query, (info.run_id, ledger_id)).fetchone()
+    row = conn.execute(query, (info.run_id, ledger_id, *(rows or ()))).fetchone()
     assert row is not None
     inserted, written = int(row["inserted"]), int(row["written"])
     return inserted, written - inserted

@@ -336,3 +336,28 @@ def test_chunks_convert_like_the_whole_report() -> None:
     assert sum(p.skipped_footer for p in parts) == whole.skipped_footer == 1
     assert [row for p in parts for row in p.rows] == whole.rows
     assert [len(list(RawReport(TD_ORDER_REPORT, header, [], "e.xlsx", 2).chunks(4)))] == [1]
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        ["01 Jan 2020 06:02 PM", "12/11/2025 10:32", "", "  ", "03 Jan 2020"] * 20,
+        ["31/31/2025", "01 Jan 2020"] * 40,  # a bad value: the general path names it
+        ["01  Jan 2020", "2025-11-12 10:32:00"] * 40,  # extra space, ISO text: the general path
+        ["12 PM 2020"] * 80,
+    ],
+)
+@pytest.mark.parametrize("kind", ["datetime", "date"])
+def test_column_conversion_matches_cell_by_cell(column: list[str], kind: str) -> None:
+    from storeflow.crm.reports import _convert_column
+
+    def one(value: str) -> tuple[object, str | None]:
+        try:
+            return CONVERTERS[kind](value), None
+        except BadValue as exc:
+            return None, str(exc)
+
+    values, errors = _convert_column(column, CONVERTERS[kind], kind)
+    expected = [one(v) for v in column]
+    assert list(values) == [v for v, _ in expected]
+    assert errors == {i: e for i, (_, e) in enumerate(expected) if e}
