@@ -11,7 +11,7 @@ from __future__ import annotations
 import gc
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -62,6 +62,9 @@ def copy_text_column(values: Sequence[Any]) -> list[str]:
             return [COPY_NULL if v is None else v.replace("\\", "\\\\") for v in values]
     elif kinds <= {float, int}:
         return [COPY_NULL if v is None else str(v) for v in values] if nulls else list(map(str, values))
+    elif kinds == {datetime} or kinds == {date}:
+        iso: Callable[[Any], str] = datetime.isoformat if datetime in kinds else date.isoformat
+        return [COPY_NULL if v is None else iso(v) for v in values] if nulls else list(map(iso, values))
     return list(map(_copy_cell, values))
 
 
