@@ -200,7 +200,7 @@ PURGE_STAGING = "DELETE FROM {} WHERE loaded_at < now() - interval '14 days'"
 
 
 def copy_statement(crm: str, shape: ReportShape) -> sql.Composed:
-    """``COPY stg_... (columns) FROM STDIN`` for rows of ``shape`` (the order `ingest.copy_chunks` writes)."""
+    """``COPY stg_... (columns) FROM STDIN`` for rows of ``shape`` (the order `ingest.copy_text` writes)."""
     columns = ["run_id", "ledger_id", "row_number", "store_code", *shape.fields, "raw_data"]
     return sql.SQL("COPY {} ({}) FROM STDIN").format(
         sql.Identifier(STAGING[crm]), sql.SQL(", ").join(map(sql.Identifier, columns))

@@ -210,6 +210,8 @@ class CrmPage:
     fact_rows: dict[str, int] = field(default_factory=dict)
     statuses: list[str] = field(default_factory=list)
     stores: list[tuple[str, str]] = field(default_factory=list)
+    success_statuses: tuple[str, ...] = crm_store.INGEST_SUCCESS
+    problem_statuses: tuple[str, ...] = crm_store.INGEST_PROBLEMS
 
 
 def crm_page(conn: psycopg.Connection[Any], settings: Settings, filters: CrmFilters) -> CrmPage:
