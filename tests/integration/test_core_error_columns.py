@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from storeflow.crm.ingest import FileInfo, record_audit
+from storeflow.crm.store import FileInfo, record_audit
 from storeflow.esl.store import ClaimedItem, ItemResult, finish_params
 from storeflow.hallmark import store
 

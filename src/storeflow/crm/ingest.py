@@ -1,151 +1,101 @@
-"""Ingestion of one downloaded file, in one transaction: ledger, staging COPY, fact upsert, rejects, audit.
+"""Ingestion of one downloaded file, in one transaction: read -> convert -> COPY to staging -> upsert -> audit.
 
-Query code receives its connection from the caller.
+The SQL and the status words are `crm/store.py`'s; this module is the flow. Conversion and COPY
+overlap: a thread converts the report a chunk at a time into COPY text (at most ``QUEUE_CHUNKS``
+chunks ahead, so memory stays bounded) while the calling thread streams the previous chunk into
+PostgreSQL. The connection comes from the caller.
 """
 
 from __future__ import annotations
 
-import hashlib
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+import gc
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from itertools import repeat
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
+from storeflow.crm import store
 from storeflow.crm.files import file_md5
-from storeflow.crm.reports import (
-    ParsedReport,
-    ReportError,
-    ReportShape,
-    copy_text_column,
-    gc_paused,
-    parse_report,
-)
-from storeflow.logs import get_logger, redact_error
+from storeflow.crm.reports import ParsedReport, RawReport, ReportError, read_report
+from storeflow.crm.store import FileInfo, IngestResult
+from storeflow.logs import get_logger
 
-STAGING = {"td": "stg_td_order_report", "uc": "stg_uc_gst_report"}
-FACTS = {"td": "fact_td_orders", "uc": "fact_uc_gst"}
-FACT_DATE = {"td": "order_date", "uc": "invoice_date"}
-FACT_AMOUNT = {"td": "net_amount", "uc": "final_amount"}
-SUCCESS = ("ok", "empty", "duplicate")
-
-INSERT_LEDGER = """
-INSERT INTO download_ledger (run_id, crm, store, report_type, mode, file_name, md5, size, from_date, to_date, status)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'downloaded')
-RETURNING id
-"""
-FIND_INGESTED = """
-SELECT id, file_name, downloaded_at FROM download_ledger
-WHERE crm = %s AND store = %s AND md5 = %s AND status = 'ingested' AND id <> %s
-ORDER BY id LIMIT 1
-"""
-SET_LEDGER_STATUS = "UPDATE download_ledger SET status = %s, error = %s WHERE id = %s"
-INSERT_AUDIT = """
-INSERT INTO ingest_audit (run_id, crm, store, from_date, to_date, inserted_rows, updated_rows, unchanged_rows,
-                          rejected_rows, md5, file_name, mode, started_at, finished_at, status, error)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now(), %s, %s)
-"""
-INSERT_REJECT = """
-INSERT INTO crm_rejects (run_id, crm, store, file_name, row_number, remark, raw_data)
-VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb)
-"""
-LAST_SUCCESS_END = """
-SELECT max(to_date) FROM ingest_audit
-WHERE crm = %s AND store = %s AND status = ANY(%s)
-"""
 COPY_CHUNK_ROWS = 5000
-PURGE_STAGING = "DELETE FROM {} WHERE loaded_at < now() - interval '14 days'"
+QUEUE_CHUNKS = 2  # converted chunks waiting for COPY: bounds memory to a few chunks of COPY text
+
+# ---------------------------------------------------------------- COPY text format
+
+COPY_NULL = "\\N"
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_NONE = type(None)
 
 
-@dataclass
-class IngestResult:
-    status: str  # ok | duplicate | empty | failed
-    file_name: str
-    md5: str
-    inserted: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    rejected: int = 0
-    error: str | None = None
-    ledger_id: int | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status in SUCCESS
+def _copy_cell(value: Any) -> str:
+    if value is None:
+        return COPY_NULL
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value).translate(_COPY_ESCAPES)
 
 
-@dataclass(frozen=True)
-class FileInfo:
-    run_id: uuid.UUID
-    crm: str
-    store: str  # store code
-    report_type: str
-    mode: str
-    start: date
-    end: date
+def copy_text_column(values: Sequence[Any]) -> list[str]:
+    """One column as PostgreSQL COPY text fields (NULL as ``\\N``, backslash/tab/newline escaped).
+
+    Whole columns at a time, with fast paths for the common all-text / all-number columns.
+    """
+    kinds = set(map(type, values))
+    nulls = _NONE in kinds
+    kinds.discard(_NONE)
+    if kinds <= {str}:
+        texts = [COPY_NULL if v is None else v for v in values] if nulls else list(values)
+        joined = "".join(filter(None, values))
+        if "\\" not in joined and "\t" not in joined and "\n" not in joined and "\r" not in joined:
+            return texts
+        if "\t" not in joined and "\n" not in joined and "\r" not in joined:
+            return [COPY_NULL if v is None else v.replace("\\", "\\\\") for v in values]
+    elif kinds <= {float, int}:
+        return [COPY_NULL if v is None else str(v) for v in values] if nulls else list(map(str, values))
+    elif kinds == {datetime} or kinds == {date}:
+        iso: Callable[[Any], str] = datetime.isoformat if datetime in kinds else date.isoformat
+        return [COPY_NULL if v is None else iso(v) for v in values] if nulls else list(map(iso, values))
+    return list(map(_copy_cell, values))
 
 
-def lock_key(store_key: str) -> int:
-    """The advisory lock number of one store (stable across machines)."""
-    return int(hashlib.sha1(f"storeflow-crm:{store_key}".encode()).hexdigest()[:15], 16)
+def copy_text(info: FileInfo, ledger_id: int, parsed: ParsedReport) -> str:
+    """The kept rows of ``parsed`` as COPY text, in `store.copy_statement`'s column order.
+
+    Built column by column (C-level str ops, not write_row per cell).
+    """
+    if not parsed.row_numbers:
+        return ""
+    head, code = f"{info.run_id}\t{ledger_id}\t", copy_text_column([info.store])[0]
+    texts = [copy_text_column(column) for column in parsed.columns]
+    texts.append(copy_text_column(parsed.raw_json()))
+    prefix = map(head.__add__, map(str, parsed.row_numbers))
+    return "\n".join(map("\t".join, zip(prefix, repeat(code), *texts, strict=False))) + "\n"
 
 
-def try_lock_store(conn: psycopg.Connection[Any], store_key: str) -> bool:
-    """Session-level advisory lock: held until released or the connection closes."""
-    return bool(_scalar(conn.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(store_key),)).fetchone()))
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    # Parsing allocates millions of acyclic containers (cells, rows); the cyclic collector would
+    # rescan them over and over (superlinear on 100k-row reports). Refcounting frees them anyway.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
-def unlock_store(conn: psycopg.Connection[Any], store_key: str) -> None:
-    conn.execute("SELECT pg_advisory_unlock(%s)", (lock_key(store_key),))
-
-
-def last_success_end(conn: psycopg.Connection[Any], crm: str, store: str) -> date | None:
-    value = _scalar(conn.execute(LAST_SUCCESS_END, (crm, store, list(SUCCESS))).fetchone())
-    return value if isinstance(value, date) else None
-
-
-def _scalar(row: Any) -> Any:
-    if row is None:
-        return None
-    return next(iter(row.values()))
-
-
-def record_audit(
-    conn: psycopg.Connection[Any],
-    info: FileInfo,
-    status: str,
-    *,
-    started_at: datetime,
-    error: str | None = None,
-    result: IngestResult | None = None,
-) -> None:
-    """One `ingest_audit` row (also for stores that never got a file: failed / needs_bootstrap)."""
-    r = result
-    conn.execute(
-        INSERT_AUDIT,
-        (
-            info.run_id,
-            info.crm,
-            info.store,
-            info.start,
-            info.end,
-            r.inserted if r else 0,
-            r.updated if r else 0,
-            r.unchanged if r else 0,
-            r.rejected if r else 0,
-            r.md5 if r else None,
-            r.file_name if r else None,
-            info.mode,
-            started_at,
-            status,
-            redact_error(error),
-        ),
-    )
+# ---------------------------------------------------------------- the flow
 
 
 def ingest_file(conn: psycopg.Connection[Any], path: Path, info: FileInfo) -> IngestResult:
@@ -154,56 +104,38 @@ def ingest_file(conn: psycopg.Connection[Any], path: Path, info: FileInfo) -> In
     started = datetime.now().astimezone()
     md5 = file_md5(path)
     size = path.stat().st_size
-    result = IngestResult("failed", path.name, md5)
-    parsed: ParsedReport | None = None
+    result = IngestResult(store.INGEST_FAILED, path.name, md5)
+    raw: RawReport | None = None
     parse_error: str | None = None
-    seen = conn.execute(FIND_INGESTED, (info.crm, info.store, md5, -1)).fetchone()
+    seen = store.find_ingested(conn, info.crm, info.store, md5)
     conn.rollback()
-    if seen is None:  # an identical, already ingested file is not parsed again
-        try:
-            parsed = parse_report(path, info.crm)
-        except ReportError as exc:
-            parse_error = str(exc)
     try:
-        with conn.transaction():
-            ledger_id = _ledger(conn, info, path.name, md5, size)
-            result.ledger_id = ledger_id
-            previous = conn.execute(FIND_INGESTED, (info.crm, info.store, md5, ledger_id)).fetchone()
-            if previous is not None:
-                prev = (
-                    previous if isinstance(previous, dict) else dict(zip(("id", "file_name"), previous, strict=False))
-                )
-                result.status = "duplicate"
-                result.error = f"identical to {prev['file_name']} (ledger id {prev['id']}), already ingested"
-            elif parse_error is not None:
-                result.error = parse_error
-            elif parsed is not None and parsed.data_rows == 0:
-                result.status = "empty"
-                result.error = "the report has no data rows"
-            elif parsed is not None and not parsed.row_numbers:
-                result.rejected = len(parsed.rejects)
-                _store_rejects(conn, info, path.name, parsed)
-                result.error = f"all {result.rejected} data rows rejected (see crm_rejects): {parsed.rejects[0][1]}"
-            elif parsed is not None:
-                with gc_paused():
-                    _copy_staging(conn, info, ledger_id, parsed)
-                distinct = _distinct_keys(parsed)
-                unique = distinct == len(parsed.row_numbers)
-                result.inserted, result.updated = upsert(conn, info, ledger_id, parsed.shape, unique_keys=unique)
-                result.unchanged = distinct - result.inserted - result.updated
-                result.rejected = len(parsed.rejects)
-                _store_rejects(conn, info, path.name, parsed)
-                result.status = "ok"
-            ledger_status = {"ok": "ingested"}.get(result.status, result.status)
-            conn.execute(SET_LEDGER_STATUS, (ledger_status, redact_error(result.error), ledger_id))
-            record_audit(conn, info, result.status, started_at=started, error=result.error, result=result)
+        with gc_paused():
+            if seen is None:  # an identical, already ingested file is not read again
+                try:
+                    raw = read_report(path, info.crm)
+                except ReportError as exc:
+                    parse_error = str(exc)
+            with conn.transaction():
+                ledger_id = store.insert_ledger(conn, info, path.name, md5, size)
+                result.ledger_id = ledger_id
+                previous = store.find_ingested(conn, info.crm, info.store, md5, other_than=ledger_id)
+                if previous is not None:
+                    result.status = store.INGEST_DUPLICATE
+                    result.error = f"identical to {previous.file_name} (ledger id {previous.id}), already ingested"
+                elif parse_error is not None:
+                    result.error = parse_error
+                elif raw is not None:
+                    _load(conn, info, ledger_id, path.name, raw, result)
+                store.set_ledger_status(conn, ledger_id, store.ledger_status(result.status), result.error)
+                store.record_audit(conn, info, result.status, started_at=started, error=result.error, result=result)
     except psycopg.Error as exc:
         # the file's transaction rolled back: nothing of it reached staging or facts
-        result = IngestResult("failed", path.name, md5, error=f"database error: {exc}".strip())
+        result = IngestResult(store.INGEST_FAILED, path.name, md5, error=f"database error: {exc}".strip())
         with conn.transaction():
-            ledger_id = _ledger(conn, info, path.name, md5, size)
-            conn.execute(SET_LEDGER_STATUS, ("failed", redact_error(result.error), ledger_id))
-            record_audit(conn, info, "failed", started_at=started, error=result.error, result=result)
+            ledger_id = store.insert_ledger(conn, info, path.name, md5, size)
+            store.set_ledger_status(conn, ledger_id, store.INGEST_FAILED, result.error)
+            store.record_audit(conn, info, store.INGEST_FAILED, started_at=started, error=result.error, result=result)
     level = log.info if result.ok else log.error
     level(
         "%s %s: %s inserted=%d updated=%d unchanged=%d rejected=%d%s",
@@ -220,99 +152,107 @@ def ingest_file(conn: psycopg.Connection[Any], path: Path, info: FileInfo) -> In
     return result
 
 
-def _ledger(conn: psycopg.Connection[Any], info: FileInfo, name: str, md5: str, size: int) -> int:
-    row = conn.execute(
-        INSERT_LEDGER,
-        (info.run_id, info.crm, info.store, info.report_type, info.mode, name, md5, size, info.start, info.end),
-    ).fetchone()
-    assert row is not None
-    return int(row["id"])
+def _load(
+    conn: psycopg.Connection[Any], info: FileInfo, ledger_id: int, name: str, raw: RawReport, result: IngestResult
+) -> None:
+    """Staging, facts and rejects of a readable report; sets ``result``'s status and counts."""
+    store.purge_staging(conn, info.crm)
+    # each key once in the file: every chunk is upserted as soon as it is staged (same rows, same counts
+    # as one upsert at the end); otherwise the last row of a key must win across chunks, so one upsert
+    each_chunk = raw.keys_unique()
+    loaded = stream_rows(conn, info, ledger_id, raw, upsert_chunks=each_chunk)
+    result.rejected = len(loaded.rejects)
+    if loaded.data_rows == 0:
+        result.status, result.error = store.INGEST_EMPTY, "the report has no data rows"
+        return
+    store.store_rejects(conn, info, name, loaded.rejects)
+    if loaded.rows == 0:
+        result.error = f"all {result.rejected} data rows rejected (see crm_rejects): {loaded.rejects[0][1]}"
+        return
+    distinct = len(loaded.keys)
+    if each_chunk:
+        result.inserted, result.updated = loaded.inserted, loaded.updated
+    else:
+        unique = distinct == loaded.rows
+        result.inserted, result.updated = store.upsert(conn, info, ledger_id, raw.shape, unique_keys=unique)
+    result.unchanged = distinct - result.inserted - result.updated
+    result.status = store.INGEST_OK
 
 
-def _copy_staging(conn: psycopg.Connection[Any], info: FileInfo, ledger_id: int, parsed: ParsedReport) -> None:
-    with conn.cursor() as cur, cur.copy(copy_statement(info.crm, parsed)) as copy:
-        # a chunk at a time, so the server loads one chunk while the next is formatted
-        for chunk in copy_chunks(info, ledger_id, parsed):
-            copy.write(chunk)
-    conn.execute(sql.SQL(PURGE_STAGING).format(sql.Identifier(STAGING[info.crm])))
+@dataclass
+class Loaded:
+    """What `stream_rows` put into staging (and facts), and what it kept out."""
+
+    rows: int = 0  # rows copied
+    data_rows: int = 0  # copied + rejected (footers are not data)
+    rejects: list[tuple[int, str, str]] = field(default_factory=list)
+    keys: set[tuple[Any, ...]] = field(default_factory=set)  # distinct keys of the copied rows
+    inserted: int = 0  # by the per-chunk upserts
+    updated: int = 0
 
 
-def copy_statement(crm: str, parsed: ParsedReport) -> sql.Composed:
-    """``COPY stg_... (columns) FROM STDIN`` for the rows of ``parsed``."""
-    columns = ["run_id", "ledger_id", "row_number", "store_code", *parsed.shape.fields, "raw_data"]
-    return sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(STAGING[crm]), sql.SQL(", ").join(map(sql.Identifier, columns))
-    )
+@dataclass(frozen=True)
+class _Chunk:
+    text: str  # COPY text of the chunk's kept rows
+    rows: tuple[int, int]  # first and last row number in it
 
 
-def copy_chunks(info: FileInfo, ledger_id: int, parsed: ParsedReport) -> Iterator[str]:
-    """The staging rows as COPY text, ``COPY_CHUNK_ROWS`` at a time.
+def stream_rows(
+    conn: psycopg.Connection[Any], info: FileInfo, ledger_id: int, raw: RawReport, *, upsert_chunks: bool
+) -> Loaded:
+    """Convert ``raw`` and COPY its kept rows into staging (and, with ``upsert_chunks``, upsert each chunk).
 
-    Built column by column (C-level str ops, not write_row per cell).
+    A producer thread converts chunk n+1 (pure Python) while this thread streams chunk n and
+    waits for PostgreSQL to load and upsert it (the socket waits release the GIL; the server
+    works on its own core). At most ``QUEUE_CHUNKS`` converted chunks wait, so memory stays
+    bounded. An error on either side raises here, inside the caller's transaction.
     """
-    head, store = f"{info.run_id}\t{ledger_id}\t", copy_text_column([info.store])[0]
-    numbers = parsed.row_numbers
-    for start in range(0, len(numbers), COPY_CHUNK_ROWS):
-        end = start + COPY_CHUNK_ROWS
-        texts = [copy_text_column(column[start:end]) for column in parsed.columns]
-        texts.append(copy_text_column(parsed.raw_json(start, end)))
-        prefix = map(head.__add__, map(str, numbers[start:end]))
-        lines = map("\t".join, zip(prefix, repeat(store), *texts))
-        yield "\n".join(lines) + "\n"
+    loaded = Loaded()
+    chunks: queue.Queue[_Chunk | BaseException | None] = queue.Queue(maxsize=QUEUE_CHUNKS)
+    stop = threading.Event()
+    shape = raw.shape
+    key_slots = [shape.fields.index(k) for k in shape.key if k in shape.fields]
 
+    def hand_over(item: _Chunk | BaseException | None) -> bool:
+        while not stop.is_set():
+            try:
+                chunks.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
 
-def upsert(
-    conn: psycopg.Connection[Any], info: FileInfo, ledger_id: int, shape: ReportShape, *, unique_keys: bool = False
-) -> tuple[int, int]:
-    """Staging -> facts. ``unique_keys``: the file has each key once, so no DISTINCT ON (a sort of wide rows)."""
-    staging, fact = STAGING[info.crm], FACTS[info.crm]
-    fields = [f for f in shape.fields if f not in shape.key]
-    key = list(shape.key)
-    ident = sql.Identifier
-    cols = ["run_id", "ledger_id", *key, *fields, "raw_data"]
-    key_list = sql.SQL(", ").join(map(ident, key))
-    query = sql.SQL(
-        """
-        WITH written AS (
-        INSERT INTO {fact} ({cols}, first_run_id)
-        SELECT {distinct} {cols}, run_id FROM {staging}
-        WHERE run_id = %s AND ledger_id = %s
-        {order}
-        ON CONFLICT ({key}) DO UPDATE SET {sets}, updated_at = now()
-        WHERE ({old}) IS DISTINCT FROM ({new})
-        RETURNING (xmax = 0) AS inserted
-        )
-        SELECT count(*) FILTER (WHERE inserted) AS inserted, count(*) AS written FROM written
-        """
-    ).format(
-        distinct=sql.SQL("") if unique_keys else sql.SQL("DISTINCT ON ({})").format(key_list),
-        order=sql.SQL("") if unique_keys else sql.SQL("ORDER BY {}, row_number DESC").format(key_list),
-        fact=ident(fact),
-        staging=ident(staging),
-        cols=sql.SQL(", ").join(map(ident, cols)),
-        key=sql.SQL(", ").join(map(ident, key)),
-        sets=sql.SQL(", ").join(
-            sql.SQL("{} = EXCLUDED.{}").format(ident(c), ident(c)) for c in ["run_id", "ledger_id", *fields, "raw_data"]
-        ),
-        old=sql.SQL(", ").join(sql.SQL("{}.{}").format(ident(fact), ident(c)) for c in fields),
-        new=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(ident(c)) for c in fields),
-    )
-    row = conn.execute(query, (info.run_id, ledger_id)).fetchone()
-    assert row is not None
-    inserted, written = row["inserted"], row["written"]
-    return int(inserted), int(written) - int(inserted)
+    def produce() -> None:
+        try:
+            for parsed in raw.chunks(COPY_CHUNK_ROWS):
+                loaded.rows += len(parsed.row_numbers)
+                loaded.data_rows += parsed.data_rows
+                loaded.rejects += parsed.rejects
+                if not parsed.row_numbers:
+                    continue
+                loaded.keys.update(zip(*(parsed.columns[p] for p in key_slots), strict=True))
+                chunk = _Chunk(copy_text(info, ledger_id, parsed), (parsed.row_numbers[0], parsed.row_numbers[-1]))
+                if not hand_over(chunk):
+                    return
+            hand_over(None)
+        except BaseException as exc:  # handed to the COPY side, which raises it
+            hand_over(exc)
 
-
-def _distinct_keys(parsed: ParsedReport) -> int:
-    fields = parsed.shape.fields
-    positions = [fields.index(k) for k in parsed.shape.key if k in fields]
-    return len(set(zip(*(parsed.columns[p] for p in positions), strict=True)))
-
-
-def _store_rejects(conn: psycopg.Connection[Any], info: FileInfo, name: str, parsed: ParsedReport) -> None:
-    if parsed.rejects:
+    producer = threading.Thread(target=produce, name=f"crm-convert-{info.crm}_{info.store}", daemon=True)
+    producer.start()
+    statement = store.copy_statement(info.crm, shape)
+    try:
         with conn.cursor() as cur:
-            cur.executemany(
-                INSERT_REJECT,
-                [(info.run_id, info.crm, info.store, name, n, remark, raw) for n, remark, raw in parsed.rejects],
-            )
+            while (item := chunks.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                with cur.copy(statement) as copy:
+                    copy.write(item.text)
+                if upsert_chunks:
+                    inserted, updated = store.upsert(conn, info, ledger_id, shape, unique_keys=True, rows=item.rows)
+                    loaded.inserted += inserted
+                    loaded.updated += updated
+    finally:
+        stop.set()
+        producer.join()
+    return loaded

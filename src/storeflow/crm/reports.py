@@ -9,11 +9,9 @@ zero silently.
 
 from __future__ import annotations
 
-import gc
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from functools import cached_property, lru_cache
@@ -88,8 +86,10 @@ _FAST_DMY = re.compile(
 
 def _fast_datetime(text: str) -> datetime | None:
     found = _FAST_DMY.fullmatch(text)
-    if found is None:
-        return None
+    return None if found is None else _datetime_of(found)
+
+
+def _datetime_of(found: re.Match[str]) -> datetime | None:
     day, sep, month_text, year, hour, minute, second, half = found.groups()
     month = _MONTHS.get(month_text.lower()) if month_text.isalpha() else int(month_text)
     if month is None or (sep == " ") != month_text.isalpha():
@@ -103,6 +103,18 @@ def _fast_datetime(text: str) -> datetime | None:
         return datetime(int(year), month, int(day), h, int(minute or 0), int(second or 0))
     except ValueError:
         return None
+
+
+def _fast_datetime_column(values: Sequence[str]) -> list[datetime | None] | None:
+    """A column of text dates in the fast shapes (blanks are NULL), as `to_datetime` converts it; None when
+    any value needs the general path (other formats, extra spaces, a bad value)."""
+    found = list(map(_FAST_DMY.fullmatch, values))
+    if None in found and any(f is None and v.strip() for f, v in zip(found, values, strict=True)):
+        return None
+    out = [None if f is None else _datetime_of(f) for f in found]
+    if sum(1 for v in out if v is None) != sum(1 for f in found if f is None):
+        return None
+    return out
 
 
 @lru_cache(maxsize=65536)
@@ -462,8 +474,8 @@ class ParsedReport:
 
     def raw_json(self, start: int = 0, end: int | None = None) -> list[str]:
         """``raw_data`` of kept rows ``start:end``: the cells keyed by header (built on demand, per COPY chunk)."""
-        headers, dumps = self.headers, json.dumps
-        return [dumps(dict(zip(headers, cells, strict=False)), default=_jsonable) for cells in self.cells[start:end]]
+        headers, encode, join = self.headers, _encode_raw, "".join
+        return [join(encode(dict(zip(headers, cells, strict=False)), 0)) for cells in self.cells[start:end]]
 
     @cached_property
     def rows(self) -> list[tuple[Any, ...]]:
@@ -511,6 +523,19 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def _encode_raw_py(value: Any, _level: int) -> list[str]:
+    return [json.dumps(value, default=_jsonable)]
+
+
+# what json.dumps(value, default=_jsonable) builds for every call, built once (100k rows, 100k calls)
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+_encode_raw: Callable[[Any, int], list[str]] = (
+    _c_make_encoder(None, _jsonable, json.encoder.encode_basestring_ascii, None, ": ", ", ", False, False, True)  # type: ignore[attr-defined]
+    if _c_make_encoder is not None
+    else _encode_raw_py
+)
+
+
 def _convert_column(
     values: Sequence[Any], convert: Callable[[Any], Any], kind: str
 ) -> tuple[list[Any] | Sequence[Any], dict[int, str]]:
@@ -523,6 +548,23 @@ def _convert_column(
         joined = "\x00".join(stripped)
         if "  " not in joined and "\n" not in joined:
             return ([v or None for v in stripped] if "" in stripped else stripped), {}
+    if kind in ("datetime", "date") and types == {str}:
+        stamps = _fast_datetime_column(values)
+        if stamps is not None:
+            return (stamps if kind == "datetime" else [v and v.date() for v in stamps]), {}
+    if len(values) >= 64 and (types == {str} or types == {float}):
+        distinct = set(values)  # one conversion per distinct value (codes, quantities, due dates)
+        if len(distinct) * 4 <= len(values) and all(v == v for v in distinct):
+            memo: dict[Any, Any] = {}
+            bad: dict[Any, str] = {}
+            for value in distinct:
+                try:
+                    memo[value] = convert(value)
+                except BadValue as exc:
+                    bad[value] = str(exc)
+            if not bad:
+                return list(map(memo.__getitem__, values)), {}
+            return [memo.get(v) for v in values], {i: bad[v] for i, v in enumerate(values) if v in bad}
     try:
         return list(map(convert, values)), {}
     except BadValue:
@@ -610,46 +652,39 @@ def _raw_of(parsed: ParsedReport, indexes: list[int]) -> list[tuple[int, str]]:
     return [(i, parsed.raw_json(i, i + 1)[0]) for i in indexes]
 
 
-# ---------------------------------------------------------------- COPY text format
-
-COPY_NULL = "\\N"
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-_NONE = type(None)
-
-
-def _copy_cell(value: Any) -> str:
-    if value is None:
-        return COPY_NULL
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return str(value).translate(_COPY_ESCAPES)
-
-
-def copy_text_column(values: Sequence[Any]) -> list[str]:
-    """One column as PostgreSQL COPY text fields (NULL as ``\\N``, backslash/tab/newline escaped).
-
-    Whole columns at a time, with fast paths for the common all-text / all-number columns.
-    """
-    kinds = set(map(type, values))
-    nulls = _NONE in kinds
-    kinds.discard(_NONE)
-    if kinds <= {str}:
-        texts = [COPY_NULL if v is None else v for v in values] if nulls else list(values)
-        joined = "".join(filter(None, values))
-        if "\\" not in joined and "\t" not in joined and "\n" not in joined and "\r" not in joined:
-            return texts
-        if "\t" not in joined and "\n" not in joined and "\r" not in joined:
-            return [COPY_NULL if v is None else v.replace("\\", "\\\\") for v in values]
-    elif kinds <= {float, int}:
-        return [COPY_NULL if v is None else str(v) for v in values] if nulls else list(map(str, values))
-    return list(map(_copy_cell, values))
-
-
 # ---------------------------------------------------------------- readers
 
 
-def read_xlsx(path: Path, shape: ReportShape) -> ParsedReport:
-    """Read the first sheet with python-calamine; the header is the first non-empty row."""
+@dataclass
+class RawReport:
+    """A report's cells as read, before conversion: the header row and the records under it."""
+
+    shape: ReportShape
+    header: Sequence[Any]
+    records: Sequence[Sequence[Any]]
+    source: str  # the file name, for messages
+    first_row: int  # the sheet row number of records[0]
+
+    def convert(self) -> ParsedReport:
+        return convert_rows(self.shape, self.header, self.records, self.source, first_row=self.first_row)
+
+    def keys_unique(self) -> bool:
+        """No key value (e.g. an order number) appears twice: then no two rows can share a fact key."""
+        key = next(c for c in self.shape.columns if c.kind == "key")
+        pos = header_index(self.shape, self.header, self.source)[self.shape.columns.index(key)]
+        values = [to_key(cells[pos]) for cells in self.records if len(cells) > pos]
+        present = [v for v in values if v is not None]
+        return len(set(present)) == len(present)
+
+    def chunks(self, size: int) -> Iterator[ParsedReport]:
+        """The records converted ``size`` at a time, in order (row numbers, rejects and footers per chunk)."""
+        for start in range(0, max(len(self.records), 1), size):
+            part = self.records[start : start + size]
+            yield convert_rows(self.shape, self.header, part, self.source, first_row=self.first_row + start)
+
+
+def read_xlsx_cells(path: Path, shape: ReportShape) -> RawReport:
+    """Read the first sheet with python-calamine; the header is the first non-empty row (checked here)."""
     from python_calamine import CalamineWorkbook
 
     try:
@@ -674,10 +709,16 @@ def read_xlsx(path: Path, shape: ReportShape) -> ParsedReport:
         start += 1
     if start >= len(data):
         raise ReportError(f"{path.name}: the sheet is empty (no header row)")
-    return convert_rows(shape, data[start], data[start + 1 :], path.name, first_row=start + 2)
+    header_index(shape, data[start], path.name)
+    return RawReport(shape, data[start], data[start + 1 :], path.name, start + 2)
 
 
-def read_json_rows(path: Path, shape: ReportShape, field_map: dict[str, str] | None = None) -> ParsedReport:
+def read_xlsx(path: Path, shape: ReportShape) -> ParsedReport:
+    """Read and convert the first sheet of an XLSX report."""
+    return read_xlsx_cells(path, shape).convert()
+
+
+def read_json_cells(path: Path, shape: ReportShape, field_map: dict[str, str] | None = None) -> RawReport:
     """Rows saved from an API (a JSON list of objects); ``field_map`` renames API keys to headers."""
     try:
         items = json.loads(path.read_text(encoding="utf-8"))
@@ -700,7 +741,13 @@ def read_json_rows(path: Path, shape: ReportShape, field_map: dict[str, str] | N
     for item in items:
         renamed = {rename.get(k, k): v for k, v in item.items()}
         records.append([renamed.get(h) for h in header])
-    return convert_rows(shape, header, records, path.name, first_row=1)
+    header_index(shape, header, path.name)
+    return RawReport(shape, header, records, path.name, 1)
+
+
+def read_json_rows(path: Path, shape: ReportShape, field_map: dict[str, str] | None = None) -> ParsedReport:
+    """Read and convert a JSON report saved from an API."""
+    return read_json_cells(path, shape, field_map).convert()
 
 
 def shape_for(crm: str, suffix: str) -> ReportShape:
@@ -709,24 +756,18 @@ def shape_for(crm: str, suffix: str) -> ReportShape:
     return UC_GST_API if suffix == ".json" else UC_GST_XLSX
 
 
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    # Parsing allocates millions of acyclic containers (cells, rows); the cyclic collector would
-    # rescan them over and over (superlinear on 100k-row reports). Refcounting frees them anyway.
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
+def read_report(path: Path, crm: str) -> RawReport:
+    """Read a downloaded report by its CRM and extension (.xlsx from exports, .json from APIs), unconverted.
+
+    A file that cannot be read, or lacks a column, fails here with ReportError.
+    """
+    suffix = path.suffix.lower()
+    shape = shape_for(crm, suffix)
+    if suffix == ".json":
+        return read_json_cells(path, shape, TD_API_FIELDS if crm == "td" else None)
+    return read_xlsx_cells(path, shape)
 
 
 def parse_report(path: Path, crm: str) -> ParsedReport:
-    """Parse a downloaded report by its CRM and extension (.xlsx from exports, .json from APIs)."""
-    suffix = path.suffix.lower()
-    shape = shape_for(crm, suffix)
-    with gc_paused():
-        if suffix == ".json":
-            return read_json_rows(path, shape, TD_API_FIELDS if crm == "td" else None)
-        return read_xlsx(path, shape)
+    """Read and convert a downloaded report in one step."""
+    return read_report(path, crm).convert()

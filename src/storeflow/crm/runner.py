@@ -24,15 +24,7 @@ import httpx
 from storeflow.alerts import send_alert
 from storeflow.browser import SessionVault, has_display, launch
 from storeflow.crm.files import expired_files
-from storeflow.crm.ingest import (
-    FileInfo,
-    IngestResult,
-    ingest_file,
-    last_success_end,
-    record_audit,
-    try_lock_store,
-    unlock_store,
-)
+from storeflow.crm.ingest import ingest_file
 from storeflow.crm.portals import (
     REPORT_TYPES,
     Downloaded,
@@ -46,6 +38,7 @@ from storeflow.crm.portals import (
     client_for,
 )
 from storeflow.crm.progress import Progress
+from storeflow.crm.store import FileInfo, IngestResult, last_success_end, record_audit, try_lock_store, unlock_store
 from storeflow.crm.windows import Window, auto_window, requested_window
 from storeflow.db.pool import is_connection_lost, lost_database
 from storeflow.errors import (

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from storeflow.browser import SessionVault
+from storeflow.crm.store import last_failure, last_success
 from storeflow.fmt import format_age
 
 if TYPE_CHECKING:
@@ -12,16 +13,6 @@ if TYPE_CHECKING:
     from storeflow.settings import Settings
 
 COLUMNS = ("store", "last_success", "ingested_at", "last_failure", "why", "session_age")
-LAST_SUCCESS = """
-SELECT from_date, to_date, finished_at FROM ingest_audit
-WHERE crm = %s AND store = %s AND status IN ('ok', 'empty', 'duplicate')
-ORDER BY finished_at DESC NULLS LAST, id DESC LIMIT 1
-"""
-LAST_FAILURE = """
-SELECT status, error, finished_at FROM ingest_audit
-WHERE crm = %s AND store = %s AND status IN ('failed', 'needs_bootstrap')
-ORDER BY finished_at DESC NULLS LAST, id DESC LIMIT 1
-"""
 
 
 def store_status(settings: Settings, db: Database) -> list[tuple[str, str, str, str, str, str]]:
@@ -29,8 +20,8 @@ def store_status(settings: Settings, db: Database) -> list[tuple[str, str, str, 
     rows = []
     with db.transaction() as conn:
         for store in settings.config.crm.stores:
-            ok = conn.execute(LAST_SUCCESS, (store.crm, store.code)).fetchone()
-            bad = conn.execute(LAST_FAILURE, (store.crm, store.code)).fetchone()
+            ok = last_success(conn, store.crm, store.code)
+            bad = last_failure(conn, store.crm, store.code)
             rows.append(
                 (
                     store.key + ("" if store.enabled else " (disabled)"),

@@ -11,8 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from psycopg import sql
-
+from storeflow.crm import store as crm_store
 from storeflow.dashboard.status import Cell, Observation, evaluate
 from storeflow.esl import store as esl_store
 from storeflow.hallmark import store as hallmark
@@ -37,40 +36,13 @@ def _one(conn: psycopg.Connection[Any], query: str, params: Any = None) -> Row:
 
 # ---------------------------------------------------------------- CRM
 
-CRM_SUCCESS = ("ok", "duplicate", "empty")
-
-# An audit row with a file is an ingestion; one without a file is a store whose download failed
-# (or whose session expired) before any file was obtained.
-CRM_INGEST_LAST = """
-SELECT DISTINCT ON (crm, store) crm, store, status, error, started_at, finished_at
-FROM ingest_audit WHERE file_name IS NOT NULL
-ORDER BY crm, store, started_at DESC
-"""
-CRM_INGEST_SUCCESS = """
-SELECT crm, store, max(finished_at) AS last_success_at, max(to_date) AS freshness
-FROM ingest_audit WHERE status = ANY(%s) GROUP BY crm, store
-"""
-CRM_DOWNLOAD_PROBLEM = """
-SELECT DISTINCT ON (crm, store) crm, store, status, error, started_at
-FROM ingest_audit WHERE file_name IS NULL AND status IN ('failed', 'needs_bootstrap')
-ORDER BY crm, store, started_at DESC
-"""
-CRM_DOWNLOAD_SUCCESS = """
-SELECT crm, store, max(downloaded_at) AS last_success_at, max(to_date) AS freshness
-FROM download_ledger GROUP BY crm, store
-"""
-
-
-def _by_store(rows: list[Row]) -> dict[tuple[str, str], Row]:
-    return {(r["crm"], r["store"]): r for r in rows}
-
 
 def crm_observations(conn: psycopg.Connection[Any], settings: Settings) -> list[Observation]:
     stores: list[tuple[str, str, str]] = [(s.crm, s.code, s.name) for s in settings.config.crm.stores if s.enabled]
-    last = _by_store(_all(conn, CRM_INGEST_LAST))
-    ok = _by_store(_all(conn, CRM_INGEST_SUCCESS, (list(CRM_SUCCESS),)))
-    problem = _by_store(_all(conn, CRM_DOWNLOAD_PROBLEM))
-    dl_ok = _by_store(_all(conn, CRM_DOWNLOAD_SUCCESS))
+    last = crm_store.latest_ingests(conn)
+    ok = crm_store.ingest_successes(conn)
+    problem = crm_store.download_problems(conn)
+    dl_ok = crm_store.download_successes(conn)
     known = {(crm, code) for crm, code, _ in stores}
     for crm, code in sorted(set(last) | set(dl_ok) | set(problem)):
         if (crm, code) not in known:
@@ -106,9 +78,9 @@ def crm_observations(conn: psycopg.Connection[Any], settings: Settings) -> list[
 def _crm_status(status: str | None) -> str | None:
     if status is None:
         return None
-    if status in {"failed", "error"}:
+    if status in {crm_store.INGEST_FAILED, "error"}:
         return "failed"
-    if status in {"needs_bootstrap", "running"}:
+    if status in {crm_store.NEEDS_BOOTSTRAP, "running"}:
         return status
     return "ok"
 
@@ -196,61 +168,9 @@ class CrmFilters:
     date_from: date | None = None
     date_to: date | None = None
 
-    def params(self) -> dict[str, Any]:
+    def where(self) -> crm_store.RecordFilter:
         crm, _, code = self.store.partition("_")
-        return {
-            "crm": crm or None,
-            "code": code or None,
-            "status": self.status or None,
-            "dfrom": self.date_from,
-            "dto": self.date_to,
-        }
-
-
-CRM_LEDGER = """
-SELECT id, run_id, crm, store, report_type, file_name, md5, size, downloaded_at, status, from_date, to_date, error
-FROM download_ledger
-WHERE (%(crm)s::text IS NULL OR crm = %(crm)s) AND (%(code)s::text IS NULL OR store = %(code)s)
-  AND (%(status)s::text IS NULL OR status = %(status)s)
-  AND (%(dfrom)s::date IS NULL OR downloaded_at >= %(dfrom)s::date)
-  AND (%(dto)s::date IS NULL OR downloaded_at < %(dto)s::date + 1)
-ORDER BY downloaded_at DESC, id DESC LIMIT 200
-"""
-CRM_LEDGER_COUNT = """
-SELECT count(*) AS files, coalesce(sum(size), 0) AS bytes FROM download_ledger
-WHERE (%(crm)s::text IS NULL OR crm = %(crm)s) AND (%(code)s::text IS NULL OR store = %(code)s)
-  AND (%(status)s::text IS NULL OR status = %(status)s)
-  AND (%(dfrom)s::date IS NULL OR downloaded_at >= %(dfrom)s::date)
-  AND (%(dto)s::date IS NULL OR downloaded_at < %(dto)s::date + 1)
-"""
-CRM_AUDIT_WHERE = """
-WHERE (%(crm)s::text IS NULL OR crm = %(crm)s) AND (%(code)s::text IS NULL OR store = %(code)s)
-  AND (%(status)s::text IS NULL OR status = %(status)s)
-  AND (%(dfrom)s::date IS NULL OR started_at >= %(dfrom)s::date)
-  AND (%(dto)s::date IS NULL OR started_at < %(dto)s::date + 1)
-"""
-CRM_AUDIT = (
-    """
-SELECT run_id, crm, store, from_date, to_date, inserted_rows, updated_rows, rejected_rows, md5, file_name,
-       started_at, finished_at, status, error
-FROM ingest_audit"""
-    + CRM_AUDIT_WHERE
-    + " ORDER BY started_at DESC LIMIT 200"
-)
-CRM_AUDIT_TOTALS = (
-    """
-SELECT count(*) AS runs, coalesce(sum(inserted_rows), 0) AS inserted, coalesce(sum(updated_rows), 0) AS updated,
-       coalesce(sum(rejected_rows), 0) AS rejected
-FROM ingest_audit"""
-    + CRM_AUDIT_WHERE
-)
-CRM_AUDIT_BY_STATUS = "SELECT status, count(*) AS n FROM ingest_audit" + CRM_AUDIT_WHERE + " GROUP BY status ORDER BY 1"
-CRM_FAILURES = (
-    "SELECT crm, store, status, coalesce(error, '(no reason recorded)') AS error, count(*) AS n, "
-    "max(started_at) AS last_at FROM ingest_audit"
-    + CRM_AUDIT_WHERE
-    + " AND status IN ('failed', 'needs_bootstrap') GROUP BY 1, 2, 3, 4 ORDER BY last_at DESC LIMIT 50"
-)
+        return crm_store.RecordFilter(crm or None, code or None, self.status or None, self.date_from, self.date_to)
 
 
 @dataclass
@@ -264,29 +184,26 @@ class CrmPage:
     fact_rows: dict[str, int] = field(default_factory=dict)
     statuses: list[str] = field(default_factory=list)
     stores: list[tuple[str, str]] = field(default_factory=list)
+    success_statuses: tuple[str, ...] = crm_store.INGEST_SUCCESS
+    problem_statuses: tuple[str, ...] = crm_store.INGEST_PROBLEMS
 
 
 def crm_page(conn: psycopg.Connection[Any], settings: Settings, filters: CrmFilters) -> CrmPage:
-    page = CrmPage()
-    page.stores = [(s.key, f"{s.name} ({s.key})") for s in settings.config.crm.stores]
-    p = filters.params()
-    statuses: set[str] = set()
-    page.ledger = _all(conn, CRM_LEDGER, p)
-    page.ledger_totals = _one(conn, CRM_LEDGER_COUNT, p)
-    statuses |= {r["status"] for r in _all(conn, "SELECT DISTINCT status FROM download_ledger")}
-    page.audit = _all(conn, CRM_AUDIT, p)
-    page.audit_totals = _one(conn, CRM_AUDIT_TOTALS, p)
-    page.audit_by_status = _all(conn, CRM_AUDIT_BY_STATUS, p)
-    page.failures = _all(conn, CRM_FAILURES, p)
-    statuses |= {r["status"] for r in _all(conn, "SELECT DISTINCT status FROM ingest_audit")}
-    seen = _all(conn, "SELECT DISTINCT crm, store FROM ingest_audit ORDER BY 1, 2")
+    where = filters.where()
+    page = CrmPage(
+        ledger=crm_store.ledger_rows(conn, where),
+        ledger_totals=crm_store.ledger_totals(conn, where),
+        audit=crm_store.audit_rows(conn, where),
+        audit_totals=crm_store.audit_totals(conn, where),
+        audit_by_status=crm_store.audit_by_status(conn, where),
+        failures=crm_store.audit_failures(conn, where),
+        fact_rows=crm_store.fact_rows(conn),
+        statuses=crm_store.statuses_seen(conn),
+        stores=[(s.key, f"{s.name} ({s.key})") for s in settings.config.crm.stores],
+    )
     known = {k for k, _ in page.stores}
-    page.stores += [(f"{r['crm']}_{r['store']}", f"{r['crm']}_{r['store']}") for r in seen
-                    if f"{r['crm']}_{r['store']}" not in known]  # fmt: skip
-    for table in ("fact_td_orders", "fact_uc_gst"):
-        count = sql.SQL("SELECT count(*) AS n FROM {}").format(sql.Identifier(table))
-        page.fact_rows[table] = int(conn.execute(count).fetchone()["n"])  # type: ignore[index]
-    page.statuses = sorted(s for s in statuses if s)
+    seen = [f"{crm}_{code}" for crm, code in crm_store.stores_seen(conn)]
+    page.stores += [(key, key) for key in seen if key not in known]
     return page
 
 

@@ -10,7 +10,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from storeflow.crm.ingest import FileInfo, ingest_file
+from storeflow.crm.ingest import ingest_file
+from storeflow.crm.store import FileInfo
 from storeflow.sandbox.tumbledry.common import xlsx_bytes
 from storeflow.sandbox.uclean import XLSX_HEADERS
 
@@ -124,3 +125,88 @@ def test_migration_turns_last_activity_into_a_timestamp_and_old_words_into_remar
     kind = "SELECT data_type FROM information_schema.columns WHERE table_name = %s AND column_name = 'last_activity'"
     for table in ("stg_td_order_report", "fact_td_orders"):
         assert conn.execute(kind, (table,)).fetchone()["data_type"] == "timestamp without time zone"
+
+
+def _many(n: int, repeat_first_at: int | None = None) -> list[list[Any]]:
+    rows = [gst_row(i, f"UC{i}", "10/11/2025", 100 + i) for i in range(1, n + 1)]
+    if repeat_first_at is not None:  # the key of row 1 again, later: the later line wins
+        rows[repeat_first_at] = gst_row(repeat_first_at + 1, "UC1", "10/11/2025", 999)
+    return rows
+
+
+@pytest.mark.parametrize("repeat_first_at", [None, 9])
+def test_a_file_of_many_chunks_loads_like_one(
+    conn: psycopg.Connection[Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, repeat_first_at: int | None
+) -> None:
+    from storeflow.crm import ingest
+
+    monkeypatch.setattr(ingest, "COPY_CHUNK_ROWS", 3)  # 11 rows: 4 chunks, the repeated key in the 4th
+    path = tmp_path / "UC_GST_Sector56Gurugram_2025-11-10_to_2025-11-11.xlsx"
+    rows = _many(11, repeat_first_at)
+    rows[4][3] = "31/31/2025"  # one reject in the second chunk
+    path.write_bytes(xlsx_bytes(XLSX_HEADERS, rows, [["", "Total", *[""] * 11]]))
+    first = ingest_file(conn, path, info())
+    keys = 10 if repeat_first_at is None else 9
+    assert (first.status, first.inserted, first.updated, first.unchanged, first.rejected) == ("ok", keys, 0, 0, 1)
+    facts = conn.execute("SELECT order_number, final_amount::float AS f FROM fact_uc_gst").fetchall()
+    amounts = {r["order_number"]: r["f"] for r in facts}
+    assert len(amounts) == keys and "UC5" not in amounts
+    assert amounts["UC1"] == (101.0 if repeat_first_at is None else 999.0)
+    staged = conn.execute("SELECT count(*) AS n FROM stg_uc_gst_report WHERE ledger_id = %s", (first.ledger_id,))
+    assert staged.fetchone()["n"] == 10
+    rows[2][-1] = 500  # the same file with one amount changed: one update, the rest unchanged
+    path.write_bytes(xlsx_bytes(XLSX_HEADERS, rows, []))
+    again = ingest_file(conn, path, info())
+    assert (again.status, again.inserted, again.updated, again.unchanged) == ("ok", 0, 1, keys - 1)
+
+
+def test_a_database_error_in_a_later_chunk_leaves_no_partial_data(
+    conn: psycopg.Connection[Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from storeflow.crm import ingest
+
+    monkeypatch.setattr(ingest, "COPY_CHUNK_ROWS", 2)
+    from storeflow.crm.reports import UC_API_COLUMNS
+
+    base = dict.fromkeys((c.header for c in UC_API_COLUMNS), "")
+    amounts = {"taxable_value": 90, "cgst": 5, "sgst": 5, "total_tax": 10, "final_amount": 100}
+    items = [
+        {**base, **amounts, "order_number": f"UC{i}", "invoice_date": "2025-11-10 10:00:00", "name": "Asha"}
+        for i in range(1, 8)
+    ]
+    items[5]["name"] = "As\x00ha"  # PostgreSQL refuses a NUL in text: the 3rd chunk's COPY fails
+    path = tmp_path / "UC_GST_sector56_2025-11-10_to_2025-11-11.json"
+    path.write_text(json.dumps(items), encoding="utf-8")
+    result = ingest_file(conn, path, info())
+    assert result.status == "failed" and "database error" in (result.error or "")
+    assert "0x00" in (result.error or ""), result.error
+    assert conn.execute("SELECT count(*) AS n FROM fact_uc_gst").fetchone()["n"] == 0
+    assert conn.execute("SELECT count(*) AS n FROM stg_uc_gst_report").fetchone()["n"] == 0
+    audit = conn.execute("SELECT status, error, file_name FROM ingest_audit").fetchall()
+    assert [(a["status"], a["file_name"]) for a in audit] == [("failed", path.name)]
+
+
+def test_a_conversion_error_in_a_later_chunk_ends_the_copy_and_rolls_back(
+    conn: psycopg.Connection[Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from storeflow.crm import ingest
+
+    monkeypatch.setattr(ingest, "COPY_CHUNK_ROWS", 2)
+    real, calls = ingest.copy_text, []
+
+    def copy_text(*args: Any) -> str:
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("converter bug")
+        return real(*args)
+
+    monkeypatch.setattr(ingest, "copy_text", copy_text)
+    path = tmp_path / "UC_GST_Sector56Gurugram_2025-11-10_to_2025-11-11.xlsx"
+    path.write_bytes(xlsx_bytes(XLSX_HEADERS, _many(7), []))
+    with pytest.raises(RuntimeError, match="converter bug"):
+        ingest_file(conn, path, info())
+    conn.rollback()
+    assert conn.execute("SELECT count(*) AS n FROM fact_uc_gst").fetchone()["n"] == 0
+    assert conn.execute("SELECT count(*) AS n FROM download_ledger").fetchone()["n"] == 0

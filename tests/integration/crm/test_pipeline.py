@@ -138,7 +138,7 @@ def test_second_run_of_a_store_is_locked_out(
     conn: psycopg.Connection[Any],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from storeflow.crm.ingest import try_lock_store, unlock_store
+    from storeflow.crm.store import try_lock_store, unlock_store
     from storeflow.db import connect
 
     with connect(db_url, autocommit=True) as other:  # another machine's run holding td_a817

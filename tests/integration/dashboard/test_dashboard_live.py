@@ -18,7 +18,8 @@ import pytest_asyncio
 from playwright.async_api import Browser, async_playwright
 
 from storeflow.browser import launch
-from storeflow.crm.ingest import FileInfo, ingest_file
+from storeflow.crm.ingest import ingest_file
+from storeflow.crm.store import FileInfo
 from storeflow.db.connect import Database
 from storeflow.esl.worker import WorkerConfig, run_worker
 from storeflow.hallmark import store

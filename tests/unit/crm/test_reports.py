@@ -7,14 +7,15 @@ from pathlib import Path
 import pytest
 
 from storeflow.crm.files import canonical_name, expired_files, extension_for, keep_until, safe_store_name
+from storeflow.crm.ingest import copy_text_column
 from storeflow.crm.reports import (
     CONVERTERS,
     TD_ORDER_REPORT,
     UC_GST_XLSX,
     BadValue,
+    RawReport,
     ReportError,
     convert_rows,
-    copy_text_column,
     is_footer,
     read_xlsx,
     to_amount,
@@ -266,3 +267,97 @@ def test_retention_rules() -> None:
     files = [(Path("old.xlsx"), datetime(2025, 11, 1)), (Path("new.xlsx"), datetime(2025, 11, 12, 11))]
     assert expired_files(files, now, 7) == [Path("old.xlsx")]
     assert safe_store_name("Sushant Lok 1, Gurugram") == "SushantLok1Gurugram"
+
+
+def test_raw_json_is_json_dumps_of_the_cells_by_header() -> None:
+    from datetime import time, timedelta
+
+    from storeflow.crm.reports import ParsedReport, _jsonable
+
+    headers = ["h%1", "dup", "é", "flag", "n", "at", "day", "t", "span", "text", "dup"]
+    cells = [
+        [
+            "a%b",
+            1.5,
+            None,
+            True,
+            3,
+            datetime(2020, 1, 2, 3, 4),
+            date(2020, 1, 1),
+            time(1, 2),
+            timedelta(1),
+            'é"\\\n',
+            "x",
+        ],
+        ["", -0.0, 1e300, False, 10**20, None, None, None, None, "ok", 2.0],
+    ]
+    parsed = ParsedReport(TD_ORDER_REPORT, [], [2, 3], [], cells=cells, headers=headers)  # type: ignore[arg-type]
+    expected = [json.dumps(dict(zip(headers, c, strict=True)), default=_jsonable) for c in cells]
+    assert parsed.raw_json() == expected
+    assert parsed.raw_json(1, 2) == expected[1:]
+    assert parsed.raw_json(2) == []
+
+
+def test_chunks_convert_like_the_whole_report() -> None:
+    header = TD_ORDER_REPORT.headers
+    good = dict.fromkeys(header, "")
+    records = []
+    for i in range(7):
+        row = {**good, "Order Date / Time": f"0{i + 1} Jan 2020 06:02 PM", "Order No.": f"A{i}"}
+        row.update(
+            {
+                h: 1.0
+                for h in (
+                    "Pcs.",
+                    "Weight",
+                    "Gross Amount",
+                    "Discount",
+                    "Tax",
+                    "Net Amount",
+                    "Advance",
+                    "Paid",
+                    "Adjustment",
+                    "Balance",
+                    "Advance Received",
+                    "Advance Used",
+                )
+            }
+        )
+        records.append([row[h] for h in header])
+    records[2][0] = "not a date"  # a reject in the first chunk
+    records[5][header.index("Net Amount")] = "abc"  # and one in the second
+    records.append(["Total", *[""] * (len(header) - 1)])  # a footer
+    raw = RawReport(TD_ORDER_REPORT, header, records, "td.xlsx", 2)
+    whole = raw.convert()
+    parts = list(raw.chunks(4))
+    assert len(parts) == 2
+    assert [n for p in parts for n in p.row_numbers] == whole.row_numbers == [2, 3, 5, 6, 8]
+    assert [r for p in parts for r in p.rejects] == whole.rejects and [r[0] for r in whole.rejects] == [4, 7]
+    assert sum(p.skipped_footer for p in parts) == whole.skipped_footer == 1
+    assert [row for p in parts for row in p.rows] == whole.rows
+    assert [len(list(RawReport(TD_ORDER_REPORT, header, [], "e.xlsx", 2).chunks(4)))] == [1]
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        ["01 Jan 2020 06:02 PM", "12/11/2025 10:32", "", "  ", "03 Jan 2020"] * 20,
+        ["31/31/2025", "01 Jan 2020"] * 40,  # a bad value: the general path names it
+        ["01  Jan 2020", "2025-11-12 10:32:00"] * 40,  # extra space, ISO text: the general path
+        ["12 PM 2020"] * 80,
+    ],
+)
+@pytest.mark.parametrize("kind", ["datetime", "date"])
+def test_column_conversion_matches_cell_by_cell(column: list[str], kind: str) -> None:
+    from storeflow.crm.reports import _convert_column
+
+    def one(value: str) -> tuple[object, str | None]:
+        try:
+            return CONVERTERS[kind](value), None
+        except BadValue as exc:
+            return None, str(exc)
+
+    values, errors = _convert_column(column, CONVERTERS[kind], kind)
+    expected = [one(v) for v in column]
+    assert list(values) == [v for v, _ in expected]
+    assert errors == {i: e for i, (_, e) in enumerate(expected) if e}
