@@ -20,8 +20,8 @@ from tests.integration.dashboard.conftest import one, seed, serve
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
-PAGES = ("/dashboard", "/dashboard/crm", "/dashboard/hallmark", "/dashboard/esl", "/dashboard/jobs", "/dashboard/sessions",
-         "/dashboard/charts")  # fmt: skip
+PAGES = ("/dashboard", "/dashboard/crm", "/dashboard/hallmark", "/dashboard/esl", "/dashboard/jobs",
+         "/dashboard/sessions", "/dashboard/charts")  # fmt: skip
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
