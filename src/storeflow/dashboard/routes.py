@@ -381,7 +381,8 @@ def esl_retry(
 
 def _defined_schedules(settings: Settings) -> list[tuple[str, str]]:
     """(periodic id, cron) of every schedule in the TOML file's [[schedule]] tables."""
-    return [(str(s.periodic_id), str(s.cron)) for s in getattr(settings.config, "schedule", None) or []]
+    entries = getattr(settings.config, "schedule", None) or []
+    return [(str(s.periodic_id), str(s.cron)) for s in entries if getattr(s, "enabled", True)]
 
 
 @router.get("/dashboard/jobs", response_class=HTMLResponse)

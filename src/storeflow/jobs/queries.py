@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 JOB_STATUSES = ("todo", "doing", "succeeded", "failed", "cancelled", "aborted")
 # events that end one attempt started by a `started` event
 ATTEMPT_ENDS = ("succeeded", "failed", "deferred_for_retry", "aborted")
-# a job's error: the pipeline's run that started while the job ran (procrastinate stores none itself)
+# a job's error: storeflow's job_outcomes row, else the pipeline run that started while the job ran
+# (procrastinate stores none itself)
 ERROR_SLACK_SECONDS = 5
 DURATION_EDGES = (1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 
@@ -49,7 +50,7 @@ ORDER BY started_at NULLS LAST, j.id
 
 FAILED = """
 SELECT j.id, j.queue_name, j.task_name, j.args, j.attempts, ev.started_at, ev.failed_at,
-       run.error
+       {error} AS error
 FROM procrastinate_jobs j
 CROSS JOIN LATERAL (
     SELECT max(e.at) FILTER (WHERE e.type = 'started') AS started_at,
@@ -69,11 +70,20 @@ LEFT JOIN LATERAL (
     ORDER BY r.started_at DESC
     LIMIT 1
 ) run ON true
+{outcome_join}
 WHERE j.status = 'failed'
 ORDER BY ev.failed_at DESC NULLS LAST, j.id DESC
 LIMIT %(limit)s
 """
 
+# storeflow's record of each attempt (jobs/store.py, table job_outcomes), when the database has it: its
+# error is the job's own, so it wins over the pipeline run's
+OUTCOME_JOIN = """
+LEFT JOIN LATERAL (
+    SELECT o.error FROM job_outcomes o WHERE o.job_id = j.id AND o.error IS NOT NULL ORDER BY o.attempt DESC LIMIT 1
+) outcome ON true
+"""
+HAS_OUTCOMES = "SELECT to_regclass('job_outcomes') IS NOT NULL AS present"
 FAILED_COUNT = "SELECT count(*) AS n FROM procrastinate_jobs WHERE status = 'failed'"
 
 COUNTS = """
@@ -277,8 +287,15 @@ def failed_jobs(conn: psycopg.Connection[Any], limit: int = 100) -> list[FailedJ
             error=r["error"],
             args=r["args"] or {},
         )
-        for r in conn.execute(FAILED, {"slack": ERROR_SLACK_SECONDS, "limit": limit}).fetchall()
+        for r in conn.execute(_failed_query(conn), {"slack": ERROR_SLACK_SECONDS, "limit": limit}).fetchall()
     ]
+
+
+def _failed_query(conn: psycopg.Connection[Any]) -> Any:
+    row = conn.execute(HAS_OUTCOMES).fetchone()
+    if row and row["present"]:
+        return FAILED.format(error="coalesce(outcome.error, run.error)", outcome_join=OUTCOME_JOIN)
+    return FAILED.format(error="run.error", outcome_join="")
 
 
 def failed_count(conn: psycopg.Connection[Any]) -> int:
