@@ -12,6 +12,7 @@ which runs procrastinate's own retry function (what `JobManager.retry_job_by_id`
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -192,7 +193,7 @@ class Durations:
         if not self.values:
             return None
         ordered = sorted(self.values)
-        rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+        rank = max(1, min(len(ordered), math.ceil(q / 100 * len(ordered))))
         return ordered[rank - 1]
 
 
