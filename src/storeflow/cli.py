@@ -69,17 +69,22 @@ app.add_typer(db_app, name="db")
 @db_app.command("migrate")
 def db_migrate(ctx: typer.Context) -> None:
     """Apply pending schema migrations (every command that needs the database does this too)."""
-    from storeflow.db.migrate import migrate
+    from storeflow.db.migrate import migrate_database
 
     db = get_context(ctx).database(migrate=False)
-    applied = migrate(db)
-    console.print(f"applied {len(applied)} migration(s)" + "".join(f"\n  {m.version:04d}_{m.name}" for m in applied))
+    report = migrate_database(db)
+    console.print(
+        f"applied {len(report.storeflow) + len(report.procrastinate)} migration(s)"
+        + "".join(f"\n  {m.version:04d}_{m.name}" for m in report.storeflow)
+        + "".join(f"\n  {name}" for name in report.procrastinate)
+    )
 
 
 @db_app.command("status")
 def db_status(ctx: typer.Context) -> None:
     """List applied and pending migrations."""
-    from storeflow.db.migrate import migration_status
+    from storeflow.db.migrate import migration_status, procrastinate_status
+    from storeflow.db.procrastinate import procrastinate_version
 
     db = get_context(ctx).database(migrate=False)
     table = Table("version", "name", "state")
@@ -87,6 +92,10 @@ def db_status(ctx: typer.Context) -> None:
         table.add_row(f"{version:04d}", name, state)
     console.print(f"database: {db.kind}")
     console.print(table)
+    jobs = Table("migration", "state", title=f"procrastinate {procrastinate_version()} (jobs)")
+    for name, state in procrastinate_status(db):
+        jobs.add_row(name, state)
+    console.print(jobs)
 
 
 @db_app.command("url")
@@ -164,6 +173,12 @@ app.add_typer(esl_app, name="esl")
 from storeflow.dashboard.cli import alerts_app  # noqa: E402
 
 app.add_typer(alerts_app, name="alerts")
+
+from storeflow.jobs.cli import app as jobs_app  # noqa: E402
+from storeflow.jobs.cli import worker_command  # noqa: E402
+
+app.add_typer(jobs_app, name="jobs")
+app.command("worker")(worker_command)
 
 
 # ---------------------------------------------------------------- doctor, demo, serve

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, PrivateAttr, SecretStr, ValidationError, 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from storeflow.errors import ConfigError
+from storeflow.jobs.schedules import ScheduleEntry
 from storeflow.logs import get_logger, mask_url, mask_url_path
 
 PLACEHOLDER_SECRETS = {
@@ -164,6 +165,15 @@ class StoreflowConfig(BaseModel):
     esl: EslConfig = Field(default_factory=EslConfig)
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
     sandbox: dict[str, Any] = Field(default_factory=dict)
+    # [[schedule]] tables: periodic jobs (storeflow.jobs.schedules, docs/jobs.md)
+    schedule: list[ScheduleEntry] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_schedule_ids(self) -> StoreflowConfig:
+        from storeflow.jobs.schedules import periodic_defs
+
+        periodic_defs(self.schedule)  # ValueError names a periodic id used twice
+        return self
 
 
 # ---------------------------------------------------------------- environment
@@ -247,6 +257,25 @@ class Settings(BaseSettings):
     # every process (global, through PostgreSQL's rate_limits table) or per process as before (process)
     RATE_LIMIT_SCOPE: Literal["global", "process"] = "global"
     RATE_LIMIT_LEASE_SECONDS: float = Field(default=0.5, gt=0, le=10)
+
+    # issue 12 (jobs on procrastinate, docs/jobs.md): retries of transient failures (portal 5xx, timeouts,
+    # database unavailable) with exponential backoff; a worker whose heartbeat is older than
+    # JOB_HEARTBEAT_TIMEOUT_SECONDS is stalled and its jobs run again elsewhere (checked every
+    # JOB_STALLED_CHECK_SECONDS); SIGTERM waits JOB_SHUTDOWN_GRACE_SECONDS for jobs in hand, then hands them back
+    JOB_RETRY_MAX_ATTEMPTS: int = Field(default=4, ge=1, le=100)
+    JOB_RETRY_INITIAL_DELAY_SECONDS: float = Field(default=30.0, ge=0)
+    JOB_RETRY_BACKOFF_MULTIPLIER: float = Field(default=2.0, ge=1)
+    JOB_RETRY_MAX_DELAY_SECONDS: float = Field(default=1800.0, ge=0)
+    JOB_HEARTBEAT_TIMEOUT_SECONDS: float = Field(default=30.0, ge=1)
+    JOB_STALLED_CHECK_SECONDS: int = Field(default=15, ge=1, le=59)
+    JOB_SHUTDOWN_GRACE_SECONDS: float = Field(default=30.0, ge=0)
+    JOB_POLL_INTERVAL_SECONDS: float = Field(default=5.0, gt=0)
+    # the cleanup job: finished job rows, log files and leftover downloads older than this
+    JOB_RETENTION_DAYS: int = Field(default=30, ge=1)
+    # Hallmark's incremental window (storeflow.jobs.windows): last successful end minus the overlap, to
+    # today, never more than the backfill limit (today included)
+    HALLMARK_OVERLAP_DAYS: int = Field(default=2, ge=0)
+    HALLMARK_BACKFILL_DAYS: int = Field(default=30, ge=1)
 
     # dashboard
     DASHBOARD_USERNAME: str = "admin"

@@ -3,7 +3,8 @@
 Applied in order, each in its own transaction, under a transaction-level
 advisory lock so two processes migrating at once serialise safely.
 Number ranges: 0001-0099 core, 0100-0199 hallmark, 0200-0299 crm, 0300-0399 esl,
-0400-0499 dashboard.
+0400-0499 dashboard, 0500-0599 rate limits, 0600-0649 jobs. procrastinate's own schema
+(db/procrastinate.py) is applied after storeflow's migrations, under the same lock.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING
 
+from storeflow.db import procrastinate
 from storeflow.logs import get_logger
 
 if TYPE_CHECKING:
@@ -66,11 +68,24 @@ def schema_fingerprint() -> str:
     digest = hashlib.sha256()
     for m in load_migrations():
         digest.update(f"{m.version}:{m.checksum};".encode())
+    for p in procrastinate.load_migrations():
+        digest.update(f"procrastinate:{p.name};".encode())
     return digest.hexdigest()[:12]
 
 
+@dataclass(frozen=True)
+class MigrationReport:
+    storeflow: list[Migration]
+    procrastinate: list[str]  # its schema, or the names of its migrations applied by this call
+
+
 def migrate(db: Database) -> list[Migration]:
-    """Apply pending migrations; return those applied by this call."""
+    """Apply pending migrations (storeflow's, then procrastinate's); return storeflow's applied by this call."""
+    return migrate_database(db).storeflow
+
+
+def migrate_database(db: Database) -> MigrationReport:
+    """Apply storeflow's pending migrations, then bring procrastinate's schema up to the installed version."""
     applied_now: list[Migration] = []
     with db.connect(autocommit=True) as conn:
         for migration in load_migrations():
@@ -89,7 +104,12 @@ def migrate(db: Database) -> list[Migration]:
                 )
                 applied_now.append(migration)
                 log.info("applied migration %04d_%s", migration.version, migration.name, event="migrate")
-    return applied_now
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+            jobs_schema = procrastinate.apply(conn)
+        for name in jobs_schema:
+            log.info("applied %s", name, event="migrate")
+    return MigrationReport(applied_now, jobs_schema)
 
 
 def migration_status(db: Database) -> list[tuple[int, str, str]]:
@@ -107,3 +127,11 @@ def migration_status(db: Database) -> list[tuple[int, str, str]]:
         )
         for m in load_migrations()
     ]
+
+
+def procrastinate_status(db: Database) -> list[tuple[str, str]]:
+    """(name, state) of every migration of the installed procrastinate (its schema, its jobs' tables)."""
+    with db.connect() as conn:
+        rows = procrastinate.status(conn)
+        conn.commit()
+    return rows
