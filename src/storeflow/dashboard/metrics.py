@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 from storeflow.dashboard import queries
 from storeflow.dashboard.status import STATUSES
 from storeflow.esl.transform import TOPICS
+from storeflow.jobs import names as job_names
 from storeflow.jobs import queries as job_queries
 from storeflow.logs import get_logger
 
@@ -289,7 +290,7 @@ class DatabaseCollector(Collector):
         )
         counts = job_queries.job_counts(conn)
         for queue in sorted({q for q, _ in counts}):
-            for status in job_queries.JOB_STATUSES:
+            for status in job_names.STATUSES:
                 jobs.add_metric([queue, status], counts.get((queue, status), 0))
         yield jobs
         durations = HistogramMetricFamily(

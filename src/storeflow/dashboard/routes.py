@@ -20,6 +20,7 @@ from storeflow import __version__
 from storeflow.dashboard import auth, charts, queries
 from storeflow.dashboard.status import PIPELINES, format_age, worst
 from storeflow.esl.reconcile_run import shop_overview
+from storeflow.jobs import names as job_names
 from storeflow.jobs import queries as job_queries
 from storeflow.logs import get_logger
 from storeflow.web.access import LoginThrottle, WebAccess
@@ -381,8 +382,9 @@ def esl_retry(
 
 def _defined_schedules(settings: Settings) -> list[tuple[str, str]]:
     """(periodic id, cron) of every schedule in the TOML file's [[schedule]] tables."""
-    entries = getattr(settings.config, "schedule", None) or []
-    return [(str(s.periodic_id), str(s.cron)) for s in entries if getattr(s, "enabled", True)]
+    from storeflow.jobs.schedules import periodic_defs
+
+    return [(d.periodic_id, d.cron) for d in periodic_defs(settings.config.schedule)]
 
 
 @router.get("/dashboard/jobs", response_class=HTMLResponse)
@@ -397,7 +399,7 @@ def jobs(request: Request, user: User, retried: int | None = None, error: str = 
         counts = job_queries.job_counts(conn) if present else {}
     return _render(
         request, "jobs.html", "jobs", present=present, schedules=schedules, running=running, failed=failed,
-        counts=counts, queues=sorted({q for q, _ in counts}), statuses=job_queries.JOB_STATUSES, retried=retried,
+        counts=counts, queues=sorted({q for q, _ in counts}), statuses=job_names.STATUSES, retried=retried,
         error=error[:200],
     )  # fmt: skip
 

@@ -21,8 +21,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import psycopg
 
-# procrastinate_job_status, in the order a job passes through them
-JOB_STATUSES = ("todo", "doing", "succeeded", "failed", "cancelled", "aborted")
 # events that end one attempt started by a `started` event
 ATTEMPT_ENDS = ("succeeded", "failed", "deferred_for_retry", "aborted")
 # a job's error: storeflow's job_outcomes row, else the pipeline run that started while the job ran

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,8 +15,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from storeflow.jobs import queries
+from storeflow.jobs.store import record_outcome
 from storeflow.settings import Settings
-from tests.integration.dashboard.conftest import one, serve
+from tests.integration.dashboard.conftest import CONFIG, one, serve
 from tests.integration.dashboard.jobs_data import (
     FAILED_ERROR,
     PERIODIC_CRON,
@@ -61,6 +63,17 @@ def test_reads_over_procrastinates_tables(jobs: SeededJobs, conn: psycopg.Connec
     for d in durations.values():
         assert d.count == 1 and d.total_seconds > 0 and d.cumulative[-1] == 1
     assert queries.retried_counts(conn) == {"automatic": 0, "manual": 0}
+
+
+def test_a_failed_jobs_own_outcome_is_its_error(jobs: SeededJobs, conn: psycopg.Connection[Any]) -> None:
+    # storeflow's record of the attempt (job_outcomes, written by the worker) wins over the pipeline run's error
+    record_outcome(
+        conn, job_id=jobs.failed_id, attempt=1, task="crm.download", subject="td_a817", exit_code=1,
+        failure="transient", detail="{}", error="portal timed out after 120 s", alerted=False, started_at=None,
+    )  # fmt: skip
+    conn.commit()
+    (failed,) = queries.failed_jobs(conn)
+    assert (failed.id, failed.error) == (jobs.failed_id, "portal timed out after 120 s")
 
 
 def test_retry_puts_a_failed_job_back_and_refuses_others(jobs: SeededJobs, conn: psycopg.Connection[Any]) -> None:
@@ -125,6 +138,29 @@ def test_jobs_page_lists_and_retries(
         after = client.get(done.headers["location"]).text
         assert "No failed jobs." in after and f"Job {jobs.failed_id} is back in its queue" in after
         assert "job #" not in client.get("/dashboard").text
+
+
+def test_jobs_page_shows_each_schedule_with_its_last_and_next_run(
+    jobs: SeededJobs, make_settings: Callable[..., Settings], db_url: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "storeflow.toml"
+    config.write_text(
+        CONFIG.format(profiles=tmp_path / "profiles")
+        + f'\n[[schedule]]\nid = "{PERIODIC_ID}"\njob = "crm.download"\ncrm = "td"\nstores = "all"\n'
+        f'cron = "{PERIODIC_CRON}"\n\n[[schedule]]\njob = "alerts.check"\ncron = "*/5 * * * *"\n',
+        encoding="utf-8",
+    )
+    settings = make_settings(db_url=db_url, config=config)
+    with serve(settings, db_url) as base:
+        page = httpx.get(base + "/dashboard/jobs").text
+    table = page[page.index('data-testid="schedules"') : page.index('data-testid="running"')]
+    ours = table[table.index(f'data-schedule="{PERIODIC_ID}"') :].split("</tr>")[0]
+    last = datetime.fromtimestamp(PERIODIC_TIMESTAMP, UTC).strftime("%Y-%m-%d %H:%M")
+    assert last in ours and f"#{jobs.periodic_job_id}" in ours and PERIODIC_CRON in ours
+    nxt = queries.next_fire(PERIODIC_CRON, datetime.now(UTC)).strftime("%Y-%m-%d %H:%M")
+    assert nxt in ours
+    alerts = table[table.index('data-schedule="alerts.check:') :].split("</tr>")[0]
+    assert "never fired" in alerts and "*/5 * * * *" in alerts
 
 
 def test_retry_needs_a_login_off_loopback(
