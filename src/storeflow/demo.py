@@ -1,7 +1,8 @@
 """`storeflow demo`: every pipeline end to end on the sandbox and the embedded database.
 
 Each pipeline contributes a step (see `demo_steps`): a function that takes a `DemoContext` and
-returns a `DemoResult`.
+returns a `DemoResult`. The CRM and Hallmark steps run as jobs in one in-process worker
+(`run_demo_jobs`), as `storeflow worker` runs them.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -42,6 +43,15 @@ class DemoResult:
     note: str = ""
 
 
+def run_demo_jobs(ctx: DemoContext, task: str, **request: object) -> list[dict[str, Any]]:
+    """Defer ``task`` (one job per store) and run it, and the jobs it defers, in one in-process worker."""
+    from storeflow.jobs.app import plan
+    from storeflow.jobs.worker import run_jobs, worker_options
+
+    planned = plan(ctx.settings, task, **request)  # type: ignore[arg-type]
+    return run_jobs(ctx.settings, ctx.db, planned, worker_options(ctx.settings))
+
+
 def demo_steps() -> dict[str, Callable[[DemoContext], DemoResult]]:
     """Each pipeline's demo step, in the order they run."""
     # imported here: the step modules import DemoContext and DemoResult from this module
@@ -70,8 +80,10 @@ def run_demo(ctx: AppContext, only: str | None, seed: int, serve: bool, console:
         config_path = workdir / "storeflow.toml"
         host.write_config(config_path)
         _point_paths_at(config_path, workdir)
-        settings = load_settings(config_path, env={**base.dotenv, "STOREFLOW_HOME": str(base.home)})
-        settings.DATABASE_URL = base.DATABASE_URL
+        env = {**base.dotenv, "STOREFLOW_HOME": str(base.home)}
+        if base.DATABASE_URL is not None:  # the same database as the caller's (settings are never mutated)
+            env["DATABASE_URL"] = base.DATABASE_URL.get_secret_value()
+        settings = load_settings(config_path, env=env)
         setup_logging(workdir / "logs", settings.LOG_LEVEL, secrets=settings.secret_values())
         db = open_database(settings)
         console.print(f"database: {db.kind}; sandbox: {', '.join(f'{k}={v}' for k, v in host.urls.items())}")

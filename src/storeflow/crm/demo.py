@@ -1,15 +1,17 @@
-"""`storeflow demo` step for spec 001: bootstrap + download + ingest all four sandbox stores."""
+"""`storeflow demo` step for spec 001: bootstrap, then download + ingest all four sandbox stores as jobs."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import date, timedelta
+from typing import Any
 
 import httpx
 
-from storeflow.crm.progress import Progress
-from storeflow.crm.runner import DownloadOptions, run_bootstrap, run_download
-from storeflow.demo import DemoContext, DemoResult
+from storeflow.crm.runner import run_bootstrap
+from storeflow.demo import DemoContext, DemoResult, run_demo_jobs
+from storeflow.jobs.names import CRM_DOWNLOAD
+from storeflow.jobs.policy import worst_exit_code
 
 FACTS = """
 SELECT 'td_' || store_code AS store, count(*) AS n, coalesce(sum(net_amount), 0)::float AS amount
@@ -35,12 +37,10 @@ def run_demo(ctx: DemoContext) -> DemoResult:
         return DemoResult("crm", False, note="; ".join(f"{o.key}: {o.error}" for o in failed))
     end = date.today()
     start = end - timedelta(days=2)
-    options = DownloadOptions(start=start.isoformat(), end=end.isoformat(), headless=True, alert=False, command="demo")
-    summary = asyncio.run(
-        run_download(settings, ctx.db, stores, options, Progress([s.key for s in stores], ctx.console))
-    )
+    window = {"crm": "all", "store": "all", "start": start.isoformat(), "end": end.isoformat()}
+    first = run_demo_jobs(ctx, CRM_DOWNLOAD, **window)
     # the second run converges: same files, recorded as duplicates, facts unchanged
-    again = asyncio.run(run_download(settings, ctx.db, stores, options, Progress([s.key for s in stores])))
+    again = run_demo_jobs(ctx, CRM_DOWNLOAD, **window)
     with ctx.db.transaction() as conn:
         facts = {r["store"]: (r["n"], round(r["amount"], 2)) for r in conn.execute(FACTS, {"a": start, "b": end})}
     figures: list[tuple[str, str]] = []
@@ -55,9 +55,14 @@ def run_demo(ctx: DemoContext) -> DemoResult:
         same = (rows, amount) == (truth["rows"], truth["net_amount"])
         matches = matches and same
         figures.append((store.key, f"{rows} rows, net {amount:,.2f} ({store.mode}){'' if same else ' MISMATCH'}"))
-    figures.append(("re-run", ", ".join(sorted({o.status for o in again.outcomes}))))
-    ok = summary.exit_code == 0 and again.exit_code == 0 and matches
+    figures.append(("re-run", ", ".join(sorted({(j["detail"] or {}).get("status", j["status"]) for j in again}))))
+    first_code, again_code = (worst_exit_code(_codes(jobs)) for jobs in (first, again))
+    ok = first_code == 0 and again_code == 0 and matches
     note = f"{start}..{end}, facts match /_sandbox/truth" if matches else "facts differ from the sandbox truth"
-    if summary.exit_code:
-        note = "; ".join(f"{o.key}: {o.error}" for o in summary.outcomes if o.error)
+    if first_code:
+        note = "; ".join(f"{(j['detail'] or {}).get('store')}: {j['error']}" for j in first if j["error"])
     return DemoResult("crm", ok, figures=figures, note=note)
+
+
+def _codes(jobs: list[dict[str, Any]]) -> list[int]:
+    return [j["exit_code"] if j["exit_code"] is not None else (0 if j["status"] == "succeeded" else 1) for j in jobs]

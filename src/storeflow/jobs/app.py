@@ -141,6 +141,8 @@ def register_schedules(app: App, settings: Settings, config: JobsConfig) -> None
             periodic_id=definition.periodic_id,
             configure_kwargs={
                 "queue": definition.queue,
+                # a tick whose job still waits is not deferred twice by a deferrer that runs late
+                "queueing_lock": f"tick:{definition.periodic_id}",
                 "task_kwargs": {
                     "periodic_id": definition.periodic_id,
                     "job": definition.job,

@@ -213,17 +213,22 @@ def cancel_cmd(ctx: typer.Context, job_id: Annotated[int, typer.Argument(help="T
 
 @app.command("schedules")
 def schedules_cmd(ctx: typer.Context) -> None:
-    """The [[schedule]] tables of the TOML file, each with its next fire time (UTC, as procrastinate reads cron)."""
+    """The [[schedule]] tables with their last and next fire time (UTC, as procrastinate reads cron)."""
     from storeflow.jobs.schedules import next_fire, periodic_defs
+    from storeflow.jobs.store import last_ticks
 
-    settings = get_context(ctx).settings
+    app_ctx = get_context(ctx)
+    settings = app_ctx.settings
     defs = periodic_defs(settings.config.schedule)
     if not defs:
         console.print(f"no [[schedule]] tables in {settings.config_path or 'the configuration'}")
         return
+    with app_ctx.database().transaction() as conn:
+        last = last_ticks(conn)
     now = dt.datetime.now(dt.UTC)
-    table = Table("job", "cron (UTC)", "selection", "next fire (UTC)", "periodic id")
+    table = Table("job", "cron (UTC)", "selection", "last fired (UTC)", "next fire (UTC)", "periodic id")
     for d in defs:
         selection = " ".join(f"{k}={v}" for k, v in d.params.items() if v not in (None, [], ""))
-        table.add_row(d.job, d.cron, selection, f"{next_fire(d.cron, now):%Y-%m-%d %H:%M:%S}", d.periodic_id)
+        fired = f"{last[d.periodic_id]:%Y-%m-%d %H:%M:%S}" if d.periodic_id in last else "never"
+        table.add_row(d.job, d.cron, selection, fired, f"{next_fire(d.cron, now):%Y-%m-%d %H:%M:%S}", d.periodic_id)
     console.print(table)

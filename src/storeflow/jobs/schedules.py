@@ -66,8 +66,13 @@ class ScheduleEntry(BaseModel):
     def periodic_id(self) -> str:
         if self.id:
             return self.id
+        cron = self.cron.replace(" ", "_")
         stores = "all" if self.stores == "all" else ",".join(self.stores)
-        return f"{self.job}:{self.crm}:{stores}:{self.cron.replace(' ', '_')}"
+        if self.job == CRM_DOWNLOAD:
+            return f"{self.job}:{self.crm}:{stores}:{cron}"
+        if self.job == ESL_RESYNC:
+            return f"{self.job}:{stores}:{cron}"
+        return f"{self.job}:{cron}"
 
 
 @dataclass(frozen=True)
@@ -94,8 +99,12 @@ def periodic_defs(entries: list[ScheduleEntry]) -> list[PeriodicDef]:
         if entry.periodic_id in seen:
             raise ValueError(f"two [[schedule]] tables have the id {entry.periodic_id!r}; give one an id = ...")
         seen.add(entry.periodic_id)
-        params: dict[str, Any] = {"crm": entry.crm, "stores": entry.stores}
-        if entry.stores == "all":
+        params: dict[str, Any] = {}
+        if entry.job == CRM_DOWNLOAD:
+            params["crm"] = entry.crm
+        if entry.job in (CRM_DOWNLOAD, ESL_RESYNC):
+            params["stores"] = entry.stores
+        if entry.job in (CRM_DOWNLOAD, ESL_RESYNC) and entry.stores == "all":
             params["excluded"] = sorted(
                 {
                     f"{other.crm}:{code}"

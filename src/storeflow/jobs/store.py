@@ -66,6 +66,20 @@ SELECT EXISTS (
        OR (queue_name <> 'maintenance' AND status IN ('todo', 'doing'))
 ) AS busy
 """
+# the jobs from ``first`` on (those deferred and the ones they deferred), each with its last outcome
+RESULTS_SINCE = """
+SELECT j.id, j.task_name, j.status::text AS status, j.attempts, o.exit_code, o.detail, o.error
+FROM procrastinate_jobs j
+LEFT JOIN LATERAL (
+    SELECT exit_code, detail, error FROM job_outcomes WHERE job_id = j.id ORDER BY attempt DESC LIMIT 1
+) o ON true
+WHERE j.id >= %s AND j.queue_name <> 'maintenance'
+ORDER BY j.id
+"""
+LAST_TICKS = """
+SELECT periodic_id, max(defer_timestamp) AS ts FROM procrastinate_periodic_defers
+WHERE task_name = 'jobs.fire_schedule' GROUP BY periodic_id
+"""
 DELETE_OLD_OUTCOMES = "DELETE FROM job_outcomes WHERE finished_at < now() - make_interval(days => %s)"
 
 
@@ -115,6 +129,17 @@ def run_files(conn: Connection[Any], run_id: Any) -> list[str]:
 def busy_jobs(conn: Connection[Any], ids: list[int]) -> bool:
     row = conn.execute(BUSY, (ids,)).fetchone()
     return bool(row and row["busy"])
+
+
+def results_since(conn: Connection[Any], first: int) -> list[dict[str, Any]]:
+    return [dict(r) for r in conn.execute(RESULTS_SINCE, (first,)).fetchall()]
+
+
+def last_ticks(conn: Connection[Any]) -> dict[str, datetime]:
+    """periodic id -> the last tick procrastinate deferred for it (UTC)."""
+    from datetime import UTC
+
+    return {r["periodic_id"]: datetime.fromtimestamp(r["ts"], UTC) for r in conn.execute(LAST_TICKS).fetchall()}
 
 
 def delete_old_outcomes(conn: Connection[Any], days: int) -> int:

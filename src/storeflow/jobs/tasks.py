@@ -310,6 +310,8 @@ async def _hallmark_bulk(
         "downloaded": summary.downloaded,
         "skipped": summary.skipped,
         "failed": summary.failed,
+        "logins": summary.logins,
+        "reused_session": summary.reused_session,
     }
 
     def files() -> list[str]:
@@ -333,7 +335,7 @@ async def _hallmark_import(rt: Runtime, files: list[str]) -> Outcome:
     fallback = {s.customer_id: (s.store_number, s.store_name) for s in settings.config.hallmark.stores}
     # each folder holding a written file (a month of one store) is imported again: upserts, idempotent
     folders = sorted({Path(f).parent for f in files}) or [settings.OUTPUT_DIRECTORY]
-    totals = {"files": 0, "orders": 0, "billing_documents": 0, "failed": 0}
+    totals = {"files": 0, "orders": 0, "order_lines": 0, "billing_documents": 0, "billing_lines": 0, "failed": 0}
     failed: list[str] = []
     for folder in folders:
         if not folder.is_dir():
@@ -341,6 +343,8 @@ async def _hallmark_import(rt: Runtime, files: list[str]) -> Outcome:
         summary = await asyncio.to_thread(import_directory, rt.db, folder, 2, fallback)
         totals["files"] += summary.files
         totals["orders"] += summary.orders
+        totals["order_lines"] += summary.order_lines
+        totals["billing_lines"] += summary.billing_lines
         totals["billing_documents"] += summary.billing_documents
         totals["failed"] += len(summary.failed)
         failed += [f"{path}: {error}" for path, error in summary.failed]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -22,16 +23,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from procrastinate import App
 from procrastinate.worker import Worker
 
 from storeflow.errors import ConfigError
 from storeflow.jobs import names
-from storeflow.jobs.app import JobsConfig, build_app
+from storeflow.jobs.app import HandedBack, JobFailed, JobsConfig, build_app
 from storeflow.logs import get_logger
 
 if TYPE_CHECKING:
-    from procrastinate import App
-
     from storeflow.db.connect import Database
     from storeflow.settings import Settings
 
@@ -78,13 +78,30 @@ def _workers(app: App, config: JobsConfig, options: WorkerOptions, wait: bool) -
         "stalled_worker_timeout": config.heartbeat_timeout,
         "install_signal_handlers": False,  # one handler stops both (see `stop_on_signals`)
     }
+    quiet = _ExpectedFailures()
+    for name in ("procrastinate.worker", "procrastinate"):
+        if quiet not in logging.getLogger(name).filters:
+            logging.getLogger(name).addFilter(quiet)
     workers = []
     if names.QUEUE_CRM in options.queues:
-        workers.append(Worker(app, queues=[names.QUEUE_CRM], name=f"{options.name}/browser",
+        # the same tasks and connector, no periodic registry: one periodic deferrer per process, not two
+        browser_app = App(connector=app.connector)
+        browser_app.tasks = app.tasks
+        workers.append(Worker(browser_app, queues=[names.QUEUE_CRM], name=f"{options.name}/browser",
                               concurrency=options.browsers, **common))  # fmt: skip
     others = [q for q in options.queues if q != names.QUEUE_CRM]
     workers.append(Worker(app, queues=others, name=options.name, concurrency=options.concurrency, **common))
     return workers
+
+
+class _ExpectedFailures(logging.Filter):
+    """procrastinate logs a failed job with its traceback; a job's own failure (`JobFailed`) is one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], JobFailed | HandedBack):
+            record.exc_info = None
+            record.exc_text = None
+        return True
 
 
 @contextlib.contextmanager
@@ -139,3 +156,23 @@ async def run_until_done(settings: Settings, db: Database, job_ids: list[int], o
             for worker in workers:
                 worker.stop()
             await asyncio.gather(*running)
+
+
+def run_jobs(settings: Settings, db: Database, planned: list[Any], options: WorkerOptions) -> list[dict[str, Any]]:
+    """Defer ``planned`` and run them (and what they defer) in this process; their rows with outcomes.
+
+    For `storeflow demo` and the tests: the same tasks, retries and locks as `storeflow worker`.
+    """
+    from storeflow.jobs.app import defer
+    from storeflow.jobs.store import results_since
+
+    async def go() -> list[int]:
+        app = build_app(settings, db)
+        async with app.open_async():
+            ids = [(await defer(app, p)).job_id for p in planned]
+        await run_until_done(settings, db, ids, options)
+        return ids
+
+    ids = asyncio.run(go())
+    with db.transaction() as conn:
+        return [r for r in results_since(conn, min(ids))] if ids else []

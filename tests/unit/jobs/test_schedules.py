@@ -28,7 +28,7 @@ def test_the_srs_crm_schedule_and_a_hallmark_schedule() -> None:
     ]
     assert defs[0].params == {"crm": "td", "stores": "all", "excluded": []}
     assert defs[0].periodic_id == "crm.download:td:all:15_7,11,15,19_*_*_*"
-    assert defs[1].periodic_id == "hallmark.bulk_orders:all:all:30_6_*_*_*"
+    assert defs[1].periodic_id == "hallmark.bulk_orders:30_6_*_*_*" and defs[1].params == {}
 
 
 @pytest.mark.parametrize(
