@@ -44,7 +44,7 @@ def worker_command(
     ] = None,
     name: Annotated[str | None, typer.Option("--name", help="Worker name in logs (default host-pid).")] = None,
 ) -> None:
-    """Run storeflow's jobs (CRM, Hallmark, ESL resync, alerts, cleanup) and fire the [[schedule]] tables.
+    """Run storeflow's jobs (CRM, Hallmark, ESL resync, alerts, cleanup) and fire the \\[\\[schedule]] tables.
 
     Run one per machine; SIGTERM finishes the jobs in hand (JOB_SHUTDOWN_GRACE_SECONDS), then hands
     them back. Example: `storeflow worker --queues crm --browsers 4`.
@@ -213,7 +213,7 @@ def cancel_cmd(ctx: typer.Context, job_id: Annotated[int, typer.Argument(help="T
 
 @app.command("schedules")
 def schedules_cmd(ctx: typer.Context) -> None:
-    """The [[schedule]] tables with their last and next fire time (UTC, as procrastinate reads cron)."""
+    """The \\[\\[schedule]] tables with their last and next fire time (UTC, as procrastinate reads cron)."""
     from storeflow.jobs.schedules import next_fire, periodic_defs
     from storeflow.jobs.store import last_ticks
 
@@ -221,7 +221,7 @@ def schedules_cmd(ctx: typer.Context) -> None:
     settings = app_ctx.settings
     defs = periodic_defs(settings.config.schedule)
     if not defs:
-        console.print(f"no [[schedule]] tables in {settings.config_path or 'the configuration'}")
+        console.print(f"no [[schedule]] tables in {settings.config_path or 'the configuration'}", markup=False)
         return
     with app_ctx.database().transaction() as conn:
         last = last_ticks(conn)

@@ -66,14 +66,14 @@ SELECT EXISTS (
        OR (queue_name <> 'maintenance' AND status IN ('todo', 'doing'))
 ) AS busy
 """
-# the jobs from ``first`` on (those deferred and the ones they deferred), each with its last outcome
+# the given jobs and those deferred after them (maintenance ticks aside), each with its last outcome
 RESULTS_SINCE = """
 SELECT j.id, j.task_name, j.status::text AS status, j.attempts, o.exit_code, o.detail, o.error
 FROM procrastinate_jobs j
 LEFT JOIN LATERAL (
     SELECT exit_code, detail, error FROM job_outcomes WHERE job_id = j.id ORDER BY attempt DESC LIMIT 1
 ) o ON true
-WHERE j.id >= %s AND j.queue_name <> 'maintenance'
+WHERE j.id = ANY(%(ids)s) OR (j.id >= %(first)s AND j.queue_name <> 'maintenance')
 ORDER BY j.id
 """
 LAST_TICKS = """
@@ -131,8 +131,9 @@ def busy_jobs(conn: Connection[Any], ids: list[int]) -> bool:
     return bool(row and row["busy"])
 
 
-def results_since(conn: Connection[Any], first: int) -> list[dict[str, Any]]:
-    return [dict(r) for r in conn.execute(RESULTS_SINCE, (first,)).fetchall()]
+def results_since(conn: Connection[Any], ids: list[int]) -> list[dict[str, Any]]:
+    rows = conn.execute(RESULTS_SINCE, {"ids": ids, "first": min(ids)}).fetchall()
+    return [dict(r) for r in rows]
 
 
 def last_ticks(conn: Connection[Any]) -> dict[str, datetime]:

@@ -175,4 +175,4 @@ def run_jobs(settings: Settings, db: Database, planned: list[Any], options: Work
 
     ids = asyncio.run(go())
     with db.transaction() as conn:
-        return [r for r in results_since(conn, min(ids))] if ids else []
+        return results_since(conn, ids) if ids else []

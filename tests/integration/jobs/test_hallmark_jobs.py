@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,9 +10,8 @@ import httpx
 import pytest
 
 from storeflow.db.connect import Database
-from storeflow.jobs import names
-from storeflow.jobs.app import build_app, defer, plan
-from storeflow.jobs.worker import run_until_done, worker_options
+from storeflow.jobs import names, worker
+from storeflow.jobs.app import plan
 from storeflow.sandbox.host import SandboxHost
 from storeflow.settings import Settings
 
@@ -30,21 +28,7 @@ def hallmark_host() -> Iterator[SandboxHost]:
 
 def run_jobs(settings: Settings, db: Database, task: str, **request: Any) -> list[dict[str, Any]]:
     """Defer ``task`` and run a worker in this process until it and the jobs it deferred are done."""
-
-    async def go() -> list[int]:
-        app = build_app(settings, db)
-        async with app.open_async():
-            ids = [(await defer(app, p)).job_id for p in plan(settings, task, **request)]
-        await run_until_done(settings, db, ids, worker_options(settings))
-        return ids
-
-    ids = asyncio.run(go())
-    with db.transaction() as conn:
-        return conn.execute(
-            "SELECT j.id, j.task_name, j.status::text AS status, o.detail FROM procrastinate_jobs j "
-            "JOIN job_outcomes o ON o.job_id = j.id WHERE j.id >= %s ORDER BY j.id",
-            (min(ids),),
-        ).fetchall()
+    return worker.run_jobs(settings, db, plan(settings, task, **request), worker.worker_options(settings))
 
 
 def test_a_second_daily_run_downloads_only_the_new_days(
