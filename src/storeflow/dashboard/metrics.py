@@ -19,6 +19,8 @@ from storeflow.dashboard import queries
 from storeflow.dashboard.status import STATUSES
 from storeflow.esl import store as esl_store
 from storeflow.esl.transform import TOPICS
+from storeflow.jobs import names as job_names
+from storeflow.jobs import queries as job_queries
 from storeflow.logs import get_logger
 
 if TYPE_CHECKING:
@@ -107,6 +109,7 @@ class DatabaseCollector(Collector):
         yield from self._ingests(conn)
         yield from self._hallmark(conn)
         yield from self._pipeline_runs(conn)
+        yield from self._jobs(conn)
 
     def _overview(self, conn: psycopg.Connection[Any], now: datetime) -> Iterator[Metric]:
         cells = queries.overview_cells(conn, self.settings, now)
@@ -269,6 +272,35 @@ class DatabaseCollector(Collector):
             for pipeline, n in sorted(found.get(key, {}).items()):
                 family.add_metric([pipeline], n)
             yield family
+
+    def _jobs(self, conn: psycopg.Connection[Any]) -> Iterator[Metric]:
+        """procrastinate's jobs (absent before `storeflow db migrate` applied its schema)."""
+        if not job_queries.has_schema(conn):
+            return
+        jobs = GaugeMetricFamily(
+            "storeflow_jobs", "Jobs procrastinate holds, by queue and status", labels=["queue", "status"]
+        )
+        counts = job_queries.job_counts(conn)
+        for queue in sorted({q for q, _ in counts}):
+            for status in job_names.STATUSES:
+                jobs.add_metric([queue, status], counts.get((queue, status), 0))
+        yield jobs
+        durations = HistogramMetricFamily(
+            "storeflow_job_duration_seconds",
+            "Job attempts from start to end (outcome: succeeded, failed, deferred_for_retry, aborted)",
+            labels=["queue", "task", "outcome"],
+        )
+        for d in job_queries.job_durations(conn):
+            buckets = [(repr(edge), float(n)) for edge, n in zip(d.edges, d.cumulative, strict=True)]
+            durations.add_metric([d.queue, d.task, d.outcome], [*buckets, ("+Inf", float(d.count))], d.total_seconds)
+        yield durations
+        retried = job_queries.retried_counts(conn)
+        retries = CounterMetricFamily(
+            "storeflow_job_retries", "Jobs deferred again, by kind (automatic or manual)", labels=["kind"]
+        )
+        for kind, n in sorted(retried.items()):
+            retries.add_metric([kind], n)
+        yield retries
 
 
 def reason_label(kind: str) -> str:

@@ -20,6 +20,8 @@ from storeflow import __version__
 from storeflow.dashboard import auth, charts, queries
 from storeflow.dashboard.status import PIPELINES, format_age, worst
 from storeflow.esl.reconcile_run import shop_overview
+from storeflow.jobs import names as job_names
+from storeflow.jobs import queries as job_queries
 from storeflow.logs import get_logger
 from storeflow.web.access import LoginThrottle, WebAccess
 
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     from storeflow.settings import Settings
 
 log = get_logger("web")
+FAILED_ON_OVERVIEW = 10  # failed jobs listed under "What needs you" (the Jobs page lists them all)
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
@@ -47,6 +50,7 @@ NAV = (
     ("crm", "/dashboard/crm", "CRM"),
     ("hallmark", "/dashboard/hallmark", "Hallmark"),
     ("esl", "/dashboard/esl", "ESL"),
+    ("jobs", "/dashboard/jobs", "Jobs"),
     ("sessions", "/dashboard/sessions", "Sessions"),
     ("charts", "/dashboard/charts", "Charts"),
 )
@@ -294,6 +298,9 @@ def overview(request: Request, user: User) -> HTMLResponse:
     with _conn(request) as conn:
         cells = queries.overview_cells(conn, settings, now)
         alerts = queries.recent_alerts(conn)
+        has_jobs = job_queries.has_schema(conn)
+        failed_jobs = job_queries.failed_jobs(conn, limit=FAILED_ON_OVERVIEW) if has_jobs else []
+        failed_total = job_queries.failed_count(conn) if has_jobs else 0
     stores: dict[str, str] = {}
     grid: dict[tuple[str, str], Any] = {}
     for cell in cells:
@@ -308,6 +315,7 @@ def overview(request: Request, user: User) -> HTMLResponse:
         request, "overview.html", "overview",
         stores=stores, grid=grid, pipelines=list(PIPELINES.items()), unused=unused, todo=todo, counts=counts,
         alerts=alerts, stale_after_hours=settings.config.dashboard.stale_after_hours,
+        failed_jobs=failed_jobs, failed_total=failed_total,
     )  # fmt: skip
 
 
@@ -370,6 +378,48 @@ def esl_retry(
         count = queries.retry_dead(conn, [item_id] if item_id is not None else None)
     log.info("dashboard retry of %s dead letter(s) by %s", count, user, event="esl_retry")
     return RedirectResponse(f"/dashboard/esl?retried={count}", status_code=303)
+
+
+def _defined_schedules(settings: Settings) -> list[tuple[str, str]]:
+    """(periodic id, cron) of every schedule in the TOML file's [[schedule]] tables."""
+    from storeflow.jobs.schedules import periodic_defs
+
+    return [(d.periodic_id, d.cron) for d in periodic_defs(settings.config.schedule)]
+
+
+@router.get("/dashboard/jobs", response_class=HTMLResponse)
+def jobs(request: Request, user: User, retried: int | None = None, error: str = "") -> HTMLResponse:
+    settings: Settings = request.app.state.settings
+    defined = _defined_schedules(settings)
+    with _conn(request) as conn:
+        present = job_queries.has_schema(conn)
+        schedules = job_queries.schedules(conn, defined) if present else []
+        running = job_queries.running_jobs(conn) if present else []
+        failed = job_queries.failed_jobs(conn) if present else []
+        counts = job_queries.job_counts(conn) if present else {}
+    return _render(
+        request, "jobs.html", "jobs", present=present, schedules=schedules, running=running, failed=failed,
+        counts=counts, queues=sorted({q for q, _ in counts}), statuses=job_names.STATUSES, retried=retried,
+        error=error[:200],
+    )  # fmt: skip
+
+
+@router.post("/dashboard/jobs/retry")
+def jobs_retry(
+    request: Request, user: User, csrf: Annotated[str, Form()] = "", job_id: Annotated[int, Form()] = 0
+) -> RedirectResponse:
+    """Retry one failed job now (procrastinate's retry: back to todo, attempts + 1)."""
+    settings: Settings = request.app.state.settings
+    if not auth.check_csrf(settings, request.cookies.get(auth.COOKIE), csrf):
+        raise HTTPException(403, "stale form: reload the page and try again")
+    try:
+        with _conn(request) as conn, conn.transaction():
+            job_queries.retry_job(conn, job_id)
+    except job_queries.JobNotRetryable as exc:
+        log.warning("dashboard retry of job %s by %s refused: %s", job_id, user, exc, event="jobs_retry")
+        return RedirectResponse(f"/dashboard/jobs?error={quote(str(exc))}", status_code=303)
+    log.info("dashboard retry of job %s by %s", job_id, user, event="jobs_retry")
+    return RedirectResponse(f"/dashboard/jobs?retried={job_id}", status_code=303)
 
 
 @router.get("/dashboard/sessions", response_class=HTMLResponse)

@@ -38,6 +38,18 @@ def up(
     public_host: Annotated[
         str | None, typer.Option(help="Host name clients reach the simulators by (default: --host).")
     ] = None,
+    stores: Annotated[
+        int | None,
+        typer.Option(
+            min=2,
+            help="Stores per CRM simulator (TumbleDry, UClean): the spec's two, then generated ones (s001..., "
+            "sandbox01...) with credentials in the written .env. Default: the spec's two each.",
+        ),
+    ] = None,
+    report_delay: Annotated[
+        float | None,
+        typer.Option(min=0, help="Seconds the CRM simulators take to build a report (default: theirs, 1 s)."),
+    ] = None,
     write_config: Annotated[
         Path | None,
         typer.Option(help="Write a storeflow TOML here (and a .env beside it) pointing every client at the sandbox."),
@@ -46,8 +58,9 @@ def up(
     """Run simulators on --host until SIGINT/SIGTERM; print {name: base_url} as one JSON line when ready."""
     _ = get_context(ctx).settings  # logging set up, config validated
     sandbox = SandboxHost(
-        parse_only(only, SIMULATORS), port_base=port_base, seed=seed, host=host, public_host=public_host
-    )
+        parse_only(only, SIMULATORS), port_base=port_base, seed=seed, host=host, public_host=public_host,
+        crm_stores=stores, report_delay=report_delay,
+    )  # fmt: skip
     sandbox.bind()
     if write_config is not None:
         sandbox.write_config(write_config)

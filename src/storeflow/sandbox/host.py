@@ -26,6 +26,7 @@ from storeflow.web import ports as web_ports
 
 log = get_logger("sandbox")
 HOST = "127.0.0.1"
+CRM_SIMULATORS = ("tumbledry", "uclean")  # they take `stores` and `report_delay`
 
 
 def bind_port(port: int, name: str, host: str = HOST) -> socket.socket:
@@ -60,6 +61,9 @@ class SandboxHost:
     # a container binds 0.0.0.0 and hands its clients the name they reach it by (compose: the service name)
     host: str = HOST
     public_host: str | None = None
+    # the CRM simulators' store count (None: the spec's two each) and report-generation seconds (None: theirs)
+    crm_stores: int | None = None
+    report_delay: float | None = None
     sims: dict[str, RunningSim] = field(default_factory=dict)
     _thread: threading.Thread | None = None
     _loop: asyncio.AbstractEventLoop | None = None
@@ -77,7 +81,7 @@ class SandboxHost:
             for index, name in enumerate(self.names):
                 port = self.port_base + index if self.port_base else 0
                 sock = bind_port(port, name, self.host)
-                sim = SIMULATORS[name](seed=self.seed)
+                sim = SIMULATORS[name](seed=self.seed, **self._options(name))
                 self.sims[name] = RunningSim(sim, sock, public_host=self.public_host or self.host)
                 sim.base_url = self.sims[name].url
         except BaseException:
@@ -85,6 +89,11 @@ class SandboxHost:
                 running.sock.close()
             self.sims.clear()
             raise
+
+    def _options(self, name: str) -> dict[str, Any]:
+        if name not in CRM_SIMULATORS:
+            return {}
+        return {"stores": self.crm_stores, "report_delay": self.report_delay}
 
     @property
     def urls(self) -> dict[str, str]:

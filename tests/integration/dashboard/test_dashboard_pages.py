@@ -20,8 +20,8 @@ from tests.integration.dashboard.conftest import one, seed, serve
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
-PAGES = ("/dashboard", "/dashboard/crm", "/dashboard/hallmark", "/dashboard/esl", "/dashboard/sessions",
-         "/dashboard/charts")  # fmt: skip
+PAGES = ("/dashboard", "/dashboard/crm", "/dashboard/hallmark", "/dashboard/esl", "/dashboard/jobs",
+         "/dashboard/sessions", "/dashboard/charts")  # fmt: skip
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -221,7 +221,7 @@ async def test_login_is_enforced_off_loopback(
     watched = Watched(await context.new_page())
     with serve(settings, db_url, bound_host="0.0.0.0") as base:
         with httpx.Client(base_url=base, follow_redirects=False) as client:
-            for path in (*PAGES, "/dashboard/esl/retry"):
+            for path in (*PAGES, "/dashboard/esl/retry", "/dashboard/jobs/retry"):
                 html = client.get(path, headers={"accept": "text/html"})
                 assert html.status_code in {303, 401, 405}, path
                 assert "Uttam Nagar" not in html.text and "alpha.myshopify.com" not in html.text

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import re
 import secrets
 import threading
 import time
@@ -68,6 +69,31 @@ STORES = {
     "a668": {"name": "Uttam Nagar", "user": "td_a668_manager", "password": "td-a668-sandbox-pass", "otp": True},
     "a817": {"name": "Kirti Nagar", "user": "td_a817_manager", "password": "td-a817-sandbox-pass", "otp": False},
 }
+# past the spec's two: generated stores s001, s002, ... in the same shape (no OTP), for scale runs
+GENERATED = re.compile(r"^s(\d{3})$")
+
+
+def generated_store(n: int) -> tuple[str, dict[str, Any]]:
+    code = f"s{n:03d}"
+    return code, {"name": f"Sandbox Store {n}", "user": f"td_{code}_manager", "password": f"td-{code}-sandbox-pass",
+                  "otp": False}  # fmt: skip
+
+
+def store_table(count: int | None = None) -> dict[str, dict[str, Any]]:
+    """The simulator's stores: the spec's two, then generated ones up to ``count`` (default: the spec's)."""
+    count = len(STORES) if count is None else count
+    if count < len(STORES):
+        raise ValueError(f"TumbleDry simulator: stores must be at least {len(STORES)} (the spec's), got {count}")
+    return {**STORES, **dict(generated_store(n) for n in range(1, count - len(STORES) + 1))}
+
+
+def store_name(code: str) -> str:
+    if code in STORES:
+        return str(STORES[code]["name"])
+    match = GENERATED.match(code)
+    return str(generated_store(int(match.group(1)))[1]["name"]) if match else code
+
+
 NAMES = ["Aarav Sharma", "Priya Verma", "Rohan Gupta", "Neha Singh", "Vikram Rao", "Ananya Iyer", "Kabir Khan"]
 SERVICES = ["Dry Clean", "Laundry", "Steam Iron", "Shoe Clean", "Curtain Clean"]
 SESSION_COOKIE = "ASP.NET_SessionId"
@@ -77,7 +103,7 @@ DISPLAY = "%d %b %Y"
 def order_rows(seed: int, store: str, day: date, revision: int = 0) -> list[dict[str, Any]]:
     """One store's orders on one day, by report header (clean values; messiness is added when served)."""
     rng = day_rng("td", seed, store, day)
-    area = STORES.get(store, {}).get("name", store)
+    area = store_name(store)
     rows = []
     for i in range(rng.randint(8, 30)):
         at = datetime.combine(day, dtime(9)) + timedelta(minutes=rng.randrange(600))
@@ -193,8 +219,11 @@ class TumbleDrySimulator(Simulator):
     description = "TumbleDry / QuickDryCleaning CRM (subs + reports app + reporting API)"
     report_delay = 1.0  # seconds a requested report stays "pending"
 
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int = 0, stores: int | None = None, report_delay: float | None = None) -> None:
         super().__init__(seed)
+        self.stores = store_table(stores)
+        if report_delay is not None:
+            self.report_delay = float(report_delay)
         self.sessions: dict[str, str] = {}  # session id -> store code
         self.pending_otp: dict[str, str] = {}  # pending id -> store code
         self.tokens: dict[str, str] = {}  # reports token -> session id
@@ -214,6 +243,7 @@ class TumbleDrySimulator(Simulator):
             "logins": self.logins,
             "downloads": self.downloads,
             "report_delay": self.report_delay,
+            "stores": len(self.stores),
             "overdue_popup": self.overdue_popup,
             "revision": self.revision,
             "report_faults": self.report_faults.describe(),
@@ -229,11 +259,11 @@ class TumbleDrySimulator(Simulator):
             rows = report_rows(self.seed, code, start, end, self.revision)
             return len(rows), sum(r["Net Amount"] for r in rows)
 
-        return store_truth(params, STORES, totals)
+        return store_truth(params, self.stores, totals)
 
     def client_config(self, base_url: str) -> ClientConfig:
         stores, env = sandbox_stores(
-            "td", STORES, f"{base_url}/Login", "user", lambda code: "browser" if code == "a668" else "api"
+            "td", self.stores, f"{base_url}/Login", "user", lambda code: "browser" if code == "a668" else "api"
         )
         return ClientConfig(
             toml={"crm": {"td_base_url": base_url, "td_reports_url": base_url, "stores": stores}},
@@ -285,7 +315,7 @@ class TumbleDrySimulator(Simulator):
         async def login(request: Request) -> Response:
             form = await request.form()
             user, password, pin = (str(form.get(k, "")).strip() for k in ("txtUserId", "txtPassword", "txtBranchPin"))
-            info = STORES.get(pin.lower())
+            info = sim.stores.get(pin.lower())
             if info is None or user != info["user"] or password != info["password"]:
                 return RedirectResponse("/Login?error=Invalid+User+Id+or+Password", 303)
             store = pin.lower()
@@ -312,7 +342,7 @@ class TumbleDrySimulator(Simulator):
             store = sim.pending_otp.get(ref)
             if store is None:
                 return RedirectResponse("/Login?error=Verification+expired", 303)
-            if not sim.otp.check(str(STORES[store]["user"]), code):
+            if not sim.otp.check(str(sim.stores[store]["user"]), code):
                 return RedirectResponse(f"/Login/frmVerification.aspx?ref={ref}&error=Invalid+code", 303)
             sim.pending_otp.pop(ref, None)
             response = RedirectResponse(f"/{store}/App/home", 303)

@@ -16,6 +16,7 @@ import asyncio
 import base64
 import json
 import random
+import re
 import threading
 import time
 from datetime import date, datetime, timedelta
@@ -62,6 +63,31 @@ STORES = {
         "otp": False,
     },
 }
+# past the spec's two: generated stores sandbox01, sandbox02, ... in the same shape (no OTP), for scale runs
+GENERATED = re.compile(r"^sandbox(\d{2,})$")
+
+
+def generated_store(n: int) -> tuple[str, dict[str, Any]]:
+    code = f"sandbox{n:02d}"
+    return code, {"id": 5700 + n, "name": f"Sandbox {n}, Gurugram", "email": f"{code}@uclean.sandbox",
+                  "password": f"uc-{code}-sandbox-pass", "otp": False}  # fmt: skip
+
+
+def store_table(count: int | None = None) -> dict[str, dict[str, Any]]:
+    """The simulator's stores: the spec's two, then generated ones up to ``count`` (default: the spec's)."""
+    count = len(STORES) if count is None else count
+    if count < len(STORES):
+        raise ValueError(f"UClean simulator: stores must be at least {len(STORES)} (the spec's), got {count}")
+    return {**STORES, **dict(generated_store(n) for n in range(1, count - len(STORES) + 1))}
+
+
+def store_info(code: str) -> dict[str, Any]:
+    if code in STORES:
+        return STORES[code]
+    match = GENERATED.match(code)
+    return generated_store(int(match.group(1)))[1] if match else {"id": 0, "name": code}
+
+
 NAMES = ["Ishaan Mehta", "Diya Kapoor", "Arjun Nair", "Sara Ali", "Kavya Reddy", "Dev Malhotra"]
 SERVICES = ["Wash & Fold", "Wash & Iron", "Dry Clean", "Steam Press", "Premium Laundry"]
 TOKEN_DAYS = 30
@@ -70,7 +96,7 @@ TOKEN_DAYS = 30
 def gst_rows(seed: int, store: str, day: date, revision: int = 0) -> list[dict[str, Any]]:
     """One store's invoices on one day, in the tax-report API's field names (clean values)."""
     rng = day_rng("uc", seed, store, day)
-    info = STORES.get(store, {"id": 0, "name": store})
+    info = store_info(store)
     rows = []
     for i in range(rng.randint(5, 25)):
         at = datetime.combine(day, dtime(8)) + timedelta(minutes=rng.randrange(720))
@@ -149,8 +175,11 @@ class UCleanSimulator(Simulator):
     description = "UClean store CRM (login with localStorage token, GST export/generate, paged tax report)"
     report_delay = 1.0  # seconds the portal spends building a report (export, generate, first API page)
 
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int = 0, stores: int | None = None, report_delay: float | None = None) -> None:
         super().__init__(seed)
+        self.stores = store_table(stores)
+        if report_delay is not None:
+            self.report_delay = float(report_delay)
         self.tokens: dict[str, str] = {}  # jwt -> store code
         self.pending_otp: dict[str, str] = {}  # email -> store
         self.report_faults = ReportFaults()
@@ -169,6 +198,7 @@ class UCleanSimulator(Simulator):
             "file_clients": self.file_clients[-10:],
             "revision": self.revision,
             "report_delay": self.report_delay,
+            "stores": len(self.stores),
             "report_faults": self.report_faults.describe(),
         }
 
@@ -181,19 +211,19 @@ class UCleanSimulator(Simulator):
             rows = report_rows(self.seed, code, start, end, self.revision)
             return len(rows), sum(r["final_amount"] for r in rows)
 
-        return store_truth(params, STORES, totals)
+        return store_truth(params, self.stores, totals)
 
     def client_config(self, base_url: str) -> ClientConfig:
         # the spec's export call for one store, the paged API observed in practice for the other
         stores, env = sandbox_stores(
-            "uc", STORES, f"{base_url}/login", "email", lambda code: "export" if code == "sector56" else "api"
+            "uc", self.stores, f"{base_url}/login", "email", lambda code: "export" if code == "sector56" else "api"
         )
         return ClientConfig(toml={"crm": {"uc_base_url": base_url, "stores": stores}}, env=env)
 
     # ------------------------------------------------------------ helpers
     def _issue(self, store: str) -> str:
         now = int(time.time())
-        payload = {"id": STORES[store]["id"], "iat": now, "exp": now + TOKEN_DAYS * 86400}
+        payload = {"id": self.stores[store]["id"], "iat": now, "exp": now + TOKEN_DAYS * 86400}
         token = make_jwt(payload, self._secret + str(len(self.tokens) + self.logins).encode())
         with self._lock:
             self.tokens[token] = store
@@ -247,10 +277,10 @@ class UCleanSimulator(Simulator):
         async def login(request: Request) -> JSONResponse:
             body = await request.json()
             email, password = str(body.get("email", "")).strip().lower(), str(body.get("password", ""))
-            store = next((c for c, s in STORES.items() if s["email"] == email), None)
-            if store is None or STORES[store]["password"] != password:
+            store = next((c for c, s in sim.stores.items() if s["email"] == email), None)
+            if store is None or sim.stores[store]["password"] != password:
                 return JSONResponse({"success": False, "message": "Invalid email or password"}, 401)
-            if STORES[store]["otp"]:
+            if sim.stores[store]["otp"]:
                 sim.pending_otp[email] = store
                 sim.otp.issue(email)
                 return JSONResponse({"success": True, "data": {"otp_required": True}})
