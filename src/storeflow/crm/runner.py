@@ -38,7 +38,18 @@ from storeflow.crm.portals import (
     client_for,
 )
 from storeflow.crm.progress import Progress
-from storeflow.crm.store import FileInfo, IngestResult, last_success_end, record_audit, try_lock_store, unlock_store
+from storeflow.crm.store import (
+    INGEST_FAILED,
+    INGEST_PROBLEMS,
+    INGEST_SKIPPED,
+    NEEDS_BOOTSTRAP,
+    FileInfo,
+    IngestResult,
+    last_success_end,
+    record_audit,
+    try_lock_store,
+    unlock_store,
+)
 from storeflow.crm.windows import Window, auto_window, requested_window
 from storeflow.db.pool import is_connection_lost, lost_database
 from storeflow.errors import (
@@ -195,7 +206,12 @@ class RunSummary:
 
 
 class BrowserHolder:
-    """Launches Chromium on first need (API-only runs never start it); closed by the runner."""
+    """Launches Chromium on first need (API-only runs never start it); closed by its owner.
+
+    Callers running at once (several stores of a run, or several jobs of a worker process) share the
+    browser, each with its own context; the lock makes them share one launch. A browser that crashed or
+    disconnected is replaced: the next `get` launches a fresh one.
+    """
 
     def __init__(self, config: CrmRunConfig, headless: bool) -> None:
         self.config = config
@@ -207,25 +223,48 @@ class BrowserHolder:
 
     async def get(self) -> Browser:
         async with self._lock:
+            if self._browser is not None and not self._browser.is_connected():
+                log.warning("the browser disconnected: launching a new one", event="browser")
+                await self._stop(quiet=True)
             if self._browser is None:
                 from playwright.async_api import async_playwright
 
                 self._manager = async_playwright()
                 self._pw = await self._manager.start()
                 assert self._pw is not None
-                self._browser = await launch(
-                    self._pw,
-                    self.config.browser,
-                    headless=self.headless,
-                    channel=self.config.browser_channel,
-                )
+                try:
+                    self._browser = await launch(
+                        self._pw,
+                        self.config.browser,
+                        headless=self.headless,
+                        channel=self.config.browser_channel,
+                    )
+                except BaseException:
+                    await self._stop(quiet=True)  # the next caller tries again from scratch
+                    raise
             return self._browser
 
     async def close(self) -> None:
-        if self._browser is not None:
-            await self._browser.close()
-        if self._manager is not None:
-            await self._manager.__aexit__(None, None, None)
+        async with self._lock:
+            await self._stop(quiet=False)
+
+    async def _stop(self, quiet: bool) -> None:
+        """Close the browser and the Playwright driver; ``quiet``: a dead browser's errors are expected."""
+        browser, manager = self._browser, self._manager
+        self._browser, self._pw, self._manager = None, None, None
+        try:
+            if browser is not None:
+                await browser.close()
+        except Exception:
+            if not quiet:
+                raise
+        finally:
+            if manager is not None:
+                try:
+                    await manager.__aexit__(None, None, None)
+                except Exception:
+                    if not quiet:
+                        raise
 
 
 @contextlib.asynccontextmanager
@@ -372,8 +411,13 @@ async def run_download(
     stores: list[CrmStore],
     options: DownloadOptions,
     progress: Progress,
+    portal: tuple[httpx.AsyncClient, BrowserHolder] | None = None,
 ) -> RunSummary:
-    """Download and ingest every store; returns the summary (exit code, per-store outcomes)."""
+    """Download and ingest every store; returns the summary (exit code, per-store outcomes).
+
+    ``portal``: an HTTP client and browser holder the caller owns and keeps open (a worker process shares
+    one across its CRM jobs); without it the run opens its own `portal_session` and closes it at the end.
+    """
     config = CrmRunConfig.from_settings(settings, stores)
     today = options.today or date.today()
     requested = requested_window(options.start, options.end, today)
@@ -387,7 +431,10 @@ async def run_download(
         raise
     log.info("run %s: %d store(s)", summary.run_id, len(stores), event="start")
     semaphore = asyncio.Semaphore(config.concurrency)
-    async with portal_session(config, resolve_headless(config, options.headless)) as (http, holder):
+    async with contextlib.AsyncExitStack() as stack:
+        if portal is None:
+            portal = await stack.enter_async_context(portal_session(config, resolve_headless(config, options.headless)))
+        http, holder = portal
 
         async def one(store: CrmStore) -> StoreOutcome:
             async with semaphore:
@@ -403,9 +450,9 @@ async def run_download(
         EXIT_SKIPPED: "ok",
         EXIT_UNAVAILABLE: "partial",
     }[summary.exit_code]
-    if all(o.status in ("failed", "needs_bootstrap") for o in summary.outcomes):
+    if all(o.status in INGEST_PROBLEMS for o in summary.outcomes):
         status = "failed"
-    failures = [o for o in summary.outcomes if o.status in ("failed", "needs_bootstrap")]
+    failures = [o for o in summary.outcomes if o.status in INGEST_PROBLEMS]
     try:
         with db.transaction() as conn:
             conn.execute(
@@ -469,7 +516,7 @@ async def _run_store(
             slog.warning("%s: %s", store.key, outcome.error, event="lock")
             progress.update(store.key, "skipped", outcome.error)
             window = requested or Window(today, today)
-            await asyncio.to_thread(_audit, db, store, run_id, window, "skipped", started, outcome.error, None)
+            await asyncio.to_thread(_audit, db, store, run_id, window, INGEST_SKIPPED, started, outcome.error, None)
             outcome.window = window
             return outcome
         try:
@@ -497,7 +544,7 @@ async def _run_store(
                 store,
                 run_id,
                 outcome.window,
-                "needs_bootstrap",
+                NEEDS_BOOTSTRAP,
                 started,
                 f"{exc}; run: {bootstrap_command(store)}",
                 store.mode,
@@ -516,7 +563,9 @@ async def _run_store(
                     f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
                 )
                 slog.exception("failed: %s", outcome.error, event="download")
-            await _audit_unless_lost(db, store, run_id, outcome.window, "failed", started, outcome.error, store.mode)
+            await _audit_unless_lost(
+                db, store, run_id, outcome.window, INGEST_FAILED, started, outcome.error, store.mode
+            )
         finally:
             try:
                 await asyncio.to_thread(unlock_store, lock_conn, store.key)

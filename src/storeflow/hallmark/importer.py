@@ -246,8 +246,22 @@ def import_directory(
     Store numbers/names come from the `stores` table, else ``fallback_stores`` (the TOML mapping),
     else the customer id and the portal's store name.
     """
+    return import_files(db, find_files(data_dir), workers, fallback_stores)
+
+
+def import_files(
+    db: Database,
+    files: list[Path],
+    workers: int = 2,
+    fallback_stores: dict[str, tuple[str, str]] | None = None,
+) -> ImportSummary:
+    """Import exactly ``files`` (record files, e.g. the ones one extraction wrote), as `import_directory` does.
+
+    A file that is missing or cannot be read or imported is reported in ``failed`` by its path; the others
+    still import. The same file named twice is imported once.
+    """
     fallback = fallback_stores or {}
-    files = find_files(data_dir)
+    files = sorted(set(files))
     summary = ImportSummary()
     lock = threading.Lock()
     workers = max(1, min(workers, len(files) // 200 + 1))

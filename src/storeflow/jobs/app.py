@@ -13,6 +13,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import httpx
 from procrastinate import App, BaseRetryStrategy, PsycopgConnector, RetryDecision
 from procrastinate.exceptions import AlreadyEnqueued
 
@@ -25,6 +26,7 @@ from storeflow.logs import get_logger
 if TYPE_CHECKING:
     from procrastinate.jobs import Job
 
+    from storeflow.crm.runner import BrowserHolder
     from storeflow.db.connect import Database
     from storeflow.settings import Settings
 
@@ -99,12 +101,13 @@ class JobsConfig:
 
 @dataclass
 class Runtime:
-    """What the tasks of one process share: settings, the database, the browser slots."""
+    """What the tasks of one process share: settings, the database, the browser slots, the portal session."""
 
     settings: Settings
     db: Database
     config: JobsConfig
     _browsers: asyncio.Semaphore | None = field(default=None, repr=False)
+    _portal: tuple[httpx.AsyncClient, BrowserHolder] | None = field(default=None, repr=False)
 
     @property
     def browsers(self) -> asyncio.Semaphore:
@@ -113,9 +116,38 @@ class Runtime:
             self._browsers = asyncio.Semaphore(self.config.browsers)
         return self._browsers
 
+    def portal(self) -> tuple[httpx.AsyncClient, BrowserHolder]:
+        """This process's one HTTP client and one browser for all its CRM jobs (each store in its own
+        context), made by the first CRM job; Chromium starts on the first browser-mode store, and a
+        browser that crashed is replaced by the next job (`BrowserHolder`). Closed by `close`."""
+        if self._portal is None:  # no await between the test and the assignment: one per process
+            from storeflow.crm.runner import BrowserHolder, CrmRunConfig, resolve_headless
 
-def build_app(settings: Settings, db: Database, browsers: int | None = None, pool_size: int = 4) -> App:
-    """The App with every storeflow task and every ``[[schedule]]`` registered (not opened)."""
+            crm = CrmRunConfig.from_settings(self.settings)
+            self._portal = (
+                httpx.AsyncClient(timeout=crm.download_timeout),
+                BrowserHolder(crm, resolve_headless(crm, None)),
+            )
+        return self._portal
+
+    async def close(self) -> None:
+        """Close the portal session (the worker process is stopping)."""
+        portal, self._portal = self._portal, None
+        if portal is not None:
+            http, holder = portal
+            try:
+                await holder.close()
+            finally:
+                await http.aclose()
+
+
+def build_app(
+    settings: Settings, db: Database, browsers: int | None = None, pool_size: int = 4, runtime: Runtime | None = None
+) -> App:
+    """The App with every storeflow task and every ``[[schedule]]`` registered (not opened).
+
+    A worker passes its ``runtime`` so that it can close the runtime's portal session when it stops.
+    """
     from storeflow.jobs.tasks import register_tasks
 
     connector = PsycopgConnector(
@@ -125,7 +157,7 @@ def build_app(settings: Settings, db: Database, browsers: int | None = None, poo
         kwargs={"application_name": "storeflow-jobs", "connect_timeout": max(1, int(db.pool_config.connect_timeout))},
     )
     app = App(connector=connector)
-    runtime = Runtime(settings, db, JobsConfig.from_settings(settings, browsers))
+    runtime = runtime or Runtime(settings, db, JobsConfig.from_settings(settings, browsers))
     register_tasks(app, runtime)
     register_schedules(app, settings, runtime.config)
     return app

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from storeflow.crm.store import INGEST_SKIPPED, INGEST_SUCCESS, NEEDS_BOOTSTRAP
 from storeflow.errors import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -79,11 +80,11 @@ def crm_outcome(status: str, has_file: bool, unavailable: bool) -> tuple[int, Fa
     A failure on a downloaded file (a bad file) is permanent: the portal sent that file, and asking
     again gives the same one. A failure before any file exists (portal 5xx, timeout) is transient.
     """
-    if status in ("ok", "duplicate", "empty"):
+    if status in INGEST_SUCCESS:
         return EXIT_OK, None
-    if status == "skipped":
+    if status == INGEST_SKIPPED:
         return EXIT_SKIPPED, None
-    if status == "needs_bootstrap":
+    if status == NEEDS_BOOTSTRAP:
         return EXIT_NEEDS_BOOTSTRAP, "permanent"
     if unavailable:
         return EXIT_UNAVAILABLE, "transient"

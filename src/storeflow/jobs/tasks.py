@@ -253,7 +253,9 @@ async def _crm_download(
         start=start, end=end, today=_today(today) if today else None, alert=False, command="job crm.download"
     )
     async with rt.browsers:
-        summary = await run_download(rt.settings, rt.db, stores, options, Progress([s.key for s in stores]))
+        summary = await run_download(
+            rt.settings, rt.db, stores, options, Progress([s.key for s in stores]), portal=rt.portal()
+        )
     outcome = summary.outcomes[0]
     exit_code, kind = crm_outcome(outcome.status, outcome.file is not None, outcome.unavailable)
     detail = {**outcome.as_dict(), "run_id": str(summary.run_id)}
@@ -330,25 +332,26 @@ async def _hallmark_bulk(
 
 
 async def _hallmark_import(rt: Runtime, files: list[str]) -> Outcome:
-    from storeflow.hallmark.importer import import_directory
+    """Import the files an extraction wrote (upserts, idempotent); no files: the whole output directory."""
+    from storeflow.hallmark.importer import import_directory, import_files
 
     settings = rt.settings
     fallback = {s.customer_id: (s.store_number, s.store_name) for s in settings.config.hallmark.stores}
-    # each folder holding a written file (a month of one store) is imported again: upserts, idempotent
-    folders = sorted({Path(f).parent for f in files}) or [settings.OUTPUT_DIRECTORY]
-    totals = {"files": 0, "orders": 0, "order_lines": 0, "billing_documents": 0, "billing_lines": 0, "failed": 0}
-    failed: list[str] = []
-    for folder in folders:
-        if not folder.is_dir():
-            raise ConfigError(f"data directory not found: {folder}")
-        summary = await asyncio.to_thread(import_directory, rt.db, folder, 2, fallback)
-        totals["files"] += summary.files
-        totals["orders"] += summary.orders
-        totals["order_lines"] += summary.order_lines
-        totals["billing_lines"] += summary.billing_lines
-        totals["billing_documents"] += summary.billing_documents
-        totals["failed"] += len(summary.failed)
-        failed += [f"{path}: {error}" for path, error in summary.failed]
+    if files:
+        summary = await asyncio.to_thread(import_files, rt.db, [Path(f) for f in files], 2, fallback)
+    else:
+        if not settings.OUTPUT_DIRECTORY.is_dir():
+            raise ConfigError(f"data directory not found: {settings.OUTPUT_DIRECTORY}")
+        summary = await asyncio.to_thread(import_directory, rt.db, settings.OUTPUT_DIRECTORY, 2, fallback)
+    totals = {
+        "files": summary.files,
+        "orders": summary.orders,
+        "order_lines": summary.order_lines,
+        "billing_documents": summary.billing_documents,
+        "billing_lines": summary.billing_lines,
+        "failed": len(summary.failed),
+    }
+    failed = [f"{path}: {error}" for path, error in summary.failed]
     if failed:  # a bad file stays bad: no retry
         return Outcome(EXIT_FAILED, totals, f"{len(failed)} file(s) not imported; first: {failed[0]}", "permanent")
     return Outcome(EXIT_OK, totals)

@@ -3,7 +3,9 @@
 One process runs two procrastinate workers on one App: the browser worker takes the ``crm`` queue
 with at most ``crm.concurrency`` (``--browsers``) jobs at once, the other takes the remaining queues
 (``--concurrency`` jobs at once). A process never holds a CRM job it has no browser slot for, so
-another machine's idle worker takes it.
+another machine's idle worker takes it. The process's CRM jobs share one HTTP client and one Chromium
+(`Runtime.portal`, each store in its own context), started by the first job that needs it and closed
+when the worker stops.
 
 SIGTERM/SIGINT stop both gracefully: no new job is taken, jobs in hand get JOB_SHUTDOWN_GRACE_SECONDS
 to finish, then are cancelled and handed back (they run again). A worker killed outright stops
@@ -28,7 +30,7 @@ from procrastinate.worker import Worker
 
 from storeflow.errors import ConfigError
 from storeflow.jobs import names
-from storeflow.jobs.app import HandedBack, JobFailed, JobsConfig, build_app
+from storeflow.jobs.app import HandedBack, JobFailed, JobsConfig, Runtime, build_app
 from storeflow.logs import get_logger
 
 if TYPE_CHECKING:
@@ -125,13 +127,17 @@ def stop_on_signals(workers: list[Worker]) -> Iterator[None]:
 async def run_worker(settings: Settings, db: Database, options: WorkerOptions) -> None:
     """Run until SIGTERM/SIGINT."""
     config = JobsConfig.from_settings(settings, options.browsers)
-    app = build_app(settings, db, browsers=options.browsers, pool_size=options.browsers + options.concurrency + 4)
+    runtime = Runtime(settings, db, config)
+    app = build_app(settings, db, pool_size=options.browsers + options.concurrency + 4, runtime=runtime)
     log.info("worker %s: queues %s, %d browser job(s) and %d other job(s) at once", options.name,
              ",".join(options.queues), options.browsers, options.concurrency, event="start")  # fmt: skip
-    async with app.open_async():
-        workers = _workers(app, config, options, wait=True)
-        with stop_on_signals(workers):
-            await asyncio.gather(*(w.run() for w in workers))
+    try:
+        async with app.open_async():
+            workers = _workers(app, config, options, wait=True)
+            with stop_on_signals(workers):
+                await asyncio.gather(*(w.run() for w in workers))
+    finally:
+        await runtime.close()  # the process's one browser and HTTP client
     log.info("worker %s stopped", options.name, event="stop")
 
 
@@ -140,22 +146,26 @@ async def run_until_done(settings: Settings, db: Database, job_ids: list[int], o
     from storeflow.jobs.store import busy_jobs
 
     config = JobsConfig.from_settings(settings, options.browsers)
-    app = build_app(settings, db, browsers=options.browsers, pool_size=options.browsers + options.concurrency + 4)
-    async with app.open_async():
-        workers = _workers(app, config, options, wait=True)
-        running = [asyncio.create_task(w.run()) for w in workers]
-        try:
-            while True:
-                await asyncio.sleep(0.2)
-                with db.transaction() as conn:
-                    if not busy_jobs(conn, job_ids):
+    runtime = Runtime(settings, db, config)
+    app = build_app(settings, db, pool_size=options.browsers + options.concurrency + 4, runtime=runtime)
+    try:
+        async with app.open_async():
+            workers = _workers(app, config, options, wait=True)
+            running = [asyncio.create_task(w.run()) for w in workers]
+            try:
+                while True:
+                    await asyncio.sleep(0.2)
+                    with db.transaction() as conn:
+                        if not busy_jobs(conn, job_ids):
+                            break
+                    if any(t.done() for t in running):
                         break
-                if any(t.done() for t in running):
-                    break
-        finally:
-            for worker in workers:
-                worker.stop()
-            await asyncio.gather(*running)
+            finally:
+                for worker in workers:
+                    worker.stop()
+                await asyncio.gather(*running)
+    finally:
+        await runtime.close()
 
 
 def run_jobs(settings: Settings, db: Database, planned: list[Any], options: WorkerOptions) -> list[dict[str, Any]]:

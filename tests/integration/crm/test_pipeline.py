@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,9 @@ import httpx
 import psycopg
 import pytest
 
-from storeflow.crm.runner import RunSummary
+from storeflow.crm.progress import Progress
+from storeflow.crm.runner import CrmRunConfig, DownloadOptions, RunSummary, portal_session, run_download
+from storeflow.db.connect import Database
 from storeflow.sandbox.host import SandboxHost
 from storeflow.settings import Settings
 from tests.integration.crm.conftest import with_crm
@@ -232,3 +235,35 @@ def test_sandbox_settings_and_report_fault_controls(crm_sandbox: SandboxHost, si
     finally:
         httpx.post(f"{base}/_sandbox/settings", json={k: before[k] for k in ("revision", "report_delay", *extra)})
         crm_sandbox.sim(sim).report_faults.clear()  # type: ignore[attr-defined]
+
+
+def test_runs_sharing_a_callers_portal_session_use_one_browser_and_survive_a_crash(
+    crm_settings: Settings, database: Database, conn: psycopg.Connection[Any]
+) -> None:
+    """What a worker process does: concurrent runs (jobs) on one HTTP client and one Chromium it owns."""
+    config = CrmRunConfig.from_settings(crm_settings)
+    browser_stores = [s for s in crm_settings.config.crm.stores if s.key in ("td_a668", "uc_sector56")]
+
+    def one(store: Any) -> Any:
+        options = DownloadOptions(start="2025-11-10", end="2025-11-11", headless=True)
+        return run_download(crm_settings, database, [store], options, Progress([store.key]), portal=portal)
+
+    async def go() -> tuple[list[RunSummary], list[RunSummary], bool]:
+        nonlocal portal
+        async with portal_session(config, True) as portal:
+            http, holder = portal
+            first = list(await asyncio.gather(*(one(s) for s in browser_stores)))
+            browser = await holder.get()
+            await browser.close()  # Chromium dies between jobs: the next job gets a fresh one
+            second = list(await asyncio.gather(*(one(s) for s in browser_stores)))
+            fresh = await holder.get()
+            assert fresh is not browser and fresh.is_connected()
+            assert not http.is_closed  # the runs did not close the caller's session
+        return first, second, http.is_closed
+
+    portal: Any = None
+    first, second, closed = asyncio.run(go())
+    assert [s.exit_code for s in first + second] == [0, 0, 0, 0], [o.as_dict() for s in first for o in s.outcomes]
+    assert [o.status for s in second for o in s.outcomes] == ["duplicate", "duplicate"]
+    assert closed
+    assert conn.execute("SELECT count(*) AS n FROM ingest_audit WHERE status = 'ok'").fetchone()["n"] == 2

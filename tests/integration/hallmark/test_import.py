@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from storeflow.db.connect import Database
-from storeflow.hallmark.importer import import_directory
+from storeflow.hallmark.importer import import_directory, import_files
 from tests.integration.hallmark.conftest import run_cli
 
 pytestmark = pytest.mark.integration
@@ -154,3 +154,17 @@ def test_migration_keeps_whole_counts_and_clears_money_written_there(conn: Any) 
     rows = conn.execute("SELECT retailsin1_wholesale AS n, raw_data FROM order_items ORDER BY line_index").fetchall()
     assert [r["n"] for r in rows] == [12, None, None]
     assert rows[1]["raw_data"] == {"retailsin1_wholesale": "23.98"}
+
+
+def test_import_files_imports_exactly_the_files_given(make_settings: Any, database: Database, conn: Any) -> None:
+    settings = make_settings()
+    folder = settings.OUTPUT_DIRECTORY / "2025" / "09" / "store_9"
+    given = _write(folder, "order_3000000011.json", _order("3000000011", "1000055874", 2))
+    _write(folder, "order_3000000012.json", _order("3000000012", "1000055874", 1))  # same folder, not given
+    missing = folder / "order_3000000013.json"
+    summary = import_files(database, [given, given, missing])
+    assert (summary.files, summary.orders, summary.order_lines) == (1, 1, 2)
+    assert [path for path, _error in summary.failed] == [missing]
+    assert "FileNotFoundError" in summary.failed[0][1]
+    rows = conn.execute("SELECT order_id FROM orders ORDER BY 1").fetchall()
+    assert [r["order_id"] for r in rows] == ["3000000011"]
