@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import psycopg
 
-from storeflow.db.pool import PoolConfig, connect_async
+from storeflow.db.pool import PoolConfig, connect_async, connect_listener
 from storeflow.esl import queue as q
 from storeflow.esl.hipoink import HipoinkClient
 from storeflow.esl.queue import ItemResult
@@ -222,8 +222,13 @@ class Worker:
         delay = 0.5
         while not self.stop.is_set():
             try:
-                conn = await self._connect(autocommit=True)
-                async with conn:
+                listener = await connect_listener(self.db_url, self.config.db, name="esl-worker")
+                if listener is None:
+                    log.info(
+                        "no LISTEN behind a transaction pooler without DATABASE_DIRECT_URL: polling", event="listen"
+                    )
+                    return
+                async with listener as conn:
                     await conn.execute(f"LISTEN {q.CHANNEL}")
                     delay = 0.5
                     self.wake.set()  # anything enqueued before LISTEN took effect
