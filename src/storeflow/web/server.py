@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
+import signal
 import socket
 import threading
 import time
@@ -115,8 +117,14 @@ GRACEFUL_SECONDS = 30
 WORKER_START_SECONDS = 60
 
 
+# a stopping server stops accepting, then waits this long before closing idle connections: one it
+# accepted just before has its request on the way, and closing it unread would reset it
+LISTEN_DRAIN_SECONDS = 1.0
+
+
 class AnnouncingServer(uvicorn.Server):
-    """A uvicorn server that calls ``on_started`` once it accepts connections (its signal handlers are set)."""
+    """A uvicorn server that calls ``on_started`` once it accepts connections (its signal handlers are
+    set), and stops accepting a moment before it closes idle connections."""
 
     def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
         super().__init__(config)
@@ -126,6 +134,36 @@ class AnnouncingServer(uvicorn.Server):
         await super().startup(sockets)
         if self.started:
             self.on_started()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        await asyncio.sleep(LISTEN_DRAIN_SECONDS)
+        await super().shutdown(sockets)
+
+
+def _drain_on_sigterm() -> None:
+    """In a `--workers` process (uvicorn runs its own Server there): SIGTERM, which the supervisor sends
+    to the worker a reload replaces, first stops accepting, then after LISTEN_DRAIN_SECONDS stops the
+    server as uvicorn would (the other workers take the new connections meanwhile)."""
+    handler = signal.getsignal(signal.SIGTERM)
+    server = getattr(handler, "__self__", None)
+    if not isinstance(server, uvicorn.Server):
+        return  # not called from inside uvicorn's signal capture
+    loop = asyncio.get_running_loop()
+
+    def stop_accepting() -> None:
+        for listener in getattr(server, "servers", []):
+            listener.close()
+        loop.call_later(LISTEN_DRAIN_SECONDS, server.handle_exit, signal.SIGTERM, None)
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        if server.should_exit:
+            server.handle_exit(signum, frame)
+        else:
+            loop.call_soon_threadsafe(stop_accepting)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
 
 
 class Supervisor(Multiprocess):
@@ -163,6 +201,9 @@ def worker_app(config_path: Path | None, log_level: str | None, host: str, db_ur
     from storeflow.db.pool import PoolConfig
     from storeflow.web.app import create_app
 
+    # a SIGHUP for the supervisor that reaches the whole process group must not end a worker mid-request
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    _drain_on_sigterm()
     settings = AppContext(config_path=config_path, log_level=log_level).settings
     db = Database(
         url=db_url,
