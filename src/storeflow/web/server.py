@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import functools
+import os
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 from uvicorn.supervisors.multiprocess import Multiprocess
 
-from storeflow.errors import ConfigError
+from storeflow.errors import ConfigError, UnavailableError
 from storeflow.logs import get_logger
 from storeflow.web.ports import bind_port
 
@@ -95,7 +98,7 @@ def serve_app(ctx: AppContext, host: str, port: int, workers: int = 1) -> None:
         server = AnnouncingServer(config, lambda: announce(sock.getsockname()[1] if sock else port))
         server.run(sockets=[sock] if sock else None)
         return
-    factory = functools.partial(worker_app, ctx.config_path, ctx.log_level, host, db.url, db.kind)
+    factory = functools.partial(worker_app, ctx.config_path, ctx.log_level, host, db.url, db.kind, os.getpid())
     config = uvicorn_config(
         app,
         factory_app=factory,
@@ -109,6 +112,8 @@ def serve_app(ctx: AppContext, host: str, port: int, workers: int = 1) -> None:
     db.close()  # the parent serves nothing: each worker opens its own pools
     supervisor = Supervisor(config, [sock], lambda n: announce(sock.getsockname()[1], f" ({n} worker processes)"))
     supervisor.run()
+    if not supervisor.ready:
+        raise UnavailableError(f"the {workers} server processes did not all start (see {settings.LOG_DIRECTORY})")
 
 
 # how long a stopping or reloaded server lets requests in flight finish before cancelling them
@@ -140,6 +145,19 @@ class AnnouncingServer(uvicorn.Server):
             server.close()
         await asyncio.sleep(LISTEN_DRAIN_SECONDS)
         await super().shutdown(sockets)
+
+
+def _stop_with_parent(supervisor: int | None) -> None:
+    """Linux: a worker gets SIGTERM when its supervisor dies (even by SIGKILL) instead of living on alone."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if supervisor is not None and os.getppid() != supervisor:  # it died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def _drain_on_sigterm() -> None:
@@ -174,6 +192,7 @@ class Supervisor(Multiprocess):
     def __init__(self, config: uvicorn.Config, sockets: list[socket.socket], on_ready: Callable[[int], None]) -> None:
         super().__init__(config, sockets)
         self.on_ready = on_ready
+        self.ready = False
 
     def init_processes(self) -> None:
         super().init_processes()
@@ -183,6 +202,7 @@ class Supervisor(Multiprocess):
                     log.error("worker process %s did not start; stopping", process.pid, event="serve")
                     self.should_exit.set()
                 return
+        self.ready = True
         self.on_ready(len(self.processes))
 
     def handle_hup(self) -> None:
@@ -194,7 +214,14 @@ class Supervisor(Multiprocess):
         print(f"storeflow reloaded {replaced} of {len(after)} worker processes", flush=True)  # noqa: T201
 
 
-def worker_app(config_path: Path | None, log_level: str | None, host: str, db_url: str, db_kind: str) -> Any:
+def worker_app(
+    config_path: Path | None,
+    log_level: str | None,
+    host: str,
+    db_url: str,
+    db_kind: str,
+    supervisor_pid: int | None = None,
+) -> Any:
     """The app of one `storeflow serve --workers N` process (uvicorn calls it in the new process)."""
     from storeflow.context import AppContext
     from storeflow.db.connect import Database
@@ -204,6 +231,7 @@ def worker_app(config_path: Path | None, log_level: str | None, host: str, db_ur
     # a SIGHUP for the supervisor that reaches the whole process group must not end a worker mid-request
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     _drain_on_sigterm()
+    _stop_with_parent(supervisor_pid)
     settings = AppContext(config_path=config_path, log_level=log_level).settings
     db = Database(
         url=db_url,
