@@ -300,8 +300,9 @@ EXPERIMENTS: dict[str, Experiment] = {
 }
 
 
-def write_results(metrics: list[dict[str, Any]], notes: list[str]) -> None:
-    write_table("scale", "Scale-out benchmarks (bench/scale.py)", metrics, notes)
+def write_results(metrics: list[dict[str, Any]], notes: list[str], name: str = "scale") -> None:
+    """bench/results/scale.* (scale.partial.* for a run of some experiments only, `--only`)."""
+    write_table(name, "Scale-out benchmarks (bench/scale.py)", metrics, notes)
 
 
 def main() -> int:
@@ -331,7 +332,7 @@ def main() -> int:
         finally:
             drop_database(server, db_url)
     run.notes.append(f"Total bench time {time.monotonic() - started:.0f} s.")
-    write_results(metrics, run.notes)
+    write_results(metrics, run.notes, "scale.partial" if args.only else "scale")
     return 0 if all(m["met"] is not False for m in metrics) else 1
 
 

@@ -129,8 +129,9 @@ def receivers(run: Run) -> list[dict[str, Any]]:
         f"(0.5 s warm-up each), {seconds:g} s per server in all. Inbox outcomes {outcomes}; non-200 answers: "
         + ", ".join(f"{n} {results[n]['non_200']}" for n in names)
         + f". The load generator, PostgreSQL, PgBouncer and the receivers share the machine's {os.cpu_count()} "
-        "cores: when one receiver process already keeps them busy, a second one has no core to run on, and "
-        "the 2-process rows measure coordination cost rather than added capacity."
+        "cores: a second receiver process adds capacity only while a core is idle, so on 2 cores the 2-process "
+        "rows mostly show that coordination costs nothing (the target is >= 1.0x, not 2x); on a machine loaded "
+        "by other work more processes also win a larger share of the CPU, which flatters the 2-process rows."
     )
     return [
         metric(

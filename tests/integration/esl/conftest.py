@@ -38,8 +38,8 @@ STORE = "001"
 class Esl:
     """Everything an ESL test needs: settings, database, app URL, simulator.
 
-    ``db_url`` is what storeflow's code is given (through PgBouncer when the test runs behind it);
-    ``direct_url`` the database itself, which the test's own checks (`connect`) use.
+    ``db_url`` is the database itself (the test's own checks, the CLIs it starts); ``app_db_url`` what
+    the fixture's app and `drain` are given: PgBouncer's address when the test runs behind it.
     """
 
     settings: Settings
@@ -48,10 +48,15 @@ class Esl:
     hipoink_url: str
     sim: HipoinkSimulator
     secret: str
-    direct_url: str | None = None
+    app_db_url: str | None = None
 
     def connect(self) -> psycopg.Connection[dict[str, Any]]:
-        return psycopg.connect(self.direct_url or self.db_url, row_factory=dict_row, autocommit=True)
+        return psycopg.connect(self.db_url, row_factory=dict_row, autocommit=True)
+
+    @property
+    def worker_db_url(self) -> str:
+        """The URL a worker of this test uses (with `worker_config`, which carries the pooler setting)."""
+        return self.app_db_url or self.db_url
 
     @property
     def api_headers(self) -> dict[str, str]:
@@ -102,7 +107,7 @@ class Esl:
         return asyncio.run(
             asyncio.wait_for(
                 run_worker(
-                    self.db_url,
+                    self.worker_db_url,
                     config,
                     self.hipoink_url,
                     self.settings.HIPOINK_CLIENT_ID,
@@ -167,5 +172,5 @@ def _esl(
     )
     db = Database(app_db_url, kind="test", pool_config=PoolConfig.from_settings(settings))
     with serve_in_thread(create_app(settings, db), "esl test app") as url:
-        yield Esl(settings, app_db_url, url, host.urls["hipoink"], sim, env["SHOPIFY_WEBHOOK_SECRET"], db_url)
+        yield Esl(settings, db_url, url, host.urls["hipoink"], sim, env["SHOPIFY_WEBHOOK_SECRET"], app_db_url)
     db.close()

@@ -8,6 +8,7 @@ A representative subset, always through PgBouncer; the whole ESL suite runs thro
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -23,10 +24,37 @@ from storeflow.settings import Settings
 
 from ..pgbouncer import Bouncer
 from .conftest import Esl, _esl
-from .test_db_outage import BackgroundWorker
 from .test_webhooks import BIG, product
 
 pytestmark = pytest.mark.integration
+
+
+class BackgroundWorker:
+    """A worker through PgBouncer on its own event loop in a thread, stopped at the end."""
+
+    def __init__(self, esl: Esl, **overrides: Any) -> None:
+        self.stop = asyncio.Event()
+        self.loop = asyncio.new_event_loop()
+        config = esl.worker_config(**overrides)
+        secret = esl.settings.HIPOINK_API_SECRET.get_secret_value()
+        work = run_worker(esl.worker_db_url, config, esl.hipoink_url, "default", secret, stop=self.stop)
+        self.thread = threading.Thread(target=self.loop.run_until_complete, args=(work,), daemon=True)
+
+    def __enter__(self) -> BackgroundWorker:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.loop.call_soon_threadsafe(self.stop.set)
+        self.thread.join(15)
+        self.loop.close()
+
+
+def item(n: int, price: str = "19.90") -> bytes:
+    """A products/create body of product ``n``, with its own label code."""
+    pid = BIG + 1000 * n
+    variant = {"id": pid + 100, "title": "Default Title", "price": price, "sku": f"PGB-{n}", "barcode": f"PGB-{n}"}
+    return shopify_dumps(product(pid=pid, variants=[{**variant, "inventory_item_id": pid + 200}]))
 
 
 def wait_for_labels(esl: Esl, codes: set[str], seconds: float = 30.0) -> None:
@@ -37,9 +65,7 @@ def wait_for_labels(esl: Esl, codes: set[str], seconds: float = 30.0) -> None:
 
 
 @pytest.fixture
-def esl_polling(
-    pgbouncer: Bouncer, db_url: str, make_settings: Callable[..., Settings], sandbox: Any
-) -> Iterator[Esl]:
+def esl_polling(pgbouncer: Bouncer, db_url: str, make_settings: Callable[..., Settings], sandbox: Any) -> Iterator[Esl]:
     """Through PgBouncer with no DATABASE_DIRECT_URL: nowhere to LISTEN, the worker polls."""
     yield from _esl(db_url, make_settings, sandbox, pgbouncer, DATABASE_DIRECT_URL="")
 
@@ -67,11 +93,10 @@ def test_prepared_statements_break_behind_pgbouncer_unless_the_pooler_setting_is
 
 def test_webhooks_reach_the_labels_through_pgbouncer(esl_pgbouncer: Esl) -> None:
     esl = esl_pgbouncer
-    assert esl.db_url != esl.direct_url and esl.settings.DATABASE_POOLER == "transaction"
+    assert esl.worker_db_url != esl.db_url and esl.settings.DATABASE_POOLER == "transaction"
     esl.add_mapping()
     for n in range(12):  # the same ingest statement, many times over the pooled connections
-        body = shopify_dumps(product(pid=BIG + 10 * n, price=f"{n}.50"))
-        assert esl.post("products/create", body).status_code == 200
+        assert esl.post("products/create", item(n, price=f"{n}.50")).status_code == 200
     stats = esl.drain()
     assert stats.results["succeeded"] == 12
     labels = esl.labels()
@@ -94,7 +119,7 @@ def test_an_idle_worker_is_woken_over_the_direct_url(esl_pgbouncer: Esl) -> None
                 assert time.monotonic() < deadline, "the worker never listened"
                 time.sleep(0.05)
         time.sleep(0.5)  # the worker has drained (nothing queued) and sleeps
-        assert esl.post("products/create", shopify_dumps(product(pid=BIG + 5))).status_code == 200
+        assert esl.post("products/create", item(5)).status_code == 200
         codes = esl_codes(esl)
         assert codes
         wait_for_labels(esl, codes)
@@ -110,7 +135,7 @@ def test_without_a_direct_url_the_worker_polls(esl_polling: Esl) -> None:
     assert esl.settings.DATABASE_DIRECT_URL is None or not esl.settings.DATABASE_DIRECT_URL.get_secret_value()
     esl.add_mapping()
     with BackgroundWorker(esl, poll_interval=0.2):
-        assert esl.post("products/create", shopify_dumps(product(pid=BIG + 7))).status_code == 200
+        assert esl.post("products/create", item(7)).status_code == 200
         codes = esl_codes(esl)
         assert codes
         wait_for_labels(esl, codes)
@@ -126,9 +151,9 @@ def test_drain_through_pgbouncer_with_two_lanes(esl_pgbouncer: Esl) -> None:
     esl = esl_pgbouncer
     esl.add_mapping()
     for n in range(30):
-        assert esl.post("products/create", shopify_dumps(product(pid=BIG + 10 * n))).status_code == 200
+        assert esl.post("products/create", item(n)).status_code == 200
     config = esl.worker_config(concurrency=2, batch_size=5)
     assert config.db.pooler == "transaction"
     secret = esl.settings.HIPOINK_API_SECRET.get_secret_value()
-    stats = asyncio.run(run_worker(esl.db_url, config, esl.hipoink_url, "default", secret, drain=True))
+    stats = asyncio.run(run_worker(esl.worker_db_url, config, esl.hipoink_url, "default", secret, drain=True))
     assert stats.results["succeeded"] == 30 and len(esl.labels()) == 30
