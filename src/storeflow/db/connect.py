@@ -86,11 +86,13 @@ class Database:
 
 def open_database(settings: Settings, migrate: bool = True) -> Database:
     """Resolve, check reachability within REQUEST_TIMEOUT_SECONDS, and migrate."""
-    url, kind = resolve_url(settings)
-    if settings.DATABASE_POOLER == "transaction" and kind == "embedded":
+    if settings.DATABASE_POOLER == "transaction" and not (
+        settings.DATABASE_URL is not None and settings.DATABASE_URL.get_secret_value()
+    ):
         raise ConfigError(
             "DATABASE_POOLER=transaction needs DATABASE_URL (the pooler's address); the embedded server has none"
         )
+    url, kind = resolve_url(settings)
     db = Database(
         url=url, kind=kind, timeout=settings.REQUEST_TIMEOUT_SECONDS, pool_config=PoolConfig.from_settings(settings)
     )
