@@ -63,7 +63,7 @@ class Served:
         return found
 
 
-def _start(tmp_path: Path, db_url: str) -> Served:
+def _start(tmp_path: Path, db_url: str, workers: int = 2) -> Served:
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "DATABASE_URL": db_url,
@@ -73,7 +73,7 @@ def _start(tmp_path: Path, db_url: str) -> Served:
         "APP_ENVIRONMENT": "test",
         "LOG_LEVEL": "WARNING",
     }
-    cmd = [sys.executable, "-m", "storeflow", "serve", "--port", "0", "--workers", "2"]
+    cmd = [sys.executable, "-m", "storeflow", "serve", "--port", "0", "--workers", str(workers)]
     proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     served = Served(proc, 0)
 
@@ -218,3 +218,27 @@ def test_two_worker_processes_accept_webhooks_reload_on_sighup_and_stop_on_sigte
     served.proc.send_signal(signal.SIGTERM)
     assert served.proc.wait(60) == 0
     assert not [pid for pid in first | second if Path(f"/proc/{pid}").exists()]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_sigint_right_after_the_serving_line_stops_serve(tmp_path: Path, db_url: str, workers: int) -> None:
+    """The line is printed once uvicorn's signal handlers are in place, so a SIGINT sent the moment it
+    appears is handled (it used to come before them, and such a SIGINT could be swallowed)."""
+    served = _start(tmp_path, db_url, workers)
+    children = served.workers()
+    try:
+        served.proc.send_signal(signal.SIGINT)
+        code = served.proc.wait(60)
+    finally:
+        if served.proc.poll() is None:
+            for pid in served.workers():
+                os.kill(pid, signal.SIGKILL)
+            served.proc.kill()
+            served.proc.wait(30)
+        if served.reader is not None:
+            served.reader.join(10)
+        assert served.proc.stdout is not None
+        served.proc.stdout.close()
+    assert code in {0, 130}, code  # 130: the single process unwinds like Ctrl-C
+    assert len(children) == (workers if workers > 1 else 0)
+    assert not [pid for pid in children if Path(f"/proc/{pid}").exists()]
