@@ -122,14 +122,13 @@ GRACEFUL_SECONDS = 30
 WORKER_START_SECONDS = 60
 
 
-# a stopping server stops accepting, then waits this long before closing idle connections: one it
-# accepted just before has its request on the way, and closing it unread would reset it
+# a worker a reload replaces stops accepting, then waits this long before closing idle connections:
+# one it accepted just before has its request on the way, and closing it unread would reset it
 LISTEN_DRAIN_SECONDS = 1.0
 
 
 class AnnouncingServer(uvicorn.Server):
-    """A uvicorn server that calls ``on_started`` once it accepts connections (its signal handlers are
-    set), and stops accepting a moment before it closes idle connections."""
+    """A uvicorn server that calls ``on_started`` once it accepts connections (its signal handlers are set)."""
 
     def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
         super().__init__(config)
@@ -139,12 +138,6 @@ class AnnouncingServer(uvicorn.Server):
         await super().startup(sockets)
         if self.started:
             self.on_started()
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        for server in self.servers:
-            server.close()
-        await asyncio.sleep(LISTEN_DRAIN_SECONDS)
-        await super().shutdown(sockets)
 
 
 def _stop_with_parent(supervisor: int | None) -> None:
