@@ -88,8 +88,8 @@ def _merge(parts: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
 
 
 def receivers(run: Run) -> list[dict[str, Any]]:
-    seconds = 6.0 if run.quick else 20.0
-    segments = 3 if run.quick else 5
+    seconds = 6.0 if run.quick else 16.0
+    segments = 4
     room = 3000  # req/s each segment's distinct requests allow for (a repeat would be a cheap duplicate)
     per_segment = int((seconds / segments + 0.5) * room)
     names = ["1_direct", "2_direct", "1_pgbouncer", "2_pgbouncer"]
@@ -108,8 +108,8 @@ def receivers(run: Run) -> list[dict[str, Any]]:
             "2_pgbouncer": stack.enter_context(receiver(run, pooled_env(run, bouncer), 2)),
         }
         chunk = iter(range(0, len(requests), per_segment))
-        for _ in range(segments):
-            for name in names:
+        for segment in range(segments):
+            for name in names[segment % 4 :] + names[: segment % 4]:  # each leads in turn: no order bias
                 start = next(chunk)
                 mine = requests[start : start + per_segment]
                 parts[name].append(load(ports[name], mine, seconds / segments, warmup=0.5, keep=True))
@@ -125,8 +125,9 @@ def receivers(run: Run) -> list[dict[str, Any]]:
         f"1. receivers: `storeflow serve --workers 1|2`, directly and through PgBouncer 1.18 (transaction mode, "
         f"default_pool_size 20; DATABASE_POOLER=transaction, LISTEN over DATABASE_DIRECT_URL); the four run side "
         f"by side and the load ({CONCURRENCY} keep-alive connections, every request a distinct signed "
-        f"products/update) alternates between them in {segments} segments of {seconds / segments:.1f} s "
-        f"(0.5 s warm-up each), {seconds:g} s per server in all. Inbox outcomes {outcomes}; non-200 answers: "
+        f"products/update) alternates between them in {segments} rounds of {seconds / segments:.1f} s per server "
+        f"(0.5 s warm-up each, a different server first in each round), {seconds:g} s per server in all. "
+        f"Inbox outcomes {outcomes}; non-200 answers: "
         + ", ".join(f"{n} {results[n]['non_200']}" for n in names)
         + f". The load generator, PostgreSQL, PgBouncer and the receivers share the machine's {os.cpu_count()} "
         "cores: a second receiver process adds capacity only while a core is idle, so on 2 cores the 2-process "
