@@ -8,9 +8,11 @@
 Servers run as separate processes (`storeflow esl serve`, `storeflow esl worker`, `storeflow sandbox
 up`); the load generator is a small keep-alive HTTP/1.1 client sending pre-signed requests.
 
-    python bench/esl.py [--quick] [--database-url URL]
+    python bench/esl.py [--quick] [--database-url URL] [--pooler pgbouncer]
 
-Results: bench/results/esl.json (one object per metric) and bench/results/esl.md.
+Results: bench/results/esl.json (one object per metric) and bench/results/esl.md; with ``--pooler
+pgbouncer`` (every storeflow process and the floor app through PgBouncer in transaction mode, started for
+the run: DATABASE_POOLER=transaction, LISTEN over DATABASE_DIRECT_URL) esl.pgbouncer.json and .md.
 """
 
 from __future__ import annotations
@@ -192,13 +194,15 @@ def load(port: int, requests: list[bytes], seconds: float, warmup: float = 1.0, 
 # ---------------------------------------------------------------- the floor app
 
 
-def floor_server(port: int, db_url: str) -> None:
+def floor_server(port: int, db_url: str, pooler: str = "none") -> None:
     """A minimal FastAPI app: one INSERT per request, same pool settings as storeflow's receiver."""
     from contextlib import asynccontextmanager
 
     import uvicorn
 
-    pool = open_async_pool(db_url, PoolConfig(), name="bench-floor", min_size=2, max_size=12, autocommit=True)
+    pool = open_async_pool(
+        db_url, PoolConfig(pooler=pooler), name="bench-floor", min_size=2, max_size=12, autocommit=True
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
@@ -301,7 +305,8 @@ def bench_ingest(env: dict[str, str], cwd: Path, db_url: str, seconds: float) ->
     floor_port, port = free_port(), free_port()
     floor_parts: list[dict[str, Any]] = []
     our_parts: list[dict[str, Any]] = []
-    floor_cmd = [sys.executable, __file__, "--floor-server", str(floor_port), db_url]
+    floor_cmd = [sys.executable, __file__, "--floor-server", str(floor_port), env["DATABASE_URL"]]
+    floor_cmd += [env.get("DATABASE_POOLER", "none")]
     our_cmd = [sys.executable, "-m", "storeflow", "esl", "serve", "--port", str(port)]
     with process(floor_cmd, env, cwd), process(our_cmd, env, cwd) as proc:
         wait_http(f"http://127.0.0.1:{floor_port}/health")
@@ -520,10 +525,13 @@ def run(stack: contextlib.ExitStack) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="shorter runs (under 3 minutes)")
     parser.add_argument("--database-url", help="PostgreSQL server (default: TEST_DATABASE_URL, :5432, embedded)")
-    parser.add_argument("--floor-server", nargs=2, metavar=("PORT", "DB_URL"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--pooler", choices=["none", "pgbouncer"], default="none", help="reach PostgreSQL through PgBouncer"
+    )
+    parser.add_argument("--floor-server", nargs=3, metavar=("PORT", "DB_URL", "POOLER"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.floor_server:
-        floor_server(int(args.floor_server[0]), args.floor_server[1])
+        floor_server(int(args.floor_server[0]), args.floor_server[1], args.floor_server[2])
         return
     started = time.monotonic()
     ingest_s, e2e_s = (8.0, 8.0) if args.quick else (20.0, 20.0)
@@ -543,10 +551,24 @@ def run(stack: contextlib.ExitStack) -> None:
         "APP_ENVIRONMENT": "test",
         "LOG_LEVEL": "WARNING",
     }
+    pooled = ""
+    if args.pooler == "pgbouncer":
+        sys.path.insert(0, str(ROOT))
+        from tests.integration.pgbouncer import running_pgbouncer
+
+        bouncer = stack.enter_context(running_pgbouncer(server, pool_size=20))
+        env.update(
+            {"DATABASE_URL": bouncer.url(db_url), "DATABASE_POOLER": "transaction", "DATABASE_DIRECT_URL": db_url}
+        )
+        pooled = (
+            "; every storeflow process and the floor app through PgBouncer 1.18 in transaction mode "
+            "(default_pool_size 20, DATABASE_POOLER=transaction, LISTEN over DATABASE_DIRECT_URL)"
+        )
     notes = [
         f"Measured {time.strftime('%Y-%m-%d %H:%M')} on one machine ({os.cpu_count()} cores), "
         f"{'--quick' if args.quick else 'full'} run, PostgreSQL at "
-        f"{psycopg.conninfo.conninfo_to_dict(server).get('host')}; load average at start {os.getloadavg()[0]:.1f}.",
+        f"{psycopg.conninfo.conninfo_to_dict(server).get('host')}{pooled}; load average at start "
+        f"{os.getloadavg()[0]:.1f}.",
     ]
     try:
         print("1. webhook ingest", flush=True)
@@ -597,7 +619,9 @@ def run(stack: contextlib.ExitStack) -> None:
             f"{single['seconds']:.1f} s.",
             f"Total bench time {time.monotonic() - started:.0f} s.",
         ]
-        write_results(report(ingest, e2e, e2e_fast, batch, single), notes)
+        name = "esl" if args.pooler == "none" else f"esl.{args.pooler}"
+        title = "ESL benchmarks (bench/esl.py" + ("" if args.pooler == "none" else f" --pooler {args.pooler}") + ")"
+        write_table(name, title, report(ingest, e2e, e2e_fast, batch, single), notes)
     finally:
         drop_database(server, db_url)
 

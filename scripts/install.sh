@@ -20,6 +20,18 @@ if ! have_browser; then
   fi
 fi
 
+# --test: PgBouncer, which the integration tests and benchmarks start in front of PostgreSQL (never as a service)
+if [ -n "$extras" ] && ! [ -x /usr/sbin/pgbouncer ] && ! command -v pgbouncer >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "storeflow: installing Debian's pgbouncer (tests run it in front of PostgreSQL)" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null
+    # the package's own service is not used: tests start private instances on free ports
+    command -v systemctl >/dev/null 2>&1 && systemctl disable --now pgbouncer >/dev/null 2>&1 || true
+  else
+    echo "storeflow: pgbouncer not found; the PgBouncer tests will fail. Install it: sudo apt-get install -y pgbouncer" >&2
+  fi
+fi
+
 PY="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip

@@ -91,6 +91,15 @@ def template_db(pg_server_url: str) -> str:
     return name
 
 
+@pytest.fixture(scope="session")
+def pgbouncer(pg_server_url: str) -> Iterator[Any]:
+    """PgBouncer in transaction mode in front of the test server (tests/integration/pgbouncer.py)."""
+    from tests.integration.pgbouncer import running_pgbouncer
+
+    with running_pgbouncer(pg_server_url) as bouncer:
+        yield bouncer
+
+
 @pytest.fixture
 def empty_db_url(pg_server_url: str) -> Iterator[str]:
     """A fresh, empty database (no migrations)."""

@@ -220,11 +220,17 @@ def serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1, max=64, help="Server processes on the one port (2 or more: SIGHUP replaces them without a gap)."
+        ),
+    ] = 1,
 ) -> None:
     """Serve the web app: ESL webhooks and API, the operator dashboard and /metrics."""
     from storeflow.web.server import serve_app
 
-    serve_app(get_context(ctx), host, port)
+    serve_app(get_context(ctx), host, port, workers=workers)
 
 
 # ---------------------------------------------------------------- entry points

@@ -195,6 +195,10 @@ class Settings(BaseSettings):
     LOG_DIRECTORY: Path = Path("./logs")
     LOG_LEVEL: str = "INFO"
     DATABASE_URL: SecretStr | None = None
+    # issue 14 (scale-pool): DATABASE_URL goes through a pooler in transaction mode (PgBouncer): no server-side
+    # prepared statements, and LISTEN (which needs a session) over DATABASE_DIRECT_URL, else polling
+    DATABASE_POOLER: Literal["none", "transaction"] = "none"
+    DATABASE_DIRECT_URL: SecretStr | None = None
 
     # spec 000: Hallmark Connect
     HALLMARK_USERNAME: str | None = None
@@ -502,7 +506,7 @@ def describe(settings: Settings) -> list[tuple[str, str, str]]:
             shown = "(unset)"
         else:
             shown = str(value)
-        if name == "DATABASE_URL" and isinstance(value, SecretStr):
+        if name in {"DATABASE_URL", "DATABASE_DIRECT_URL"} and isinstance(value, SecretStr):
             shown = mask_url(value.get_secret_value())
         rows.append((name, shown, source))
     src = str(settings.config_path) if settings.config_path else "defaults (no TOML file)"

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from storeflow.db.pool import PoolConfig, connect_sync, open_async_pool, open_sync_pool
-from storeflow.errors import UnavailableError
+from storeflow.errors import ConfigError, UnavailableError
 from storeflow.logs import mask_url
 
 if TYPE_CHECKING:
@@ -34,11 +34,11 @@ def resolve_url(settings: Settings) -> tuple[str, str]:
 
 
 def connect(
-    url: str, timeout: float = 10.0, *, name: str = "storeflow", autocommit: bool = False
+    url: str, timeout: float = 10.0, *, name: str = "storeflow", autocommit: bool = False, pooler: str = "none"
 ) -> psycopg.Connection[dict[str, Any]]:
     """One connection (dict rows), failing with an operator message (no traceback) within ``timeout``."""
     try:
-        return connect_sync(url, timeout, name=name, autocommit=autocommit)
+        return connect_sync(url, timeout, name=name, autocommit=autocommit, pooler=pooler)
     except psycopg.OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UnavailableError(f"cannot reach the database at {mask_url(url)}: {first}") from exc
@@ -56,7 +56,7 @@ class Database:
 
     def connect(self, *, name: str = "storeflow", autocommit: bool = False) -> psycopg.Connection[dict[str, Any]]:
         """One connection of its own (dict rows), for work that must not hold a pooled one."""
-        return connect(self.url, self.timeout, name=name, autocommit=autocommit)
+        return connect(self.url, self.timeout, name=name, autocommit=autocommit, pooler=self.pool_config.pooler)
 
     @property
     def pool(self) -> ConnectionPool:
@@ -86,6 +86,12 @@ class Database:
 
 def open_database(settings: Settings, migrate: bool = True) -> Database:
     """Resolve, check reachability within REQUEST_TIMEOUT_SECONDS, and migrate."""
+    if settings.DATABASE_POOLER == "transaction" and not (
+        settings.DATABASE_URL is not None and settings.DATABASE_URL.get_secret_value()
+    ):
+        raise ConfigError(
+            "DATABASE_POOLER=transaction needs DATABASE_URL (the pooler's address); the embedded server has none"
+        )
     url, kind = resolve_url(settings)
     db = Database(
         url=url, kind=kind, timeout=settings.REQUEST_TIMEOUT_SECONDS, pool_config=PoolConfig.from_settings(settings)

@@ -11,11 +11,16 @@ after 5 s), and recovery must not wait for a long reconnect backoff:
   instead of failing a request;
 - while connection attempts are failing, an async pool with no connection ready fails a request
   at once instead of letting it wait (each request still prompts a new attempt).
+
+Behind a pooler in transaction mode (``DATABASE_POOLER=transaction``, PgBouncer) a connection is a
+different server session from one transaction to the next: every connection opened here then skips
+psycopg's automatic server-side prepared statements, and LISTEN, which needs one session for good,
+goes to ``DATABASE_DIRECT_URL`` (`connect_listener`), or nowhere (the caller polls).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -43,28 +48,46 @@ class PoolConfig:
     connect_timeout: float = 2.0
     wait_timeout: float = 1.5
     reconnect_timeout: float = 2.0
+    pooler: str = "none"  # DATABASE_POOLER: none or transaction
+    direct_url: str | None = field(default=None, repr=False)  # DATABASE_DIRECT_URL (a secret: not in repr)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PoolConfig:
+        direct = settings.DATABASE_DIRECT_URL.get_secret_value() if settings.DATABASE_DIRECT_URL else ""
         return cls(
             connect_timeout=settings.DB_CONNECT_TIMEOUT_SECONDS,
             wait_timeout=settings.DB_POOL_TIMEOUT_SECONDS,
             reconnect_timeout=settings.DB_RECONNECT_TIMEOUT_SECONDS,
+            pooler=settings.DATABASE_POOLER,
+            direct_url=direct or None,
         )
 
     def connection_kwargs(self, application_name: str, autocommit: bool = False) -> dict[str, Any]:
-        return connection_kwargs(application_name, self.connect_timeout, autocommit)
+        return connection_kwargs(application_name, self.connect_timeout, autocommit, self.pooler)
+
+    def listen_url(self, url: str) -> str | None:
+        """Where a LISTEN connection goes: ``url`` itself, the direct URL behind a transaction pooler, or
+        None (behind one with no direct URL: poll instead)."""
+        return url if self.pooler != "transaction" else self.direct_url
 
 
-def connection_kwargs(application_name: str, connect_timeout: float, autocommit: bool = False) -> dict[str, Any]:
-    """The one set of options every storeflow connection opens with: dict rows, a bounded connect, a name."""
+def connection_kwargs(
+    application_name: str, connect_timeout: float, autocommit: bool = False, pooler: str = "none"
+) -> dict[str, Any]:
+    """The one set of options every storeflow connection opens with: dict rows, a bounded connect, a name
+    (and, behind a transaction pooler, no server-side prepared statements)."""
     # libpq takes whole seconds and treats anything below 2 as 2
-    return {
+    kwargs: dict[str, Any] = {
         "autocommit": autocommit,
         "row_factory": dict_row,
         "connect_timeout": max(2, round(connect_timeout)),
         "application_name": application_name,
     }
+    if pooler == "transaction":
+        # a statement psycopg prepared on one server connection does not exist on the next one the
+        # pooler hands out ("prepared statement _pg3_0 does not exist")
+        kwargs["prepare_threshold"] = None
+    return kwargs
 
 
 class FailFastAsyncPool(AsyncConnectionPool):
@@ -130,11 +153,11 @@ def _pool_args(
 
 
 def connect_sync(
-    url: str, connect_timeout: float, *, name: str = "storeflow", autocommit: bool = False
+    url: str, connect_timeout: float, *, name: str = "storeflow", autocommit: bool = False, pooler: str = "none"
 ) -> psycopg.Connection[dict[str, Any]]:
     """One sync connection (dict rows) for a command, a migration or an import worker thread."""
     app = name if name == "storeflow" else f"storeflow-{name}"
-    return psycopg.connect(url, **connection_kwargs(app, connect_timeout, autocommit))
+    return psycopg.connect(url, **connection_kwargs(app, connect_timeout, autocommit, pooler))
 
 
 async def connect_async(
@@ -142,6 +165,15 @@ async def connect_async(
 ) -> psycopg.AsyncConnection[dict[str, Any]]:
     """One async connection (dict rows) for a long-lived task such as a worker lane or a listener."""
     return await psycopg.AsyncConnection.connect(url, **config.connection_kwargs(f"storeflow-{name}", autocommit))
+
+
+async def connect_listener(url: str, config: PoolConfig, *, name: str) -> psycopg.AsyncConnection[Any] | None:
+    """An autocommit connection for LISTEN, on a session that lasts: ``url``, or behind a transaction
+    pooler ``DATABASE_DIRECT_URL``; None when there is no such URL (the caller polls)."""
+    target = config.listen_url(url)
+    if target is None:
+        return None
+    return await connect_async(target, config, name=name, autocommit=True)
 
 
 def is_connection_lost(exc: BaseException) -> bool:

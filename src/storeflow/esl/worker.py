@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import psycopg
 
-from storeflow.db.pool import PoolConfig, connect_async
+from storeflow.db.pool import PoolConfig, connect_async, connect_listener
 from storeflow.esl import store as esl_store
 from storeflow.esl.hipoink import HipoinkClient, Verdict
 from storeflow.esl.ratelimit import SharedHipoinkLimiter
@@ -216,8 +216,13 @@ class Worker:
         delay = 0.5
         while not self.stop.is_set():
             try:
-                conn = await self._connect(autocommit=True)
-                async with conn:
+                listener = await connect_listener(self.db_url, self.config.db, name="esl-worker")
+                if listener is None:
+                    log.info(
+                        "no LISTEN behind a transaction pooler without DATABASE_DIRECT_URL: polling", event="listen"
+                    )
+                    return
+                async with listener as conn:
                     await conn.execute(esl_store.LISTEN)
                     delay = 0.5
                     self.wake.set()  # anything enqueued before LISTEN took effect

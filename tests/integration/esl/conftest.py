@@ -1,8 +1,13 @@
-"""Fixtures for the ESL pipeline: the web app on a loopback port, the Hipoink simulator, a worker."""
+"""Fixtures for the ESL pipeline: the web app on a loopback port, the Hipoink simulator, a worker.
+
+``TEST_DATABASE_POOLER=pgbouncer`` runs every test of the `esl` fixture through PgBouncer in transaction
+mode (DATABASE_POOLER=transaction, LISTEN over DATABASE_DIRECT_URL); `esl_pgbouncer` always does.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -14,6 +19,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from storeflow.db.connect import Database
+from storeflow.db.pool import PoolConfig
 from storeflow.esl.worker import WorkerConfig, WorkerStats, run_worker
 from storeflow.sandbox.hipoink import HipoinkSimulator
 from storeflow.sandbox.host import SandboxHost
@@ -22,13 +28,19 @@ from storeflow.settings import Settings
 from storeflow.web.keys import local_api_token
 from storeflow.web.server import serve_in_thread
 
+from ..pgbouncer import Bouncer
+
 SHOP = "test-shop.myshopify.com"
 STORE = "001"
 
 
 @dataclass
 class Esl:
-    """Everything an ESL test needs: settings, database, app URL, simulator."""
+    """Everything an ESL test needs: settings, database, app URL, simulator.
+
+    ``db_url`` is the database itself (the test's own checks, the CLIs it starts); ``app_db_url`` what
+    the fixture's app and `drain` are given: PgBouncer's address when the test runs behind it.
+    """
 
     settings: Settings
     db_url: str
@@ -36,9 +48,15 @@ class Esl:
     hipoink_url: str
     sim: HipoinkSimulator
     secret: str
+    app_db_url: str | None = None
 
     def connect(self) -> psycopg.Connection[dict[str, Any]]:
         return psycopg.connect(self.db_url, row_factory=dict_row, autocommit=True)
+
+    @property
+    def worker_db_url(self) -> str:
+        """The URL a worker of this test uses (with `worker_config`, which carries the pooler setting)."""
+        return self.app_db_url or self.db_url
 
     @property
     def api_headers(self) -> dict[str, str]:
@@ -89,7 +107,7 @@ class Esl:
         return asyncio.run(
             asyncio.wait_for(
                 run_worker(
-                    self.db_url,
+                    self.worker_db_url,
                     config,
                     self.hipoink_url,
                     self.settings.HIPOINK_CLIENT_ID,
@@ -105,15 +123,43 @@ class Esl:
 
 
 @pytest.fixture
-def esl(db_url: str, make_settings: Callable[..., Settings], sandbox: Callable[..., SandboxHost]) -> Iterator[Esl]:
+def esl(
+    request: pytest.FixtureRequest, db_url: str, make_settings: Callable[..., Settings], sandbox: Any
+) -> Iterator[Esl]:
+    through = os.environ.get("TEST_DATABASE_POOLER", "")
+    if through not in {"", "none", "pgbouncer"}:
+        raise pytest.UsageError(f"TEST_DATABASE_POOLER={through!r}: use pgbouncer (or leave it unset)")
+    bouncer = request.getfixturevalue("pgbouncer") if through == "pgbouncer" else None
+    yield from _esl(db_url, make_settings, sandbox, bouncer)
+
+
+@pytest.fixture
+def esl_pgbouncer(
+    pgbouncer: Bouncer, db_url: str, make_settings: Callable[..., Settings], sandbox: Any
+) -> Iterator[Esl]:
+    """The `esl` fixture through PgBouncer in transaction mode, LISTEN over DATABASE_DIRECT_URL."""
+    yield from _esl(db_url, make_settings, sandbox, pgbouncer)
+
+
+def _esl(
+    db_url: str,
+    make_settings: Callable[..., Settings],
+    sandbox: Callable[..., SandboxHost],
+    bouncer: Bouncer | None,
+    **extra: str,
+) -> Iterator[Esl]:
     from storeflow.web.app import create_app
 
     host = sandbox("hipoink", seed=5)
     sim = host.sim("hipoink")
     assert isinstance(sim, HipoinkSimulator)
     env = sim.client_config(host.urls["hipoink"]).env
+    app_db_url = db_url
+    if bouncer is not None:
+        app_db_url = bouncer.url(db_url)
+        extra = {"DATABASE_POOLER": "transaction", "DATABASE_DIRECT_URL": db_url, **extra}
     settings = make_settings(
-        db_url=db_url,
+        db_url=app_db_url,
         **env,
         APP_ENVIRONMENT="test",
         SYNC_WORKER_INTERVAL_SECONDS="0.5",
@@ -122,8 +168,9 @@ def esl(db_url: str, make_settings: Callable[..., Settings], sandbox: Callable[.
         MAX_RETRY_ATTEMPTS="4",
         HIPOINK_RATE_LIMIT_PER_SECOND="1000",
         HIPOINK_BATCH_SIZE="50",
+        **extra,
     )
-    db = Database(db_url, kind="test")
+    db = Database(app_db_url, kind="test", pool_config=PoolConfig.from_settings(settings))
     with serve_in_thread(create_app(settings, db), "esl test app") as url:
-        yield Esl(settings, db_url, url, host.urls["hipoink"], sim, env["SHOPIFY_WEBHOOK_SECRET"])
+        yield Esl(settings, db_url, url, host.urls["hipoink"], sim, env["SHOPIFY_WEBHOOK_SECRET"], app_db_url)
     db.close()
