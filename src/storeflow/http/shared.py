@@ -81,8 +81,13 @@ class SlotBook:
 
     async def _connection(self) -> psycopg.AsyncConnection[dict[str, Any]]:
         if self._conn is None or self._conn.closed or self._conn.broken:
-            conn = await connect_async(self.url, self.config, name="rate-limit", autocommit=True)
-            await conn.execute(_SESSION_SETUP)
+            # a session-level SET behind a transaction pooler would land on whichever server connection
+            # the pooler lent and stay there for its next client: there, take the direct URL for it, or
+            # (without one) leave the guard to the pooler's own idle_transaction_timeout
+            session_url = self.config.listen_url(self.url)
+            conn = await connect_async(session_url or self.url, self.config, name="rate-limit", autocommit=True)
+            if session_url is not None:
+                await conn.execute(_SESSION_SETUP)
             self._conn = conn
         return self._conn
 

@@ -150,17 +150,33 @@ def build_app(
     """
     from storeflow.jobs.tasks import register_tasks
 
-    connector = PsycopgConnector(
-        conninfo=db.url,
-        min_size=1,
-        max_size=pool_size,
-        kwargs={"application_name": "storeflow-jobs", "connect_timeout": max(1, int(db.pool_config.connect_timeout))},
-    )
+    conninfo, kwargs = jobs_connection(db)
+    connector = PsycopgConnector(conninfo=conninfo, min_size=1, max_size=pool_size, kwargs=kwargs)
     app = App(connector=connector)
     runtime = runtime or Runtime(settings, db, JobsConfig.from_settings(settings, browsers))
     register_tasks(app, runtime)
     register_schedules(app, settings, runtime.config)
     return app
+
+
+def jobs_connection(db: Database) -> tuple[str, dict[str, Any]]:
+    """Where procrastinate connects, and how. Its worker LISTENs and its queries are prepared, which a
+    transaction pooler (``DATABASE_POOLER=transaction``) breaks: behind one it takes
+    ``DATABASE_DIRECT_URL`` when set, and otherwise the pooled URL with no prepared statements (the
+    worker then polls; see `listens`)."""
+    kwargs: dict[str, Any] = {
+        "application_name": "storeflow-jobs",
+        "connect_timeout": max(1, int(db.pool_config.connect_timeout)),
+    }
+    direct = db.pool_config.listen_url(db.url)
+    if direct is not None:
+        return direct, kwargs
+    return db.url, {**kwargs, "prepare_threshold": None}
+
+
+def listens(db: Database) -> bool:
+    """Whether procrastinate's workers may LISTEN (not on a transaction-pooled URL: they poll)."""
+    return db.pool_config.listen_url(db.url) is not None
 
 
 def register_schedules(app: App, settings: Settings, config: JobsConfig) -> None:

@@ -30,7 +30,7 @@ from procrastinate.worker import Worker
 
 from storeflow.errors import ConfigError
 from storeflow.jobs import names
-from storeflow.jobs.app import HandedBack, JobFailed, JobsConfig, Runtime, build_app
+from storeflow.jobs.app import HandedBack, JobFailed, JobsConfig, Runtime, build_app, listens
 from storeflow.logs import get_logger
 
 if TYPE_CHECKING:
@@ -70,9 +70,10 @@ def worker_options(
     return WorkerOptions(chosen, total, slots, name or f"{socket.gethostname()}-{os.getpid()}")
 
 
-def _workers(app: App, config: JobsConfig, options: WorkerOptions, wait: bool) -> list[Worker]:
+def _workers(app: App, config: JobsConfig, options: WorkerOptions, wait: bool, listen: bool = True) -> list[Worker]:
     common: dict[str, Any] = {
         "wait": wait,
+        "listen_notify": listen,  # not through a transaction pooler: poll every fetch_job_polling_interval
         "fetch_job_polling_interval": config.poll_interval,
         "abort_job_polling_interval": config.poll_interval,
         "shutdown_graceful_timeout": config.shutdown_grace,
@@ -133,7 +134,7 @@ async def run_worker(settings: Settings, db: Database, options: WorkerOptions) -
              ",".join(options.queues), options.browsers, options.concurrency, event="start")  # fmt: skip
     try:
         async with app.open_async():
-            workers = _workers(app, config, options, wait=True)
+            workers = _workers(app, config, options, wait=True, listen=listens(db))
             with stop_on_signals(workers):
                 await asyncio.gather(*(w.run() for w in workers))
     finally:
@@ -150,7 +151,7 @@ async def run_until_done(settings: Settings, db: Database, job_ids: list[int], o
     app = build_app(settings, db, pool_size=options.browsers + options.concurrency + 4, runtime=runtime)
     try:
         async with app.open_async():
-            workers = _workers(app, config, options, wait=True)
+            workers = _workers(app, config, options, wait=True, listen=listens(db))
             running = [asyncio.create_task(w.run()) for w in workers]
             try:
                 while True:
