@@ -1695,9 +1695,9 @@ CREATE UNIQUE INDEX products_source_variant ON public.products USING btree (sour
 
 CREATE INDEX reconcile_runs_shop ON public.reconcile_runs USING btree (shop_domain, started_at DESC);
 
-CREATE INDEX stg_td_order_report_run ON public.stg_td_order_report USING btree (run_id, ledger_id);
+CREATE INDEX stg_td_order_report_run_row ON public.stg_td_order_report USING btree (run_id, ledger_id, row_number);
 
-CREATE INDEX stg_uc_gst_report_run ON public.stg_uc_gst_report USING btree (run_id, ledger_id);
+CREATE INDEX stg_uc_gst_report_run_row ON public.stg_uc_gst_report USING btree (run_id, ledger_id, row_number);
 
 CREATE UNIQUE INDEX store_mappings_source ON public.store_mappings USING btree (source_system, source_store_id);
 
