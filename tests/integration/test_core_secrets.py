@@ -48,8 +48,8 @@ def test_serve_warns_at_start_in_development(tmp_path: Path, db_url: str) -> Non
         assert proc.stdout is not None
         while "storeflow serving on" not in proc.stdout.readline():
             assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
-        # the line comes before uvicorn installs its signal handlers: a SIGINT that early can be swallowed
-        # (by a weakref callback, say), so stop it once it answers
+        # the line is printed from uvicorn's startup (after its signal handlers; test_web_serve_workers
+        # covers a SIGINT right then); this test waits for /health as well, to stop a serving process
         while not _answers(port):
             assert proc.poll() is None and time.monotonic() < deadline, "serve did not answer /health"
             time.sleep(0.1)
