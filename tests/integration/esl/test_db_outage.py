@@ -59,14 +59,15 @@ def outage(
 
 
 class BackgroundWorker:
-    """A worker on its own event loop in a thread, stopped at the end."""
+    """A worker on its own event loop in a thread, stopped at the end (on the URL the app uses:
+    through PgBouncer when the test's ``esl`` goes through one)."""
 
     def __init__(self, esl: Esl, **overrides: Any) -> None:
         self.stop = asyncio.Event()
         self.loop = asyncio.new_event_loop()
         config = esl.worker_config(**overrides)
         secret = esl.settings.HIPOINK_API_SECRET.get_secret_value()
-        work = run_worker(esl.db_url, config, esl.hipoink_url, "default", secret, stop=self.stop)
+        work = run_worker(esl.worker_db_url, config, esl.hipoink_url, "default", secret, stop=self.stop)
         self.thread = threading.Thread(target=self.loop.run_until_complete, args=(work,), daemon=True)
 
     def __enter__(self) -> BackgroundWorker:

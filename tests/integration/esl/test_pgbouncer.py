@@ -8,7 +8,6 @@ A representative subset, always through PgBouncer; the whole ESL suite runs thro
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -24,30 +23,10 @@ from storeflow.settings import Settings
 
 from ..pgbouncer import Bouncer
 from .conftest import Esl, _esl
+from .test_db_outage import BackgroundWorker
 from .test_webhooks import BIG, product
 
 pytestmark = pytest.mark.integration
-
-
-class BackgroundWorker:
-    """A worker through PgBouncer on its own event loop in a thread, stopped at the end."""
-
-    def __init__(self, esl: Esl, **overrides: Any) -> None:
-        self.stop = asyncio.Event()
-        self.loop = asyncio.new_event_loop()
-        config = esl.worker_config(**overrides)
-        secret = esl.settings.HIPOINK_API_SECRET.get_secret_value()
-        work = run_worker(esl.worker_db_url, config, esl.hipoink_url, "default", secret, stop=self.stop)
-        self.thread = threading.Thread(target=self.loop.run_until_complete, args=(work,), daemon=True)
-
-    def __enter__(self) -> BackgroundWorker:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.loop.call_soon_threadsafe(self.stop.set)
-        self.thread.join(15)
-        self.loop.close()
 
 
 def item(n: int, price: str = "19.90") -> bytes:
