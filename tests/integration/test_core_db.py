@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -48,6 +49,20 @@ def test_unreachable_database_url_fails_fast_without_traceback(make_settings) ->
     settings = make_settings(db_url="postgresql://nobody@127.0.0.1:1/none", REQUEST_TIMEOUT_SECONDS="2")
     with pytest.raises(UnavailableError, match=r"cannot reach the database at postgresql://nobody@127\.0\.0\.1:1"):
         open_database(settings)
+
+
+def test_a_server_lost_mid_migration_is_unavailable_not_a_traceback(
+    make_settings, empty_db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """A server stopping while a command migrates at its start (seen in the chaos suite: `pg_ctl -m fast
+    stop` as `crm download` began) is exit 4 with the reason, like any lost database."""
+
+    def stopped(db: Database) -> list[object]:
+        raise psycopg.errors.AdminShutdown("terminating connection due to administrator command")
+
+    monkeypatch.setattr(importlib.import_module("storeflow.db.migrate"), "migrate", stopped)
+    with pytest.raises(UnavailableError, match="while migrating the database: terminating connection"):
+        open_database(make_settings(db_url=empty_db_url))
 
 
 def test_cli_unreachable_database_exit_code(tmp_path: Path) -> None:

@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from storeflow.db.pool import PoolConfig, connect_sync, open_async_pool, open_sync_pool
+from storeflow.db.pool import (
+    PoolConfig,
+    connect_sync,
+    is_connection_lost,
+    lost_database,
+    open_async_pool,
+    open_sync_pool,
+)
 from storeflow.errors import ConfigError, UnavailableError
 from storeflow.logs import mask_url
 
@@ -101,5 +108,10 @@ def open_database(settings: Settings, migrate: bool = True) -> Database:
     if migrate:
         from storeflow.db.migrate import migrate as run_migrations
 
-        run_migrations(db)
+        try:
+            run_migrations(db)
+        except Exception as exc:  # the server went away mid-migration: exit 4 with the reason, not a traceback
+            if is_connection_lost(exc):
+                raise lost_database(exc, "migrating the database") from exc
+            raise
     return db
