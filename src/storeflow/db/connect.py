@@ -103,15 +103,17 @@ def open_database(settings: Settings, migrate: bool = True) -> Database:
     db = Database(
         url=url, kind=kind, timeout=settings.REQUEST_TIMEOUT_SECONDS, pool_config=PoolConfig.from_settings(settings)
     )
-    with db.connect() as conn:
-        conn.execute("SELECT 1")
-    if migrate:
-        from storeflow.db.migrate import migrate as run_migrations
+    from storeflow.db.migrate import migrate as run_migrations
 
-        try:
+    doing = "checking the database"
+    try:  # a server that goes away now (a fast stop as the command starts): exit 4 with the reason
+        with db.connect() as conn:
+            conn.execute("SELECT 1")
+        if migrate:
+            doing = "migrating the database"
             run_migrations(db)
-        except Exception as exc:  # the server went away mid-migration: exit 4 with the reason, not a traceback
-            if is_connection_lost(exc):
-                raise lost_database(exc, "migrating the database") from exc
-            raise
+    except Exception as exc:
+        if is_connection_lost(exc):
+            raise lost_database(exc, doing) from exc
+        raise
     return db
