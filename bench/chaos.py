@@ -949,6 +949,7 @@ CRM_FAULTS = [
 def exp_crm(stack: Stack, sz: Sizes) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     from storeflow.crm.progress import Progress
     from storeflow.crm.runner import DownloadOptions, run_bootstrap, run_download, select_stores
+    from storeflow.crm.store import lock_key
     from storeflow.db.connect import Database
     from storeflow.sandbox.host import SandboxHost
     from storeflow.settings import load_settings
@@ -1032,7 +1033,12 @@ def exp_crm(stack: Stack, sz: Sizes) -> tuple[list[dict[str, Any]], dict[str, An
         )
         procs = Processes({**env, "STOREFLOW_CONFIG": str(config)}, folder)
         try:
-            held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+            # the store's own lock (held for the download), not the migration lock every command takes first
+            key = lock_key(td.key)
+            held = (
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                f" AND classid::bigint = {key >> 32} AND objid::bigint = {key & 0xFFFFFFFF}"
+            )
             args = ["--config", str(config), "crm", "download", "--crm", "td", "--store", td.code]
             lost_db = lose_database(
                 stack, procs, [*args, "--from", day.isoformat(), "--to", day.isoformat()], lambda: stack.one(held) > 0
