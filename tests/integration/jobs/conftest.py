@@ -26,6 +26,8 @@ from storeflow.crm.runner import run_bootstrap
 from storeflow.sandbox.host import SandboxHost
 from storeflow.settings import load_settings
 
+from ..crm.conftest import with_crm
+
 # fast clocks for the engine; the behaviour is the production one
 FAST = {
     "JOB_HEARTBEAT_TIMEOUT_SECONDS": "5",  # a loaded CI machine delays heartbeats by seconds
@@ -54,8 +56,7 @@ def module_profiles(crm_host: SandboxHost, tmp_path_factory: pytest.TempPathFact
     folder = tmp_path_factory.mktemp("jobs-module")
     config = folder / "sb" / "storeflow.toml"
     crm_host.write_config(config)
-    settings = load_settings(config, env={})
-    settings.config.crm.profiles_dir = folder / "profiles"
+    settings = with_crm(load_settings(config, env={}), profiles_dir=folder / "profiles")
     outcomes = asyncio.run(run_bootstrap(settings, settings.config.crm.stores, None, True, False))
     assert [o.status for o in outcomes] == ["ok"] * 4, outcomes
     return folder / "profiles"
