@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
+import time
 from typing import Any
 
 import psycopg
@@ -147,6 +148,65 @@ def test_one_portal_accounts_pacing_and_breaks_hold_across_throttles(db_url: str
     assert min(gaps) >= 0.05 - 1e-6
     # a break before the 4th, 7th and 10th request of the account, whichever extraction sends it
     assert [i for i, g in enumerate(gaps) if g >= 0.2 - 1e-6] == [2, 5, 8]
+
+
+POLITE = PolitePolicy(intervals={"detail": 0.1, "search": 0.1}, jitter=0.0, break_after=0)
+HALLMARK_KEY = "hallmark http://127.0.0.1:9 someone"
+
+
+def test_a_throttle_late_for_its_slot_leaves_it_and_takes_the_next(db_url: str) -> None:
+    """A late request would land next to the other process's punctual one (found by bench/scale.py 2b)."""
+
+    async def scenario() -> tuple[SharedThrottle, float]:
+        other = SharedThrottle(POLITE, book=SlotBook(db_url, PoolConfig(), "other"), key=HALLMARK_KEY)
+        late = SharedThrottle(POLITE, book=SlotBook(db_url, PoolConfig(), "late"), key=HALLMARK_KEY)
+        sleeps = 0
+
+        async def oversleep(seconds: float) -> None:  # the first wait runs 80 ms late (a stalled event loop)
+            nonlocal sleeps
+            sleeps += 1
+            await asyncio.sleep(seconds + (0.08 if sleeps == 1 else 0.0))
+
+        try:
+            await other.abefore("detail")
+            await late.abefore("detail", sleep=oversleep)
+        finally:
+            await other.aclose()
+            await late.aclose()
+        return late, other.granted[0]
+
+    late, first = asyncio.run(scenario())
+    assert late.dropped == 1
+    assert late.granted == [pytest.approx(first + 0.2, abs=1e-6)]  # the slot after the missed one
+
+
+def test_a_pushed_back_throttle_takes_its_slot_after_the_wait_not_before(db_url: str) -> None:
+    """A slot taken before a 429's wait and sent after it would fall on the others' first slot after it."""
+
+    async def scenario() -> list[float]:
+        told = SharedThrottle(POLITE, book=SlotBook(db_url, PoolConfig(), "told"), key=HALLMARK_KEY)
+        other = SharedThrottle(POLITE, book=SlotBook(db_url, PoolConfig(), "other"), key=HALLMARK_KEY)
+        sent: list[float] = []
+
+        async def retry() -> None:  # as the client does: its 429 said Retry-After: 0.3, then it asks again
+            told.push_back(0.3)  # the others hear of it through the table, in the background
+            await told.abefore("detail")
+            sent.append(time.monotonic())
+
+        async def send() -> None:
+            await asyncio.sleep(0.05)
+            await other.abefore("detail")
+            sent.append(time.monotonic())
+
+        try:
+            await asyncio.gather(retry(), send())
+        finally:
+            await told.aclose()
+            await other.aclose()
+        return sorted(sent)
+
+    sent = asyncio.run(scenario())
+    assert sent[1] - sent[0] >= 0.06  # one interval (0.1 s) apart, less the late-slot tolerance and scheduling
 
 
 def test_a_retry_after_from_one_process_holds_back_the_others(db_url: str) -> None:

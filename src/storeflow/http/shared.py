@@ -53,6 +53,7 @@ ON CONFLICT (key) DO UPDATE
    SET not_before = greatest(rate_limits.not_before, EXCLUDED.not_before), holder = EXCLUDED.holder,
        updated_at = now()
 """
+LATE_SLOT_ATTEMPTS = 3  # a process late for this many slots in a row sends on the last one
 OFFSET_MAX_AGE = 30.0  # seconds a clock reading is trusted (the two clocks may drift apart slowly)
 # a holder that stops answering mid-grant (frozen, cut off) must not keep the row locked
 _SESSION_SETUP = "SET idle_in_transaction_session_timeout = '5s'"
@@ -281,8 +282,17 @@ class SharedThrottle(Throttle):
     book: SlotBook | None = None
     key: str = ""
     granted: list[float] = field(default_factory=list)
+    dropped: int = 0  # slots left unused because this process was too late for them
 
     async def abefore(self, kind: str, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        """Wait for this account's next slot, taken no sooner than this process may send.
+
+        Two rules keep a late request from landing next to another process's punctual one (the portal
+        then sees two requests a few milliseconds apart, and a bucket with no room left answers 429):
+        a push-back (a 429's Retry-After) is waited out before the slot is taken, not after, where it
+        would move a slot granted earlier onto the first slot the others get after it; and a slot this
+        process is too late for (its grant or its sleep ran late) is left unused and a new one taken.
+        """
         assert self.book is not None
         ask = SlotAsk(
             interval_with_jitter(self.policy, kind, self.rng),
@@ -290,13 +300,21 @@ class SharedThrottle(Throttle):
             next_break_after(self.policy, self.rng),
             break_length(self.policy, self.rng),
         )
-        got = await self.book.grant(self.key, ask)
+        held = self._not_before - self.clock()
+        if held > 0:
+            self.stats.slept += held
+            await sleep(held)
+        for attempt in range(1, LATE_SLOT_ATTEMPTS + 1):
+            got = await self.book.grant(self.key, ask)
+            wait = got.local_slots[0] - self.clock()
+            if wait > 0:
+                self.stats.slept += wait
+                await sleep(wait)
+            if attempt == LATE_SLOT_ATTEMPTS or usable(got.local_slots[0], self.clock(), ask.gap):
+                break
+            self.dropped += 1
         self.granted.append(got.db_slots[0])
         self.stats.requests += 1
-        wait = max(got.local_slots[0], self._not_before) - self.clock()
-        if wait > 0:
-            self.stats.slept += wait
-            await sleep(wait)
 
     def before(self, kind: str, sleep: Callable[[float], None] = time.sleep) -> None:
         raise TypeError("a SharedThrottle paces async clients only (abefore)")
