@@ -446,7 +446,7 @@ def esl_costs(run: Any, pg: Postgres, url: str, n: int) -> dict[str, Any]:
             print(f"  {label}: {time.monotonic() - t:.0f} s", flush=True)
         out["labels_at_hipoink"] = httpx.get(f"{hipoink}/_sandbox/state").json()["stores"].get("B01", 0)
     floor_port = free_port()
-    floor_cmd = [sys.executable, str(BENCH / "esl.py"), "--floor-server", str(floor_port), url]
+    floor_cmd = [sys.executable, str(BENCH / "esl.py"), "--floor-server", str(floor_port), url, "none"]
     warm = webhooks(10**6, WARM, "11.99", "2026-01-07")
     out["floor"] = webhook_phase("floor", floor_cmd, floor_port, warm, webhooks(0, n, "11.99", "2026-01-07"))
     out["empty"] = empty
