@@ -191,6 +191,44 @@ def load(port: int, requests: list[bytes], seconds: float, warmup: float = 1.0, 
     return asyncio.run(_load(port, requests, seconds, warmup, keep))
 
 
+async def _paced(port: int, requests: list[bytes], rate: float, connections: int) -> dict[str, Any]:
+    free: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+    for _ in range(connections):
+        free.put_nowait(await asyncio.open_connection("127.0.0.1", port))
+    lat: list[float] = []
+    codes: list[int] = []
+    start = time.perf_counter() + 0.05
+
+    async def one(i: int, request: bytes) -> None:
+        due = start + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        reader, writer = await free.get()  # all connections busy: the wait counts, as a sender's would
+        try:
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            match = _CL.search(head)
+            if match:
+                await reader.readexactly(int(match.group(1)))
+        finally:
+            free.put_nowait((reader, writer))
+        lat.append((time.perf_counter() - due) * 1000)
+        codes.append(int(head[9:12]))
+
+    await asyncio.gather(*(one(i, r) for i, r in enumerate(requests)))
+    while not free.empty():
+        free.get_nowait()[1].close()
+    ok = sum(1 for c in codes if c == 200)
+    return {"requests": len(codes), "ok": ok, "latencies": lat, "non_200": len(codes) - ok}
+
+
+def paced_load(port: int, requests: list[bytes], rate: float, connections: int = CONCURRENCY) -> dict[str, Any]:
+    """Open loop: request i is due at i / ``rate`` s, whatever the answers before it took; its latency is
+    counted from when it was due (a late sender or a busy connection counts against the server)."""
+    return asyncio.run(_paced(port, requests, rate, connections))
+
+
 # ---------------------------------------------------------------- the floor app
 
 
