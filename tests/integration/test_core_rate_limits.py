@@ -157,15 +157,17 @@ HALLMARK_KEY = "hallmark http://127.0.0.1:9 someone"
 def test_a_throttle_late_for_its_slot_leaves_it_and_takes_the_next(db_url: str) -> None:
     """A late request would land next to the other process's punctual one (found by bench/scale.py 2b)."""
 
+    slow = PolitePolicy(intervals={"detail": 0.5, "search": 0.5}, jitter=0.0, break_after=0)  # room for a slow CI
+
     async def scenario() -> tuple[SharedThrottle, float]:
-        other = SharedThrottle(POLITE, book=SlotBook(db_url, PoolConfig(), "other"), key=HALLMARK_KEY)
-        late = SharedThrottle(POLITE, book=SlotBook(db_url, PoolConfig(), "late"), key=HALLMARK_KEY)
+        other = SharedThrottle(slow, book=SlotBook(db_url, PoolConfig(), "other"), key=HALLMARK_KEY)
+        late = SharedThrottle(slow, book=SlotBook(db_url, PoolConfig(), "late"), key=HALLMARK_KEY)
         sleeps = 0
 
-        async def oversleep(seconds: float) -> None:  # the first wait runs 80 ms late (a stalled event loop)
+        async def oversleep(seconds: float) -> None:  # the first wait runs 0.3 s late (a stalled event loop)
             nonlocal sleeps
             sleeps += 1
-            await asyncio.sleep(seconds + (0.08 if sleeps == 1 else 0.0))
+            await asyncio.sleep(seconds + (0.3 if sleeps == 1 else 0.0))
 
         try:
             await other.abefore("detail")
@@ -177,7 +179,7 @@ def test_a_throttle_late_for_its_slot_leaves_it_and_takes_the_next(db_url: str) 
 
     late, first = asyncio.run(scenario())
     assert late.dropped == 1
-    assert late.granted == [pytest.approx(first + 0.2, abs=1e-6)]  # the slot after the missed one
+    assert late.granted == [pytest.approx(first + 1.0, abs=1e-6)]  # the slot after the missed one
 
 
 def test_a_pushed_back_throttle_takes_its_slot_after_the_wait_not_before(db_url: str) -> None:
