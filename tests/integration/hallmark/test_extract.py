@@ -155,7 +155,8 @@ def test_ctrl_c_leaves_a_resumable_run(
 ) -> None:
     settings = hm_settings(RATE_LIMIT_DETAIL_SECONDS="0.4")
     with_session(settings)
-    ids = _orders(portal, 8, skip=60)
+    ids = _orders(portal, 16, skip=60)  # 6 s of pacing after the first file: room for a slow test machine
+    assert len(ids) == 16
     (tmp_path / "ids.txt").write_text("\n".join(ids))
     proc = subprocess.Popen(
         [sys.executable, "-m", "storeflow", "--config", str(portal.config), "hallmark", "--orders", "ids.txt"],
@@ -167,6 +168,7 @@ def test_ctrl_c_leaves_a_resumable_run(
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not list(settings.OUTPUT_DIRECTORY.rglob("order_*.json")):
         time.sleep(0.1)
+    assert proc.poll() is None, f"the run ended (exit {proc.returncode}) before the test saw its first file"
     proc.send_signal(signal.SIGINT)
     _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
