@@ -316,7 +316,8 @@ def reset_queue(db_url: str) -> None:
 # ---------------------------------------------------------------- the benchmarks
 
 
-def _merge(parts: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+def merge_parts(parts: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+    """One server's load segments (`load(..., keep=True)`) as one result over ``seconds``."""
     lat = [x for p in parts for x in p.pop("latencies")]
     ok = sum(p["ok"] for p in parts)
     return {
@@ -354,7 +355,7 @@ def bench_ingest(env: dict[str, str], cwd: Path, db_url: str, seconds: float) ->
             mine = requests[i * per_segment : (i + 1) * per_segment]
             our_parts.append(load(port, mine, seconds / segments, warmup=0.5, keep=True))
         assert proc.poll() is None
-    floor, ours = _merge(floor_parts, seconds), _merge(our_parts, seconds)
+    floor, ours = merge_parts(floor_parts, seconds), merge_parts(our_parts, seconds)
     with connect(db_url) as conn:
         rows = conn.execute("SELECT outcome, count(*) AS n FROM webhook_inbox GROUP BY 1").fetchall()
     outcomes = {r["outcome"]: r["n"] for r in rows}

@@ -30,6 +30,7 @@ from esl import (
     STORE,
     free_port,
     load,
+    merge_parts,
     metric,
     paced_load,
     percentile,
@@ -90,19 +91,6 @@ def receiver(run: Run, env: dict[str, str], workers: int) -> Iterator[int]:
             raise RuntimeError(f"storeflow serve --workers {workers} exited ({proc.returncode})")
 
 
-def _merge(parts: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
-    lat = [x for p in parts for x in p["latencies"]]
-    ok = sum(p["ok"] for p in parts)
-    return {
-        "requests": sum(p["requests"] for p in parts),
-        "ok": ok,
-        "rps": ok / seconds,
-        "p50": percentile(lat, 50),
-        "p99": percentile(lat, 99),
-        "non_200": sum(p["non_200"] for p in parts),
-    }
-
-
 def receivers(run: Run) -> list[dict[str, Any]]:
     seconds = 6.0 if run.quick else 16.0
     segments = 4
@@ -141,7 +129,7 @@ def receivers(run: Run) -> list[dict[str, Any]]:
         for k, name in enumerate(names):  # the requests after the rounds' and before the warm-up's
             start = per_segment * segments * len(names) + k * paced_each
             paced[name] = paced_load(ports[name], requests[start : start + paced_each], PACED_RATE)
-    results = {name: _merge(parts[name], seconds) for name in names}
+    results = {name: merge_parts(parts[name], seconds) for name in names}
     with psycopg.connect(run.db_url) as conn:
         outcomes = dict(conn.execute("SELECT outcome, count(*) FROM webhook_inbox GROUP BY 1").fetchall())
     for name in names:
